@@ -1,0 +1,3 @@
+from mtlbench.cli import main
+
+main()

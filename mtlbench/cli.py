@@ -1,0 +1,211 @@
+"""The ``mtlbench`` command line. Each command parses, builds a config and calls the library.
+
+Heavy modules (torch, timm, kornia, plugins) are imported inside commands, never at start-up,
+so ``mtlbench --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(help="Train and compare multi-task dense-prediction models (depth, segmentation, edges).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _debug() -> bool:
+    return os.environ.get("MTLBENCH_DEBUG", "") not in ("", "0")
+
+
+def _one_line_warnings() -> None:
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+
+
+@app.command("list")
+def list_cmd(
+    kind: Annotated[Optional[str], typer.Argument(help="tasks, backbones, interactions, losses, weightings, "
+                                                      "datasets or models; all when omitted")] = None,
+) -> None:
+    """List what is registered, and where each entry comes from (built-in or which plugin)."""
+    from rich.table import Table
+
+    from mtlbench.errors import MtlbenchError
+    from mtlbench.plugins import plugin_status
+    from mtlbench.registry import REGISTRIES, registry
+
+    _one_line_warnings()
+    try:
+        kinds = [registry(kind).kind] if kind else list(REGISTRIES)
+        console = _console()
+        for k in kinds:
+            table = Table(title=k)
+            for col in ("name", "source", "description"):
+                table.add_column(col)
+            for e in registry(k).entries():
+                extra = f" (tasks: {', '.join(e.meta['tasks'])})" if "tasks" in e.meta else ""
+                table.add_row(e.name, e.source, e.summary + extra)
+            console.print(table)
+    except MtlbenchError as exc:
+        _fail(str(exc))
+    failed = [s for s in plugin_status().values() if s.error]
+    for s in failed:
+        typer.echo(f"plugin {s.name} ({s.distribution}) failed to load: {s.error}", err=True)
+
+
+def _make_config(preset: str, config: Path | None, overrides: dict[str, dict[str, object]], tasks: str | None):
+    from mtlbench import config as C
+    from mtlbench.tasks import parse_tasks
+
+    cfg = C.preset(preset)
+    if config is not None:
+        loaded = C.load(config)
+        cfg = loaded
+    cfg = C.from_dict({k: v for k, v in overrides.items() if v}, cfg, where="option")
+    if tasks is not None:
+        cfg.tasks = list(parse_tasks(tasks))
+    C.validate(cfg)
+    return cfg
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    from mtlbench.errors import MtlbenchError
+
+    if resume and overwrite:
+        raise MtlbenchError("--resume and --overwrite contradict each other: choose one")
+    if resume:
+        if not (run_dir / "config.toml").is_file():
+            raise MtlbenchError(f"nothing to resume in {run_dir}: no config.toml there; drop --resume to start a run")
+        return
+    if run_dir.exists():
+        if not overwrite:
+            raise MtlbenchError(f"run directory {run_dir} already exists: pass --resume to continue it, "
+                                f"--overwrite to replace it, or another --run-dir")
+        if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / "config.toml").is_file():
+            raise MtlbenchError(f"refusing to overwrite {run_dir}: it is not an mtlbench run directory")
+
+
+@app.command()
+def run(
+    model: Annotated[str, typer.Option("--model", "-m", help="registered model (mtlbench list models)")] = "mtinet",
+    task: Annotated[str, typer.Option("--task", "-t", help="comma-separated tasks, any non-empty subset")] = "depth,seg,edge",
+    data: Annotated[Optional[str], typer.Option(help="dataset (default synthrooms, built in)")] = None,
+    data_root: Annotated[Optional[str], typer.Option(help="dataset folder; synthrooms: its cache folder")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="timm backbone (default resnet50)")] = None,
+    preset: Annotated[str, typer.Option(help="seed (the paper's protocol) or quick (CPU demo)")] = "seed",
+    config: Annotated[Optional[Path], typer.Option(help="a config.toml to start from (a run's own works)")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="training batch size")] = None,
+    size: Annotated[Optional[int], typer.Option(help="square input side in pixels")] = None,
+    frames: Annotated[Optional[int], typer.Option(help="synthrooms: frames to render")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="training seed (init, shuffling, augmentation)")] = None,
+    select: Annotated[Optional[str], typer.Option(help="checkpoint criterion, e.g. val/depth/loss, val/seg/miou")] = None,
+    interaction: Annotated[Optional[str], typer.Option(help="mtinet: guidance module (mtlbench list interactions)")] = None,
+    pretrained: Annotated[bool, typer.Option("--pretrained", help="ImageNet weights from timm (hub or local cache)")] = False,
+    weights: Annotated[Optional[str], typer.Option(help="backbone weights from a local file")] = None,
+    bf16: Annotated[bool, typer.Option("--bf16", help="bf16 autocast (GPU)")] = False,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="channels_last memory format (GPU)")] = False,
+    run_dir: Annotated[Optional[Path], typer.Option(help="where the run is written (default runs/MODEL-TASKS-TIME)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --run-dir")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --run-dir")] = False,
+) -> None:
+    """Train a model on some tasks, validate every epoch, test the best checkpoint, print metrics."""
+    from mtlbench.errors import MtlbenchError, NonFiniteLossError
+
+    _one_line_warnings()
+    console = _console()
+    err = _console(stderr=True)
+    try:
+        if resume:
+            if run_dir is None:
+                raise MtlbenchError("--resume needs --run-dir naming the run to continue")
+            _prepare_run_dir(run_dir, resume, overwrite)
+            from mtlbench import config as C
+
+            cfg = C.load(run_dir / "config.toml")
+            if device:
+                cfg.train.device = device
+        else:
+            overrides = {
+                "data": {"name": data, "root": data_root, "size": size, "frames": frames},
+                "model": {"name": model, "backbone": backbone, "interaction": interaction,
+                          "pretrained": pretrained or None, "weights": weights},
+                "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "device": device,
+                          "seed": seed, "select": select, "bf16": bf16 or None,
+                          "channels_last": channels_last or None},
+            }
+            overrides = {k: {n: v for n, v in d.items() if v is not None} for k, d in overrides.items()}
+            cfg = _make_config(preset, config, overrides, task)
+            if run_dir is None:
+                stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+                run_dir = Path("runs") / f"{cfg.model.name}-{'-'.join(cfg.tasks)}-{stamp}"
+            _prepare_run_dir(run_dir, resume, overwrite)
+        _train(cfg, run_dir, resume, overwrite, console, err)
+    except NonFiniteLossError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    except MtlbenchError as exc:
+        if _debug():
+            raise
+        _fail(str(exc))
+
+
+def _train(cfg, run_dir: Path, resume: bool, overwrite: bool, console, err) -> None:
+    from mtlbench.engine.build import build_run
+    from mtlbench.engine.trainer import Trainer
+    from mtlbench.report.console import RichReporter, metrics_table
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 256 < 32:
+            err.print(f"rendering synthrooms: {done}/{total} frames", highlight=False)
+
+    parts = build_run(cfg, progress=progress)
+    if overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    n_params = sum(p.numel() for p in parts.model.parameters())
+    s = parts.splits
+    err.print(f"[bold]mtlbench run[/] {cfg.model.name} on {', '.join(cfg.tasks)} | backbone {cfg.model.backbone} "
+              f"({n_params / 1e6:.1f} M parameters) | {cfg.data.size}x{cfg.data.size} | device {parts.device} "
+              f"| preset {cfg.preset}", highlight=False)
+    err.print(f"data: {s.source}; train/val/test {len(s.train)}/{len(s.val)}/{len(s.test)} | "
+              f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}, Adam lr {cfg.train.lr:g} | "
+              f"select {cfg.train.select} | run dir {run_dir}", highlight=False)
+    for note in parts.notes:
+        err.print(note, highlight=False)
+    with RichReporter(err) as reporter:
+        result = Trainer(parts, run_dir, reporter).fit(resume=resume)
+    console.print(metrics_table(result["test"], f"test metrics ({cfg.model.name}, best epoch "
+                                                f"{result['best_epoch']} of {result['epochs']}, "
+                                                f"{result['sizes']['test']} frames)"))
+    err.print(f"written: {run_dir / 'metrics.json'}", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""Typed run configuration: presets, overrides, TOML in and out, validation.
+
+A run is fully described by :class:`RunConfig`; ``config.toml`` in the run directory is that
+object written out, and reading it back gives an equal object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from mtlbench.errors import MtlbenchError
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthrooms"
+    root: str = ""  # dataset folder; synthrooms: its cache (default ~/.cache/mtlbench)
+    size: int = 256  # square input side, pixels
+    frames: int = 1449  # synthrooms only: frames rendered
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train/val/test fractions
+    split_seed: int = 0
+    scene_seed: int = 0  # synthrooms only
+    holes: bool = False  # synthrooms only: Kinect-like depth holes
+    max_depth: float = 10.0  # metres mapped to 1.0 for the depth loss
+    clahe: bool = True
+    clahe_clip: float = 2.0
+    normalize: bool = True  # ImageNet mean/std
+    augment: bool = True
+    flip: bool = True
+    scale: list[float] = field(default_factory=lambda: [0.6, 1.0])  # random-resized-crop area range
+    color_jitter: float = 0.2
+    edge_thickness: int = 1
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mtinet"
+    backbone: str = "resnet50"
+    width: int = 128  # channels per scale after the 1×1 reduction
+    pretrained: bool = False
+    weights: str = ""  # a local weights file for the backbone
+    interaction: str = ""  # mtinet: guidance module (default guided_attention)
+
+
+@dataclass
+class LossConfig:
+    depth: str = ""  # empty: the task's default loss
+    seg: str = ""
+    edge: str = ""
+    depth_alpha: float = 1.0
+    depth_beta: float = 1.0
+    depth_gamma: float = 0.1
+    edge_pos_weight: float = 0.95
+    weighting: str = "fixed"
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    device: str = "auto"
+    bf16: bool = False
+    channels_last: bool = False
+    seed: int = 0
+    select: str = "val/depth/loss"  # split/task/metric-or-loss; the seed keeps the lowest val depth loss
+    eval_batch_size: int = 16
+
+
+@dataclass
+class RunConfig:
+    tasks: list[str] = field(default_factory=lambda: ["depth", "seg", "edge"])
+    preset: str = "seed"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # the seed paper's protocol (§3, §6)
+    "seed": {},
+    # a CPU demo: small backbone, 128×128, few frames and epochs (about 2 minutes on 2 cores)
+    "quick": {
+        "data": {"size": 128, "frames": 400},
+        "model": {"backbone": "resnet18", "width": 64},
+        "train": {"epochs": 3, "batch_size": 16},
+    },
+}
+
+
+def preset(name: str) -> RunConfig:
+    if name not in PRESETS:
+        raise MtlbenchError(f"unknown preset {name!r}: choose from {', '.join(PRESETS)}")
+    cfg = from_dict(PRESETS[name], base=RunConfig())
+    cfg.preset = name
+    return cfg
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = getattr(hint, "__origin__", None)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise MtlbenchError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MtlbenchError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise MtlbenchError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise MtlbenchError(f"{where}: expected a string, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise MtlbenchError(f"{where}: expected a list, got {value!r}")
+        (item,) = hint.__args__
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise MtlbenchError(f"{where}: expected a table, got {value!r}")
+        _, item = hint.__args__
+        return {str(k): _coerce(v, item, f"{where}.{k}") for k, v in value.items()}
+    raise TypeError(f"unsupported config type {hint!r}")
+
+
+def from_dict(data: dict[str, Any], base: Any = None, where: str = "config") -> Any:
+    """Overlay ``data`` on a copy of ``base`` (a config dataclass), checking names and types."""
+    base = dataclasses.replace(base) if base is not None else RunConfig()
+    hints = get_type_hints(type(base))
+    known = {f.name for f in fields(base)}
+    for key, value in data.items():
+        if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise MtlbenchError(f"{where}: unknown key {key!r}{hint}")
+        current = getattr(base, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise MtlbenchError(f"{where}.{key}: expected a table, got {value!r}")
+            setattr(base, key, from_dict(value, current, f"{where}.{key}"))
+        else:
+            setattr(base, key, _coerce(value, hints[key], f"{where}.{key}"))
+    return base
+
+
+def validate(cfg: RunConfig) -> None:
+    """Value checks that types alone do not catch."""
+    d, t = cfg.data, cfg.train
+    if d.size < 32:
+        raise MtlbenchError(f"image size {d.size} is too small: use at least 32 (a multiple of the backbone stride)")
+    if len(d.split) != 3 or any(f < 0 for f in d.split) or abs(sum(d.split) - 1) > 1e-6:
+        raise MtlbenchError(f"data.split must be three non-negative fractions summing to 1, got {d.split}")
+    if len(d.scale) != 2 or not 0 < d.scale[0] <= d.scale[1] <= 1:
+        raise MtlbenchError(f"data.scale must be [min, max] with 0 < min <= max <= 1, got {d.scale}")
+    if d.max_depth <= 0:
+        raise MtlbenchError(f"data.max_depth must be positive, got {d.max_depth}")
+    for name, value in [("train.epochs", t.epochs), ("train.batch_size", t.batch_size),
+                        ("train.eval_batch_size", t.eval_batch_size), ("data.frames", d.frames),
+                        ("data.edge_thickness", d.edge_thickness)]:
+        if value < 1:
+            raise MtlbenchError(f"{name} must be at least 1, got {value}")
+    if t.lr <= 0:
+        raise MtlbenchError(f"train.lr must be positive, got {t.lr}")
+    if t.device not in ("auto", "cpu", "cuda") and not t.device.startswith("cuda:"):
+        raise MtlbenchError(f"unknown device {t.device!r}: use auto, cpu, cuda or cuda:N")
+    parts = t.select.split("/")
+    if len(parts) != 3 or parts[0] != "val" or parts[1] not in cfg.tasks + ["total"]:
+        raise MtlbenchError(
+            f"train.select {t.select!r} must read val/TASK/METRIC with TASK one of {', '.join(cfg.tasks)} "
+            f"or total, e.g. val/depth/loss or val/seg/miou")
+
+
+def load(path: str | Path) -> RunConfig:
+    """Read a ``config.toml``; any problem is one :class:`MtlbenchError` line."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise MtlbenchError(f"config file {path} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MtlbenchError(f"cannot read config {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MtlbenchError(f"config {path} is not valid TOML: {exc}") from None
+    cfg = from_dict(data, RunConfig(), where=str(path))
+    validate(cfg)
+    return cfg
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _toml_key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else _toml_value(k)
+
+
+def dumps(cfg: RunConfig) -> str:
+    """``cfg`` as TOML: top-level scalars first, then one table per section."""
+    data = cfg.to_dict()
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for section, values in data.items():
+        if isinstance(values, dict):
+            lines += ["", f"[{section}]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,226 @@
+"""Datasets as in-memory arrays, split once, batched by indexing.
+
+Every dataset yields the same sample format::
+
+    {"image": 3×H×W float in [0, 1], "depth": 1×H×W metres (0 = invalid),
+     "seg": H×W int64 (255 = ignore), "edge": 1×H×W {0, 1}, "index": 1-based frame id}
+
+Training does not go through per-sample ``__getitem__``: :meth:`DenseDataset.batch` slices
+whole batches from the arrays and :class:`mtlbench.data.pipeline.BatchPipeline` does the
+per-pixel work (augmentation, normalisation, edge targets) on the training device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mtlbench.errors import MtlbenchError
+from mtlbench.registry import DATASETS
+from mtlbench.tasks import DatasetInfo
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Arrays:
+    """One split: N frames of uint8 RGB, float32 metric depth, uint8 labels, 1-based ids."""
+
+    image: Tensor  # N×H×W×3 uint8
+    depth: Tensor  # N×H×W float32
+    seg: Tensor  # N×H×W uint8
+    index: Tensor  # N int64
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    def take(self, idx: Tensor | Sequence[int]) -> "Arrays":
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return Arrays(self.image[idx], self.depth[idx], self.seg[idx], self.index[idx])
+
+
+class DenseDataset(torch.utils.data.Dataset):
+    """One split of a dataset, held in memory.
+
+    Args:
+        arrays: the frames of the split.
+        info: class count, maximum depth, class names.
+        edge_thickness: edge target half-width in pixels (see :func:`label_edges`).
+    """
+
+    def __init__(self, arrays: Arrays, info: DatasetInfo, edge_thickness: int = 1) -> None:
+        self.arrays = arrays
+        self.info = info
+        self.edge_thickness = edge_thickness
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def batch(self, idx: Tensor | Sequence[int]) -> dict[str, Tensor]:
+        """Raw stacked frames (uint8 image B×H×W×3, depth B×H×W, seg B×H×W, index B)."""
+        a = self.arrays.take(idx)
+        return {"image": a.image, "depth": a.depth, "seg": a.seg, "index": a.index}
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        from mtlbench.data.pipeline import label_edges
+
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for a split of {len(self)} frames")
+        a = self.arrays
+        seg = a.seg[i].long()
+        return {
+            "image": a.image[i].permute(2, 0, 1).float() / 255.0,
+            "depth": a.depth[i][None].clone(),
+            "seg": seg,
+            "edge": label_edges(seg[None, None], self.edge_thickness)[0],
+            "index": int(a.index[i]),
+        }
+
+
+@dataclass
+class DatasetSplits:
+    train: DenseDataset
+    val: DenseDataset
+    test: DenseDataset
+    info: DatasetInfo
+    source: str  # where the frames came from, for the run header
+
+    def __getitem__(self, split: str) -> DenseDataset:
+        if split not in SPLITS:
+            raise MtlbenchError(f"unknown split {split!r}: choose from {', '.join(SPLITS)}")
+        return getattr(self, split)
+
+
+def seed_split(n: int, fractions: Sequence[float], seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """A random train/val/test partition of ``range(n)`` (the seed paper's 80/10/10 protocol).
+
+    Sizes round down for val and test; train takes the remainder. Each part is sorted.
+    """
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val, n_test = int(n * fractions[1]), int(n * fractions[2])
+    n_train = n - n_val - n_test
+    parts = perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
+    return tuple(p.sort().values for p in parts)  # type: ignore[return-value]
+
+
+def default_cache_root() -> Path:
+    return Path(os.environ.get("MTLBENCH_CACHE", Path.home() / ".cache" / "mtlbench"))
+
+
+def write_cache_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_dir)`` and move the folder to ``target`` only once it is complete."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished the same cache first
+            if not (target / "manifest.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+SYNTHROOMS_FORMAT = 1
+
+
+def _render_all(seed: int, frames: int, size: int, holes: bool, max_depth: float,
+                progress: Callable[[int], None] | None) -> dict[str, np.ndarray]:
+    from mtlbench.data.render import render_batch
+
+    out = {
+        "image": np.empty((frames, size, size, 3), np.uint8),
+        "depth": np.empty((frames, size, size), np.float32),
+        "seg": np.empty((frames, size, size), np.uint8),
+    }
+    chunk = 32
+    for start in range(0, frames, chunk):
+        idx = list(range(start, min(frames, start + chunk)))
+        batch = render_batch(seed, idx, size, holes=holes, max_depth=max_depth)
+        for k in out:
+            out[k][idx[0]:idx[-1] + 1] = batch[k]
+        if progress:
+            progress(len(idx))
+    return out
+
+
+def synthrooms_arrays(root: Path, seed: int, frames: int, size: int, holes: bool, max_depth: float,
+                      progress: Callable[[int, int], None] | None = None) -> Arrays:
+    """All frames of a synthrooms configuration, rendered once and cached under ``root``."""
+    key = f"v{SYNTHROOMS_FORMAT}-seed{seed}-n{frames}-{size}px-holes{int(holes)}-max{max_depth:g}"
+    folder = root / "synthrooms" / key
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        def write(tmp: Path) -> None:
+            done = 0
+
+            def tick(n: int) -> None:
+                nonlocal done
+                done += n
+                if progress:
+                    progress(done, frames)
+
+            arrays = _render_all(seed, frames, size, holes, max_depth, tick)
+            sums = {}
+            for k, v in arrays.items():
+                np.save(tmp / f"{k}.npy", v)
+                sums[k] = hashlib.sha256(v.tobytes()).hexdigest()
+            meta = {"format": SYNTHROOMS_FORMAT, "seed": seed, "frames": frames, "size": size,
+                    "holes": holes, "max_depth": max_depth, "sha256": sums}
+            (tmp / "manifest.json").write_text(json.dumps(meta, indent=1))
+
+        try:
+            write_cache_atomically(folder, write)
+        except OSError as exc:
+            raise MtlbenchError(f"cannot write the synthrooms cache under {root}: {exc}; "
+                                f"set --data-root or MTLBENCH_CACHE to a writable folder") from None
+    loaded = {k: torch.from_numpy(np.load(folder / f"{k}.npy")) for k in ("image", "depth", "seg")}
+    return Arrays(loaded["image"], loaded["depth"], loaded["seg"], torch.arange(1, frames + 1))
+
+
+def apply_clahe(images: Tensor, clip: float, device: torch.device | str = "cpu",
+                chunk: int = 64) -> Tensor:
+    """CLAHE (kornia, 8×8 tiles) on N×H×W×3 uint8 frames, computed in chunks on ``device``."""
+    from kornia.enhance import equalize_clahe
+
+    out = torch.empty_like(images)
+    for s in range(0, images.shape[0], chunk):
+        x = images[s:s + chunk].to(device).permute(0, 3, 1, 2).float() / 255.0
+        y = equalize_clahe(x, clip_limit=clip, grid_size=(8, 8))
+        out[s:s + chunk] = (y * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
+    return out
+
+
+@DATASETS.register("synthrooms")
+def synthrooms(root: str = "", size: int = 256, frames: int = 1449, split: Sequence[float] = (0.8, 0.1, 0.1),
+               split_seed: int = 0, scene_seed: int = 0, holes: bool = False, max_depth: float = 10.0,
+               edge_thickness: int = 1,
+               progress: Callable[[int, int], None] | None = None) -> DatasetSplits:
+    """Procedural indoor rooms with exact metric depth and NYU-40 labels; no download needed."""
+    cache = Path(root).expanduser() if root else default_cache_root()
+    arrays = synthrooms_arrays(cache, scene_seed, frames, size, holes, max_depth, progress)
+    info = DatasetInfo(num_classes=40, max_depth=max_depth)
+    parts = seed_split(frames, split, split_seed)
+    ds = [DenseDataset(arrays.take(p), info, edge_thickness) for p in parts]
+    return DatasetSplits(*ds, info=info, source=f"synthrooms ({frames} frames, cache {cache})")
+
+
+def build_splits(name: str, **options: object) -> DatasetSplits:
+    """All three splits of a registered dataset."""
+    return DATASETS.build(name, **options)
+
+
+def build_dataset(name: str, split: str = "train", **options: object) -> DenseDataset:
+    """One split of a registered dataset, e.g. ``build_dataset("synthrooms", split="test")``."""
+    return build_splits(name, **options)[split]

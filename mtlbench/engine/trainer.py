@@ -1,0 +1,303 @@
+"""Training, validation every epoch, best-by-validation checkpoint, test with the best.
+
+A run directory holds::
+
+    config.toml     the resolved configuration
+    log.jsonl       one line per finished epoch (train losses, validation losses and metrics)
+    last.pt         model, optimiser and bookkeeping after the last finished epoch (for --resume)
+    best.pt         the model at the best validation score so far
+    metrics.json    written once, at the end: test metrics of the best checkpoint and more
+
+Checkpoints and ``metrics.json`` are written to a temporary file and renamed, so a file that
+exists is complete. Every epoch reseeds from (seed, epoch), so an interrupted run resumed from
+``last.pt`` reaches the same numbers as one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+import torch
+from torch import Tensor
+
+from mtlbench.config import dumps
+from mtlbench.data.datasets import DenseDataset
+from mtlbench.engine.build import RunParts
+from mtlbench.errors import MtlbenchError, NonFiniteLossError
+
+CHECKPOINT_FORMAT = 1
+HIGHER_IS_BETTER = {"delta1", "delta2", "delta3", "miou", "pixel_acc", "mean_acc", "fscore",
+                    "precision", "recall"}
+
+
+class Reporter(Protocol):
+    """What the trainer tells the outside world; the CLI draws progress bars from it."""
+
+    def start(self, phase: str, epoch: int, epochs: int, steps: int) -> None: ...
+    def advance(self, losses: dict[str, float] | None) -> None: ...
+    def finish(self, record: dict[str, Any]) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class SilentReporter:
+    def start(self, phase: str, epoch: int, epochs: int, steps: int) -> None:
+        pass
+
+    def advance(self, losses: dict[str, float] | None) -> None:
+        pass
+
+    def finish(self, record: dict[str, Any]) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+
+def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write through ``write(file)`` to a temporary sibling, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise MtlbenchError(f"checkpoint {path} not found") from None
+    except Exception as exc:
+        raise MtlbenchError(f"checkpoint {path} cannot be read ({type(exc).__name__}); "
+                            f"it may be from another mtlbench version or corrupt") from None
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919) % (2**63)
+
+
+def batches(dataset: DenseDataset, batch_size: int, shuffle: bool, seed: int,
+            drop_last: bool = False) -> Iterator[dict[str, Tensor]]:
+    """Raw batches by slicing the split's arrays; the order depends only on ``seed``."""
+    n = len(dataset)
+    order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle
+             else torch.arange(n))
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    for s in range(0, stop, batch_size):
+        yield dataset.batch(order[s:s + batch_size])
+
+
+def is_better(metric: str, new: float, old: float | None) -> bool:
+    if old is None:
+        return True
+    return new > old if metric in HIGHER_IS_BETTER else new < old
+
+
+class Trainer:
+    """Trains ``parts.model`` into ``run_dir``.
+
+    Args:
+        parts: what :func:`mtlbench.engine.build.build_run` made.
+        run_dir: an existing, writable folder.
+        reporter: progress sink.
+        callbacks: called as ``cb(epoch, record)`` after each epoch is saved (tests use it to
+            interrupt a run).
+    """
+
+    def __init__(self, parts: RunParts, run_dir: Path, reporter: Reporter | None = None,
+                 callbacks: list[Callable[[int, dict[str, Any]], None]] | None = None) -> None:
+        self.p = parts
+        self.cfg = parts.cfg
+        self.run_dir = Path(run_dir)
+        self.reporter = reporter or SilentReporter()
+        self.callbacks = callbacks or []
+        params = list(parts.model.parameters()) + list(parts.weighting.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=self.cfg.train.lr, weight_decay=self.cfg.train.weight_decay)
+        self.epoch = 0  # epochs finished
+        self.best_value: float | None = None
+        self.best_epoch = 0
+        split, task, metric = self.cfg.train.select.split("/")
+        self.select = (task, metric)
+        dev = parts.device.type
+        self.autocast = (torch.autocast(dev, dtype=torch.bfloat16) if self.cfg.train.bf16
+                         else nullcontext())
+
+    # -- one step -------------------------------------------------------------------------
+    def compute_losses(self, out: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {t: self.p.losses[t](out[t], batch) for t in self.p.tasks}
+
+    def train_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        with self.autocast:
+            out = self.p.model(batch["image"])
+        losses = self.compute_losses(out, batch)
+        total = self.p.weighting(losses)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        return total, losses
+
+    # -- epochs ---------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        p, t = self.p, self.cfg.train
+        p.model.train()
+        p.weighting.train()
+        seed = epoch_seed(t.seed, epoch)
+        torch.manual_seed(seed)  # augmentation draws from the global generator
+        n = len(p.splits.train)
+        steps = n // t.batch_size if n >= t.batch_size else 1
+        self.reporter.start("train", epoch, t.epochs, steps)
+        sums: dict[str, Tensor] = {}
+        count = 0
+        for step, raw in enumerate(batches(p.splits.train, t.batch_size, True, seed, drop_last=True), 1):
+            batch = p.pipeline(raw, train=True)
+            total, losses = self.train_step(batch)
+            if not torch.isfinite(total):
+                bad = [k for k, v in losses.items() if not torch.isfinite(v)] or ["total (weighting)"]
+                raise NonFiniteLossError(
+                    f"loss of task {', '.join(bad)} became {float(total)} at epoch {epoch} step {step}; "
+                    f"training stopped, last good checkpoint {self.run_dir / 'last.pt'} "
+                    f"(epoch {self.epoch}) left intact")
+            self.optimizer.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0) + v.detach()
+            sums["total"] = sums.get("total", 0) + total.detach()
+            count += 1
+            self.reporter.advance({k: float(v) / count for k, v in sums.items()} if step % 5 == 0 or step == steps
+                                  else None)
+        return {k: float(v) / max(count, 1) for k, v in sums.items()}
+
+    @torch.no_grad()
+    def evaluate(self, dataset: DenseDataset, phase: str = "val", epoch: int = 0) -> dict[str, dict[str, float]]:
+        """Losses and metrics of every task over one split (no augmentation)."""
+        p, t = self.p, self.cfg.train
+        p.model.eval()
+        metrics = {name: task.metrics() for name, task in p.tasks.items()}
+        loss_sums = {name: 0.0 for name in p.tasks}
+        n_images = 0
+        steps = math.ceil(len(dataset) / t.eval_batch_size)
+        self.reporter.start(phase, epoch, t.epochs, steps)
+        for raw in batches(dataset, t.eval_batch_size, False, 0):
+            batch = p.pipeline(raw, train=False)
+            with self.autocast:
+                out = p.model(batch["image"])
+            b = batch["image"].shape[0]
+            for name, task in p.tasks.items():
+                loss_sums[name] += float(p.losses[name](out[name], batch)) * b
+                metrics[name].update(task.predict(out[name]), batch)
+            n_images += b
+            self.reporter.advance(None)
+        result = {name: {"loss": loss_sums[name] / max(n_images, 1), **metrics[name].compute()}
+                  for name in p.tasks}
+        result["total"] = {"loss": sum(r["loss"] for r in result.values())}
+        return result
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "model": self.p.model.state_dict(),
+            "weighting": self.p.weighting.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "tasks": list(self.p.tasks),
+        }
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise MtlbenchError(f"checkpoint format {ckpt.get('format')} is not {CHECKPOINT_FORMAT}: "
+                                f"start a new run (--overwrite)")
+        self.p.model.load_state_dict(ckpt["model"])
+        self.p.weighting.load_state_dict(ckpt["weighting"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.epoch = int(ckpt["epoch"])
+        self.best_value = ckpt["best_value"]
+        self.best_epoch = int(ckpt["best_epoch"])
+
+    # -- the whole run --------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train the remaining epochs, then test the best checkpoint; returns ``metrics.json``."""
+        cfg = self.cfg
+        rd = self.run_dir
+        log_path = rd / "log.jsonl"
+        if resume and (rd / "last.pt").is_file():
+            self.restore(load_checkpoint(rd / "last.pt", self.p.device))
+            self.reporter.message(f"resuming after epoch {self.epoch} of {cfg.train.epochs}")
+            self._truncate_log(log_path)
+        else:
+            atomic_write(rd / "config.toml", lambda f: f.write(dumps(cfg)), mode="w")
+            log_path.write_text("")
+        start = time.perf_counter()
+        while self.epoch < cfg.train.epochs:
+            epoch = self.epoch + 1
+            t0 = time.perf_counter()
+            train_losses = self.train_epoch(epoch)
+            val = self.evaluate(self.p.splits.val, "val", epoch)
+            task, metric = self.select
+            value = val[task][metric] if metric in val.get(task, {}) else None
+            if value is None:
+                raise MtlbenchError(f"train.select {cfg.train.select!r}: validation has no {metric} for "
+                                    f"{task}; choose from {', '.join(val[task])}")
+            improved = is_better(metric, value, self.best_value)
+            self.epoch = epoch
+            if improved:
+                self.best_value, self.best_epoch = value, epoch
+                save_checkpoint({"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": self.p.model.state_dict(),
+                                 "tasks": list(self.p.tasks)}, rd / "best.pt")
+            save_checkpoint(self.state(), rd / "last.pt")
+            record = {"epoch": epoch, "train": train_losses, "val": val, "select": value,
+                      "best": improved, "time_s": round(time.perf_counter() - t0, 3)}
+            with log_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            self.reporter.finish(record)
+            for cb in self.callbacks:
+                cb(epoch, record)
+        return self.finalize(time.perf_counter() - start)
+
+    def finalize(self, train_time: float = 0.0) -> dict[str, Any]:
+        """Test the best checkpoint and write ``metrics.json``."""
+        rd = self.run_dir
+        best = load_checkpoint(rd / "best.pt", self.p.device)
+        self.p.model.load_state_dict(best["model"])
+        val = self.evaluate(self.p.splits.val, "val (best)", self.best_epoch)
+        test = self.evaluate(self.p.splits.test, "test", self.best_epoch)
+        result = {
+            "test": test,
+            "val": val,
+            "best_epoch": self.best_epoch,
+            "select": {"criterion": self.cfg.train.select, "value": self.best_value},
+            "epochs": self.epoch,
+            "model": self.cfg.model.name,
+            "backbone": self.cfg.model.backbone,
+            "tasks": list(self.p.tasks),
+            "dataset": self.cfg.data.name,
+            "sizes": {s: len(self.p.splits[s]) for s in ("train", "val", "test")},
+            "device": str(self.p.device),
+            "train_time_s": round(train_time, 2),
+        }
+        atomic_write(rd / "metrics.json", lambda f: f.write(json.dumps(result, indent=2) + "\n"), mode="w")
+        return result
+
+    def _truncate_log(self, path: Path) -> None:
+        # epochs logged after the checkpoint was written will run again
+        if not path.is_file():
+            return
+        keep = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line)["epoch"] <= self.epoch]
+        atomic_write(path, lambda f: f.write("".join(line + "\n" for line in keep)), mode="w")

@@ -1,0 +1,137 @@
+"""Task losses. Each takes the raw head output and the batch and returns a scalar.
+
+Depth targets arrive in metres (0 = invalid) and are compared on depth normalised by
+``max_depth`` to [0, 1], as the seed paper does; heads therefore predict normalised depth.
+"""
+
+from __future__ import annotations
+
+import kornia
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mtlbench.registry import LOSSES
+
+IGNORE_INDEX = 255
+
+
+def valid_depth_mask(depth: Tensor, max_depth: float) -> Tensor:
+    """Pixels with a usable depth target: ``0 < depth <= max_depth``."""
+    return (depth > 0) & (depth <= max_depth)
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    # A batch without a single valid pixel contributes zero, not NaN.
+    mask = mask.to(values.dtype).expand_as(values)
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def _erode(mask: Tensor) -> Tensor:
+    """Pixels whose whole 3×3 neighbourhood is valid (the reach of a Sobel kernel)."""
+    return -F.max_pool2d(-mask.float(), 3, stride=1, padding=1) > 0.5
+
+
+def gradient_loss(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean absolute difference of the Sobel gradients of ``pred`` and ``target`` (B×1×H×W),
+    over pixels whose Sobel neighbourhood is entirely valid."""
+    grad = kornia.filters.spatial_gradient(pred - target, mode="sobel")  # B×1×2×H×W
+    return _masked_mean(grad.abs().squeeze(1), _erode(mask))
+
+
+def edge_aware_smoothness(pred: Tensor, image: Tensor, mask: Tensor) -> Tensor:
+    """Depth gradients penalised where the image is flat: |∇D|·exp(−|∇I|), per axis."""
+    grad_d = kornia.filters.spatial_gradient(pred, mode="sobel").abs().squeeze(1)  # B×2×H×W
+    grad_i = kornia.filters.spatial_gradient(image, mode="sobel").abs().mean(1)  # B×2×H×W
+    return _masked_mean(grad_d * torch.exp(-grad_i), _erode(mask))
+
+
+class StructuredDepthLoss(nn.Module):
+    """The seed's depth loss: α·L1 + β·gradient + γ·edge-aware, masked on invalid depth.
+
+    Args:
+        max_depth: metres mapped to 1.0.
+        alpha: weight of the L1 term.
+        beta: weight of the gradient term (Sobel gradients of prediction minus target).
+        gamma: weight of the edge-aware smoothness term (image-gradient weighted).
+    """
+
+    def __init__(self, max_depth: float = 10.0, alpha: float = 1.0, beta: float = 1.0,
+                 gamma: float = 0.1) -> None:
+        super().__init__()
+        self.max_depth, self.alpha, self.beta, self.gamma = max_depth, alpha, beta, gamma
+
+    def forward(self, pred: Tensor, batch: dict[str, Tensor]) -> Tensor:
+        depth = batch["depth"]
+        mask = valid_depth_mask(depth, self.max_depth)
+        target = depth / self.max_depth
+        pred = pred.float()
+        loss = self.alpha * _masked_mean((pred - target).abs(), mask)
+        if self.beta:
+            loss = loss + self.beta * gradient_loss(pred, target, mask)
+        if self.gamma:
+            loss = loss + self.gamma * edge_aware_smoothness(pred, batch["image"].float(), mask)
+        return loss
+
+
+class L1DepthLoss(StructuredDepthLoss):
+    """Masked L1 on normalised depth alone."""
+
+    def __init__(self, max_depth: float = 10.0) -> None:
+        super().__init__(max_depth, alpha=1.0, beta=0.0, gamma=0.0)
+
+
+class SegCrossEntropy(nn.Module):
+    """Pixel-wise cross-entropy, label 255 ignored; a batch with no labelled pixel gives 0."""
+
+    def forward(self, logits: Tensor, batch: dict[str, Tensor]) -> Tensor:
+        target = batch["seg"].long()
+        losses = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="none")
+        return _masked_mean(losses, target != IGNORE_INDEX)
+
+
+class BalancedBCE(nn.Module):
+    """Binary cross-entropy for edges with the positive class weighted.
+
+    Each edge pixel's loss is weighted by ``pos_weight`` and each non-edge pixel's by
+    ``1 - pos_weight`` (MTI-Net's balanced BCE; 0.95 there), averaged over all pixels.
+
+    Args:
+        pos_weight: weight of edge pixels, in (0, 1).
+    """
+
+    def __init__(self, pos_weight: float = 0.95) -> None:
+        super().__init__()
+        if not 0.0 < pos_weight < 1.0:
+            raise ValueError(f"pos_weight must lie in (0, 1), got {pos_weight}")
+        self.pos_weight = pos_weight
+
+    def forward(self, logits: Tensor, batch: dict[str, Tensor]) -> Tensor:
+        target = batch["edge"].float()
+        weight = target * self.pos_weight + (1 - target) * (1 - self.pos_weight)
+        return F.binary_cross_entropy_with_logits(logits.float(), target, weight=weight)
+
+
+@LOSSES.register("structured_depth", task="depth")
+def structured_depth(max_depth: float = 10.0, alpha: float = 1.0, beta: float = 1.0,
+                     gamma: float = 0.1) -> nn.Module:
+    """Seed depth loss: α·L1 + β·Sobel-gradient + γ·edge-aware smoothness (masked)."""
+    return StructuredDepthLoss(max_depth, alpha, beta, gamma)
+
+
+@LOSSES.register("l1_depth", task="depth")
+def l1_depth(max_depth: float = 10.0) -> nn.Module:
+    """Masked L1 on normalised depth."""
+    return L1DepthLoss(max_depth)
+
+
+@LOSSES.register("cross_entropy", task="seg")
+def cross_entropy() -> nn.Module:
+    """Pixel-wise cross-entropy, 255 ignored."""
+    return SegCrossEntropy()
+
+
+@LOSSES.register("balanced_bce", task="edge")
+def balanced_bce(pos_weight: float = 0.95) -> nn.Module:
+    """Binary cross-entropy with edge pixels weighted by pos_weight."""
+    return BalancedBCE(pos_weight)

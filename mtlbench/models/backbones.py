@@ -1,0 +1,131 @@
+"""Backbones: timm models with ``features_only=True``, the last four scales reduced by 1×1 convs.
+
+Any timm model name works; the names registered here are the ones listed by
+``mtlbench list backbones`` with a note, and plugins may register others (a factory returning
+a :class:`Backbone`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from mtlbench.errors import MtlbenchError, UnknownNameError
+from mtlbench.registry import BACKBONES
+
+NUM_SCALES = 4
+
+
+def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class Backbone(nn.Module):
+    """A feature extractor returning ``NUM_SCALES`` maps of ``width`` channels, finest first.
+
+    Args:
+        encoder: a timm ``features_only`` model (anything with ``feature_info``).
+        width: channels of every scale after the 1×1 reduction (seed §5.1).
+        name: for messages.
+    """
+
+    def __init__(self, encoder: nn.Module, width: int, name: str) -> None:
+        super().__init__()
+        info = encoder.feature_info  # type: ignore[attr-defined]
+        channels, reductions = info.channels(), info.reduction()
+        if len(channels) < NUM_SCALES:
+            raise MtlbenchError(f"backbone {name} gives {len(channels)} feature scales; models need {NUM_SCALES}")
+        self.encoder = encoder
+        self.name = name
+        self.in_channels = list(channels[-NUM_SCALES:])
+        self.strides = list(reductions[-NUM_SCALES:])
+        self.width = width
+        self.reduce = nn.ModuleList(conv_bn_relu(c, width, k=1) for c in self.in_channels)
+
+    @property
+    def total_stride(self) -> int:
+        return self.strides[-1]
+
+    def check_size(self, size: tuple[int, int]) -> None:
+        """Raise a one-line error unless both sides are multiples of the deepest stride."""
+        s = self.total_stride
+        if any(v % s or v < s for v in size):
+            fix = " or ".join(str(v) for v in sorted({max(s, size[0] // s * s), (size[0] // s + 1) * s}))
+            raise MtlbenchError(
+                f"image size {size[0]}x{size[1]} does not fit backbone {self.name} (total stride {s}): "
+                f"use a multiple of {s}, e.g. --size {fix}"
+            )
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        feats = self.encoder(x)[-NUM_SCALES:]
+        return [r(f) for r, f in zip(self.reduce, feats)]
+
+
+def _timm_encoder(name: str, pretrained: bool, weights: str | None) -> nn.Module:
+    import timm
+
+    if name not in timm.list_models() and name not in timm.list_models(pretrained=True):
+        close = difflib.get_close_matches(name, BACKBONES.names() + timm.list_models(), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        raise UnknownNameError(f"unknown backbone {name!r}: {hint}any timm model name works "
+                               f"(see `mtlbench list backbones` and timm.list_models())")
+    kwargs: dict = {"features_only": True}
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise MtlbenchError(f"weights file {path} not found: pass an existing .pth/.safetensors file")
+        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+    elif pretrained:
+        kwargs["pretrained"] = True
+    try:
+        return timm.create_model(name, **kwargs)
+    except MtlbenchError:
+        raise
+    except Exception as exc:
+        if weights is None and not pretrained:
+            raise MtlbenchError(f"backbone {name} cannot be built as a feature extractor: {exc}") from exc
+        src = f"file {weights}" if weights else "the timm hub or the local Hugging Face cache"
+        raise MtlbenchError(
+            f"could not load pretrained weights for {name} from {src} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); go online once to cache them, "
+            f"pass --weights FILE, or drop --pretrained"
+        ) from exc
+
+
+def build_backbone(name: str, width: int = 128, pretrained: bool = False,
+                   weights: str | None = None) -> Backbone:
+    """A registered backbone, or any timm model that supports ``features_only``.
+
+    Args:
+        name: registry or timm name ("resnet50").
+        width: channels per scale after reduction.
+        pretrained: load timm's pretrained weights (hub or local cache).
+        weights: a local weights file to load instead (implies pretrained).
+    """
+    if name in BACKBONES:
+        return BACKBONES.build(name, width=width, pretrained=pretrained, weights=weights)
+    return Backbone(_timm_encoder(name, pretrained, weights), width, name)
+
+
+def _register_timm(name: str, doc: str) -> None:
+    def factory(width: int = 128, pretrained: bool = False, weights: str | None = None) -> Backbone:
+        return Backbone(_timm_encoder(name, pretrained, weights), width, name)
+
+    factory.__doc__ = doc
+    BACKBONES.add(name, factory)
+
+
+for _name, _doc in [
+    ("resnet50", "timm ResNet-50, the seed's backbone (strides 4–32)."),
+    ("resnet18", "timm ResNet-18: the quick preset's backbone."),
+    ("resnet34", "timm ResNet-34."),
+    ("resnet101", "timm ResNet-101."),
+    ("convnext_tiny", "timm ConvNeXt-T (strides 4–32)."),
+    ("efficientnet_b0", "timm EfficientNet-B0 (last four scales, strides 4–32)."),
+    ("test_resnet", "timm's tiny test ResNet (0.4 M parameters) for tests and smoke runs."),
+]:
+    _register_timm(_name, _doc)

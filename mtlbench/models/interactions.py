@@ -1,0 +1,71 @@
+"""Task interactions: modules through which one task's features refine another's.
+
+The interface is one class: ``__init__(channels, **options)`` and
+``forward(target, source) -> Tensor`` returning the refined ``target`` features (same shape),
+residual included. Register a factory under a name and a multi-task model can use it::
+
+    @INTERACTIONS.register("my_guidance")
+    def my_guidance(channels: int, **options) -> nn.Module:
+        return MyGuidance(channels, **options)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mtlbench.registry import INTERACTIONS
+
+
+class GuidedAttention(nn.Module):
+    """The seed's guided attention (§5.2): softmax(Q·Kᵀ/√d)·V with the query from the target
+    task's features and key and value from the guiding task's, added back as a residual.
+
+    Keys and values are average-pooled to at most ``grid``×``grid`` positions, so the attention
+    matrix is (H·W)×grid² rather than (H·W)², bounded whatever the input size.
+
+    Args:
+        channels: feature channels of both tasks.
+        dim: query/key width d.
+        heads: attention heads (``dim`` is split between them).
+        grid: side of the pooled key/value grid.
+    """
+
+    def __init__(self, channels: int, dim: int = 64, heads: int = 1, grid: int = 16) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} must be divisible by heads {heads}")
+        self.heads, self.dim, self.grid = heads, dim, grid
+        self.query = nn.Conv2d(channels, dim, 1)
+        self.key = nn.Conv2d(channels, dim, 1)
+        self.value = nn.Conv2d(channels, dim, 1)
+        self.out = nn.Conv2d(dim, channels, 1)
+        self.last_attention: Tensor | None = None  # kept for figures when record=True
+        self.record = False
+
+    def attend(self, target: Tensor, source: Tensor) -> Tensor:
+        """The attention output alone (before the residual), B×C×H×W."""
+        b, _, h, w = target.shape
+        if source.shape[-2] > self.grid or source.shape[-1] > self.grid:
+            source = F.adaptive_avg_pool2d(source, (min(self.grid, source.shape[-2]),
+                                                    min(self.grid, source.shape[-1])))
+        dh = self.dim // self.heads
+        q = self.query(target).reshape(b, self.heads, dh, h * w).transpose(-1, -2)
+        k = self.key(source).reshape(b, self.heads, dh, -1).transpose(-1, -2)
+        v = self.value(source).reshape(b, self.heads, dh, -1).transpose(-1, -2)
+        if self.record:
+            self.last_attention = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh), -1).detach()
+        out = F.scaled_dot_product_attention(q, k, v)  # B×heads×HW×dh
+        return self.out(out.transpose(-1, -2).reshape(b, self.dim, h, w))
+
+    def forward(self, target: Tensor, source: Tensor) -> Tensor:
+        return target + self.attend(target, source)
+
+
+@INTERACTIONS.register("guided_attention")
+def guided_attention(channels: int, dim: int = 64, heads: int = 1, grid: int = 16) -> nn.Module:
+    """Seed §5.2: query from the target task, key/value from the guide, residual; pooled K/V grid."""
+    return GuidedAttention(channels, dim, heads, grid)

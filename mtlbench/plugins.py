@@ -1,0 +1,87 @@
+"""Entry-point plugins.
+
+A distribution declares, in its ``pyproject.toml``::
+
+    [project.entry-points."mtlbench.plugins"]
+    my_plugin = "my_package.mtlbench_plugin"            # a module: importing it registers
+    other = "my_package.plugin:register"                 # or a function called with no arguments
+
+Discovery reads installed metadata only when a registry is first used (never at
+``import mtlbench`` or for ``--help``). Each plugin loads inside its own guard: a broken one
+becomes a single warning naming it, and the rest keep working. ``MTLBENCH_DISABLE_PLUGINS=1``
+turns discovery off.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+
+GROUP = "mtlbench.plugins"
+DISABLE_ENV = "MTLBENCH_DISABLE_PLUGINS"
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load; mtlbench goes on without it."""
+
+
+@dataclass(frozen=True)
+class PluginStatus:
+    name: str
+    value: str
+    distribution: str
+    error: str | None = None
+
+    @property
+    def source(self) -> str:
+        return f"plugin {self.name} ({self.distribution})"
+
+
+_status: dict[str, PluginStatus] = {}
+
+
+def plugins_disabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def discover() -> list[EntryPoint]:
+    """The entry points of the ``mtlbench.plugins`` group, sorted by name, without loading them."""
+    return sorted(entry_points(group=GROUP), key=lambda ep: ep.name)
+
+
+def load_plugins() -> dict[str, PluginStatus]:
+    """Load every plugin not yet loaded; returns the status of each one seen so far."""
+    if plugins_disabled():
+        return dict(_status)
+    from mtlbench.registry import REGISTRIES, _current_source
+
+    for ep in discover():
+        if ep.name in _status:
+            continue
+        dist = ep.dist.name if ep.dist is not None else "unknown distribution"
+        status = PluginStatus(ep.name, ep.value, dist)
+        token = _current_source.set(status.source)
+        try:
+            obj = ep.load()
+            if ep.attr and callable(obj):
+                obj()
+        except Exception as exc:  # a plugin must never take the host down
+            status = PluginStatus(ep.name, ep.value, dist, f"{type(exc).__name__}: {exc}")
+            for reg in REGISTRIES.values():  # a half-loaded plugin leaves nothing behind
+                reg.discard_source(status.source)
+            warnings.warn(
+                f"mtlbench plugin {ep.name!r} from {dist} failed to load and is skipped: {status.error}",
+                PluginWarning,
+                stacklevel=2,
+            )
+        finally:
+            _current_source.reset(token)
+        _status[ep.name] = status
+    return dict(_status)
+
+
+def plugin_status() -> dict[str, PluginStatus]:
+    """What :func:`load_plugins` has seen: loaded plugins and failures."""
+    return dict(_status)

@@ -1,0 +1,161 @@
+"""The tasks: depth, semantic segmentation and edges.
+
+A :class:`Task` knows its head width, the batch key of its target, its default loss, its
+metrics, how to turn a raw head output into a prediction, and how to colour one for figures.
+Task factories take the dataset's :class:`DatasetInfo` (class count, maximum depth).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import torch
+from torch import Tensor
+
+from mtlbench.metrics import DepthMetrics, EdgeMetrics, Metric, SegMetrics
+from mtlbench.registry import TASKS
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What tasks and models need to know of a dataset."""
+
+    num_classes: int = 40
+    max_depth: float = 10.0
+    class_names: tuple[str, ...] = ()
+
+
+@lru_cache(maxsize=None)
+def nyu40_names() -> tuple[str, ...]:
+    """The 40 NYUv2 class names (Gupta et al.), in 0-based id order."""
+    text = resources.files("mtlbench.resources").joinpath("nyuv2_names40.txt").read_text()
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def voc_palette(n: int = 256) -> Tensor:
+    """The PASCAL-VOC colour map (n×3 uint8), the palette NYUv2 figures use."""
+    ids = torch.arange(n)
+    palette = torch.zeros(n, 3, dtype=torch.int64)
+    for bit in range(8):
+        for ch in range(3):
+            palette[:, ch] |= ((ids >> (3 * bit + ch)) & 1) << (7 - bit)
+    return palette.to(torch.uint8)
+
+
+def _ramp(x: Tensor) -> Tensor:
+    """A perceptual-ish blue→yellow ramp for values in [0, 1] (H×W → H×W×3 uint8)."""
+    x = x.clamp(0, 1)
+    rgb = torch.stack([x.pow(0.8), 0.15 + 0.75 * x, 0.55 * (1 - x) + 0.1], dim=-1)
+    return (rgb.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+@dataclass(frozen=True)
+class Task:
+    """Base task; subclasses define prediction, metrics and colouring."""
+
+    name: str
+    out_channels: int
+    target_key: str
+    default_loss: str
+    # the metric that defines "better" in tables (and its direction)
+    key_metric: str
+    higher_is_better: bool
+
+    def predict(self, output: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def metrics(self) -> Metric:
+        raise NotImplementedError
+
+    def colorize(self, prediction: Tensor) -> Tensor:
+        """One prediction or target (H×W) as an H×W×3 uint8 image."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class DepthTask(Task):
+    max_depth: float = 10.0
+
+    def predict(self, output: Tensor) -> Tensor:
+        """Normalised head output → metres (B×1×H×W)."""
+        return output.float().clamp(0.0, 1.0) * self.max_depth
+
+    def metrics(self) -> Metric:
+        return DepthMetrics(self.max_depth)
+
+    def colorize(self, prediction: Tensor) -> Tensor:
+        # near is bright, as in the seed's figures; invalid (0) is black
+        img = _ramp(1.0 - prediction.float() / self.max_depth)
+        return torch.where((prediction > 0)[..., None], img, torch.zeros_like(img))
+
+
+@dataclass(frozen=True)
+class SegTask(Task):
+    class_names: tuple[str, ...] = ()
+
+    def predict(self, output: Tensor) -> Tensor:
+        return output.argmax(1)
+
+    def metrics(self) -> Metric:
+        return SegMetrics(self.out_channels)
+
+    def colorize(self, prediction: Tensor) -> Tensor:
+        # class c takes VOC colour c+1 (0 is reserved for "unlabelled", drawn black)
+        palette = torch.cat([voc_palette(256)[1:], torch.zeros(1, 3, dtype=torch.uint8)])
+        return palette[prediction.long().clamp(0, 255)]
+
+
+@dataclass(frozen=True)
+class EdgeTask(Task):
+    threshold: float = 0.5
+
+    def predict(self, output: Tensor) -> Tensor:
+        return torch.sigmoid(output.float())
+
+    def metrics(self) -> Metric:
+        return EdgeMetrics(self.threshold)
+
+    def colorize(self, prediction: Tensor) -> Tensor:
+        return (255 * (1 - prediction.float().clamp(0, 1))).round().to(torch.uint8)[..., None].expand(
+            *prediction.shape, 3)
+
+
+@TASKS.register("depth")
+def depth(info: DatasetInfo) -> Task:
+    """Monocular depth: 1 channel, normalised to [0, 1] by the maximum depth; metrics in metres."""
+    return DepthTask("depth", 1, "depth", "structured_depth", "rmse", False, max_depth=info.max_depth)
+
+
+@TASKS.register("seg")
+def seg(info: DatasetInfo) -> Task:
+    """Semantic segmentation: one channel per class (NYU-40 by default), 255 ignored."""
+    names = info.class_names or (nyu40_names() if info.num_classes == 40 else ())
+    return SegTask("seg", info.num_classes, "seg", "cross_entropy", "miou", True, class_names=names)
+
+
+@TASKS.register("edge")
+def edge(info: DatasetInfo) -> Task:
+    """Edge detection: 1 logit channel, targets from label boundaries."""
+    return EdgeTask("edge", 1, "edge", "balanced_bce", "fscore", True)
+
+
+def parse_tasks(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``"depth,seg"`` → ``("depth", "seg")``: non-empty, known, no repeats, order kept."""
+    from mtlbench.errors import MtlbenchError
+
+    names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [s.strip() for s in spec]
+    names = [n for n in names if n]
+    if not names:
+        raise MtlbenchError(f"empty task list: pass one or more of {', '.join(TASKS.names())}, e.g. --task depth,seg")
+    for n in names:
+        TASKS.entry(n)
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise MtlbenchError(f"task listed twice: {', '.join(dup)}")
+    return tuple(names)
+
+
+def build_tasks(names: tuple[str, ...], info: DatasetInfo) -> dict[str, Task]:
+    return {n: TASKS.build(n, info) for n in names}
