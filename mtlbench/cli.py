@@ -172,6 +172,7 @@ def run(
 
 
 def _train(cfg, run_dir: Path, resume: bool, overwrite: bool, console, err) -> None:
+    from mtlbench.config import resolved_select
     from mtlbench.engine.build import build_run
     from mtlbench.engine.trainer import Trainer
     from mtlbench.report.console import RichReporter, metrics_table
@@ -191,7 +192,7 @@ def _train(cfg, run_dir: Path, resume: bool, overwrite: bool, console, err) -> N
               f"| preset {cfg.preset}", highlight=False)
     err.print(f"data: {s.source}; train/val/test {len(s.train)}/{len(s.val)}/{len(s.test)} | "
               f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}, Adam lr {cfg.train.lr:g} | "
-              f"select {cfg.train.select} | run dir {run_dir}", highlight=False)
+              f"select {resolved_select(cfg)} | run dir {run_dir}", highlight=False)
     for note in parts.notes:
         err.print(note, highlight=False)
     with RichReporter(err) as reporter:

@@ -75,7 +75,9 @@ class TrainConfig:
     bf16: bool = False
     channels_last: bool = False
     seed: int = 0
-    select: str = "val/depth/loss"  # split/task/metric-or-loss; the seed keeps the lowest val depth loss
+    # checkpoint criterion val/TASK/METRIC-or-loss; "auto": val/depth/loss (the seed's) when depth is
+    # trained, else val/total/loss
+    select: str = "auto"
     eval_batch_size: int = 16
 
 
@@ -185,11 +187,18 @@ def validate(cfg: RunConfig) -> None:
         raise MtlbenchError(f"train.lr must be positive, got {t.lr}")
     if t.device not in ("auto", "cpu", "cuda") and not t.device.startswith("cuda:"):
         raise MtlbenchError(f"unknown device {t.device!r}: use auto, cpu, cuda or cuda:N")
-    parts = t.select.split("/")
+    parts = resolved_select(cfg).split("/")
     if len(parts) != 3 or parts[0] != "val" or parts[1] not in cfg.tasks + ["total"]:
         raise MtlbenchError(
             f"train.select {t.select!r} must read val/TASK/METRIC with TASK one of {', '.join(cfg.tasks)} "
             f"or total, e.g. val/depth/loss or val/seg/miou")
+
+
+def resolved_select(cfg: RunConfig) -> str:
+    """The checkpoint criterion with "auto" spelled out."""
+    if cfg.train.select != "auto":
+        return cfg.train.select
+    return "val/depth/loss" if "depth" in cfg.tasks else "val/total/loss"
 
 
 def load(path: str | Path) -> RunConfig:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from mtlbench.config import RunConfig, validate
+from mtlbench.config import RunConfig, resolved_select, validate
 from mtlbench.data.datasets import DatasetSplits, apply_clahe, build_splits
 from mtlbench.data.pipeline import BatchPipeline
 from mtlbench.errors import MtlbenchError
@@ -68,6 +68,14 @@ def check_names(cfg: RunConfig) -> tuple[str, ...]:
     return tasks
 
 
+def _check_select(cfg: RunConfig, tasks: dict[str, Task]) -> None:
+    _, task, metric = resolved_select(cfg).split("/")
+    known = ("loss",) + (tasks[task].metrics().names if task in tasks else ())
+    if metric not in known:
+        raise MtlbenchError(f"train.select {resolved_select(cfg)!r}: {task} has no metric {metric!r}; "
+                            f"choose from {', '.join(known)}")
+
+
 def build_model(cfg: RunConfig, tasks: dict[str, Task], backbone: nn.Module | None = None) -> nn.Module:
     """The model of ``cfg``; builds (and size-checks) the backbone unless one is given."""
     m = cfg.model
@@ -110,6 +118,7 @@ def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None
         split_seed=d.split_seed, scene_seed=d.scene_seed, holes=d.holes, max_depth=d.max_depth,
         edge_thickness=d.edge_thickness, progress=progress)
     tasks = build_tasks(task_names, splits.info)
+    _check_select(cfg, tasks)
     model = build_model(cfg, tasks, backbone)
     notes = list(getattr(model, "notes", []))
     losses, weighting = build_losses(cfg, tasks, splits.info)

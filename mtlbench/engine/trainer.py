@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Protocol
 import torch
 from torch import Tensor
 
-from mtlbench.config import dumps
+from mtlbench.config import dumps, resolved_select
 from mtlbench.data.datasets import DenseDataset
 from mtlbench.engine.build import RunParts
 from mtlbench.errors import MtlbenchError, NonFiniteLossError
@@ -132,7 +132,8 @@ class Trainer:
         self.epoch = 0  # epochs finished
         self.best_value: float | None = None
         self.best_epoch = 0
-        split, task, metric = self.cfg.train.select.split("/")
+        self.select_name = resolved_select(self.cfg)
+        _, task, metric = self.select_name.split("/")
         self.select = (task, metric)
         dev = parts.device.type
         self.autocast = (torch.autocast(dev, dtype=torch.bfloat16) if self.cfg.train.bf16
@@ -169,7 +170,7 @@ class Trainer:
             if not torch.isfinite(total):
                 bad = [k for k, v in losses.items() if not torch.isfinite(v)] or ["total (weighting)"]
                 raise NonFiniteLossError(
-                    f"loss of task {', '.join(bad)} became {float(total)} at epoch {epoch} step {step}; "
+                    f"loss of task {', '.join(bad)} became {float(total.detach())} at epoch {epoch} step {step}; "
                     f"training stopped, last good checkpoint {self.run_dir / 'last.pt'} "
                     f"(epoch {self.epoch}) left intact")
             self.optimizer.step()
@@ -252,7 +253,7 @@ class Trainer:
             task, metric = self.select
             value = val[task][metric] if metric in val.get(task, {}) else None
             if value is None:
-                raise MtlbenchError(f"train.select {cfg.train.select!r}: validation has no {metric} for "
+                raise MtlbenchError(f"train.select {self.select_name!r}: validation has no {metric} for "
                                     f"{task}; choose from {', '.join(val[task])}")
             improved = is_better(metric, value, self.best_value)
             self.epoch = epoch
@@ -281,7 +282,7 @@ class Trainer:
             "test": test,
             "val": val,
             "best_epoch": self.best_epoch,
-            "select": {"criterion": self.cfg.train.select, "value": self.best_value},
+            "select": {"criterion": self.select_name, "value": self.best_value},
             "epochs": self.epoch,
             "model": self.cfg.model.name,
             "backbone": self.cfg.model.backbone,

@@ -13,6 +13,8 @@ from torch import Tensor
 class Metric:
     """Interface of a streamed metric."""
 
+    names: tuple[str, ...] = ()  # the keys ``compute`` returns
+
     def reset(self) -> None:
         raise NotImplementedError
 
@@ -41,6 +43,8 @@ class DepthMetrics(Metric):
         1.0
     """
 
+    names = ("mae", "rmse", "abs_rel", "delta1", "delta2", "delta3", "mae_norm", "rmse_norm")
+
     def __init__(self, max_depth: float = 10.0, min_depth: float = 1e-3) -> None:
         self.max_depth = max_depth
         self.min_depth = min_depth
@@ -52,22 +56,22 @@ class DepthMetrics(Metric):
     def update(self, pred: Tensor, batch: dict[str, Tensor]) -> None:
         gt = batch["depth"].float()
         valid = (gt > self.min_depth) & (gt <= self.max_depth)
-        p = pred.float().clamp(self.min_depth, self.max_depth)[valid]
-        g = gt[valid]
+        p = pred.double().clamp(self.min_depth, self.max_depth)[valid]
+        g = gt.double()[valid]
         if g.numel() == 0:
             return
         err = p - g
         ratio = torch.maximum(p / g, g / p)
         sums = torch.stack([
-            torch.tensor(float(g.numel()), device=g.device),
+            torch.tensor(float(g.numel()), dtype=torch.float64, device=g.device),
             err.abs().sum(),
             err.pow(2).sum(),
             (err.abs() / g).sum(),
-            (ratio < 1.25).sum().float(),
-            (ratio < 1.25**2).sum().float(),
-            (ratio < 1.25**3).sum().float(),
+            (ratio < 1.25).sum().double(),
+            (ratio < 1.25**2).sum().double(),
+            (ratio < 1.25**3).sum().double(),
         ])
-        self._sums += sums.double().cpu()
+        self._sums += sums.cpu()
 
     def compute(self) -> dict[str, float]:
         n, abs_sum, sq_sum, rel_sum, d1, d2, d3 = self._sums.tolist()
@@ -101,6 +105,8 @@ class SegMetrics(Metric):
         >>> round(m.compute()["miou"], 4)
         0.5
     """
+
+    names = ("pixel_acc", "mean_acc", "miou")
 
     def __init__(self, num_classes: int) -> None:
         self.num_classes = num_classes
@@ -150,6 +156,8 @@ class EdgeMetrics(Metric):
         >>> m.compute()["fscore"]
         0.5
     """
+
+    names = ("precision", "recall", "fscore")
 
     def __init__(self, threshold: float = 0.5) -> None:
         self.threshold = threshold

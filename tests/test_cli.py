@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from mtlbench.cli import app
+
+TINY = ["--backbone", "test_resnet", "--size", "64", "--frames", "24", "--epochs", "1",
+        "--batch-size", "8", "--device", "cpu"]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def assert_bad_input(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_run_prints_the_table_and_writes_the_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    result = invoke("run", "--model", "hps", "--task", "depth,seg", *TINY, "--run-dir", str(run_dir))
+    assert result.exit_code == 0, result.output
+    assert "test metrics (hps" in result.stdout
+    assert "RMSE m" in result.stdout and "mIoU" in result.stdout and "F@0.5" not in result.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"depth", "seg", "total"}
+    assert metrics["tasks"] == ["depth", "seg"]
+    assert 'tasks = ["depth", "seg"]' in (run_dir / "config.toml").read_text()
+
+
+def test_run_header_says_which_guidance_is_off(tmp_path):
+    result = invoke("run", "--task", "depth,seg", *TINY, "--run-dir", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    assert "seg→depth guidance: on" in result.stderr
+    assert "edge→depth guidance: off (edge not requested)" in result.stderr
+
+
+def test_resume_of_a_finished_run_reprints_its_metrics(tmp_path):
+    run_dir = tmp_path / "run"
+    first = invoke("run", "--task", "edge", *TINY, "--run-dir", str(run_dir))
+    assert first.exit_code == 0, first.output
+    again = invoke("run", "--resume", "--run-dir", str(run_dir))
+    assert again.exit_code == 0, again.output
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 1
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--model", "mtinett"], ["unknown model 'mtinett'", "did you mean 'mtinet'"]),
+        (["--task", "depth,segm"], ["unknown task 'segm'", "did you mean 'seg'"]),
+        (["--task", ","], ["empty task list"]),
+        (["--task", "depth,depth"], ["task listed twice: depth"]),
+        (["--backbone", "resnet500"], ["unknown backbone 'resnet500'"]),
+        (["--data", "nyu"], ["unknown dataset 'nyu'"]),
+        (["--size", "100"], ["image size 100x100 does not fit backbone test_resnet", "--size 96 or 128"]),
+        (["--epochs", "0"], ["train.epochs must be at least 1"]),
+        (["--device", "tpu"], ["unknown device 'tpu'"]),
+        (["--select", "val/normals/loss"], ["train.select"]),
+        (["--select", "val/seg/mIoU"], ["seg has no metric 'mIoU'", "miou"]),
+        (["--model", "hps", "--interaction", "guided_attention"], ["model hps takes no option interaction"]),
+        (["--preset", "fast"], ["unknown preset 'fast'"]),
+    ],
+    ids=lambda v: v[0] if isinstance(v, list) and v and v[0].startswith("--") else None,
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, args, fragments):
+    run_dir = tmp_path / "run"
+    base = dict(zip(TINY[::2], TINY[1::2]))
+    base.update(dict(zip(args[::2], args[1::2])))
+    flat = [x for kv in base.items() for x in kv]
+    result = invoke("run", *flat, "--run-dir", str(run_dir))
+    assert_bad_input(result, *fragments)
+    assert not run_dir.exists()
+
+
+def test_a_task_the_model_cannot_serve(tmp_path, isolated_registries):
+    from mtlbench.models.multitask import hps
+
+    isolated_registries.MODELS.add("depth_only", hps, tasks=("depth",))
+    result = invoke("run", "--model", "depth_only", "--task", "depth,seg", *TINY, "--run-dir", str(tmp_path / "r"))
+    assert_bad_input(result, "model depth_only cannot serve task seg: it serves depth")
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_existing_run_directory_needs_resume_or_overwrite(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("mine")
+    result = invoke("run", *TINY, "--run-dir", str(run_dir))
+    assert_bad_input(result, f"run directory {run_dir} already exists", "--resume", "--overwrite")
+    refused = invoke("run", *TINY, "--run-dir", str(run_dir), "--overwrite")
+    assert_bad_input(refused, "refusing to overwrite", "not an mtlbench run directory")
+    assert (run_dir / "notes.txt").read_text() == "mine"
+    nothing = invoke("run", "--resume", "--run-dir", str(tmp_path / "absent"))
+    assert_bad_input(nothing, "nothing to resume")
+
+
+def test_an_unreadable_config_is_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("tasks = [depth\n")
+    assert_bad_input(invoke("run", "--config", str(bad), "--run-dir", str(tmp_path / "r")), "is not valid TOML")
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[train]\nepoch = 3\n")
+    assert_bad_input(invoke("run", "--config", str(typo), "--run-dir", str(tmp_path / "r")),
+                     "unknown key 'epoch'", "did you mean 'epochs'")
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("[train]\nepochs = \"many\"\n")
+    assert_bad_input(invoke("run", "--config", str(wrong), "--run-dir", str(tmp_path / "r")),
+                     "train.epochs: expected an integer")
+    assert_bad_input(invoke("run", "--config", str(tmp_path / "none.toml")), "not found")
+    assert not (tmp_path / "r").exists()
+
+
+def test_list_shows_sources_and_rejects_unknown_kinds():
+    result = invoke("list", "models")
+    assert result.exit_code == 0
+    assert "mtinet" in result.stdout and "built-in" in result.stdout and "hps" in result.stdout
+    assert_bad_input(invoke("list", "modles"), "unknown registry 'modles'", "did you mean 'models'")

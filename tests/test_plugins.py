@@ -1,0 +1,139 @@
+"""Plugins are found through real ``*.dist-info/entry_points.txt`` metadata on ``sys.path``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mtlbench import plugins
+from tests.conftest import REPO
+
+
+def make_distribution(root: Path, dist: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+    """Write an installed-distribution layout: modules plus a dist-info folder."""
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    lines = ["[mtlbench.plugins]"] + [f"{k} = {v}" for k, v in entry_points.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    for name, source in modules.items():
+        path = root / (name.replace(".", "/") + ".py")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source))
+
+
+GOOD = """
+    from torch import nn
+    from mtlbench.registry import LOSSES
+
+    @LOSSES.register("plugged_l2", task="depth")
+    def plugged_l2() -> nn.Module:
+        '''Plain L2 on depth, from a test plugin.'''
+        return nn.MSELoss()
+"""
+
+BROKEN = """
+    from mtlbench.registry import MODELS
+
+    @MODELS.register("half_registered")
+    def half_registered():
+        return None
+
+    raise RuntimeError("this plugin is broken on purpose")
+"""
+
+
+@pytest.fixture()
+def plugin_path(tmp_path, monkeypatch, isolated_registries):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(plugins.DISABLE_ENV, raising=False)
+    yield tmp_path
+    for name in ("good_plugin", "broken_plugin", "func_plugin"):
+        sys.modules.pop(name, None)
+
+
+def test_a_module_plugin_registers_and_is_named_as_source(plugin_path, isolated_registries):
+    make_distribution(plugin_path, "good-dist", {"good": "good_plugin"}, {"good_plugin": GOOD})
+    status = plugins.load_plugins()
+    assert status["good"].error is None
+    entry = isolated_registries.LOSSES.entry("plugged_l2")
+    assert entry.source == "plugin good (good-dist)"
+    assert entry.summary == "Plain L2 on depth, from a test plugin."
+
+
+def test_a_function_entry_point_is_called(plugin_path, isolated_registries):
+    source = """
+        def register():
+            from mtlbench.registry import WEIGHTINGS
+            WEIGHTINGS.add("from_function", lambda tasks, weights=None: None)
+    """
+    make_distribution(plugin_path, "func-dist", {"func": "func_plugin:register"}, {"func_plugin": source})
+    plugins.load_plugins()
+    assert "from_function" in isolated_registries.WEIGHTINGS
+
+
+def test_a_broken_plugin_is_one_warning_and_the_rest_still_load(plugin_path, isolated_registries):
+    make_distribution(plugin_path, "good-dist", {"good": "good_plugin"}, {"good_plugin": GOOD})
+    make_distribution(plugin_path, "broken-dist", {"broken": "broken_plugin"}, {"broken_plugin": BROKEN})
+    with pytest.warns(plugins.PluginWarning) as record:
+        status = plugins.load_plugins()
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 1
+    assert "'broken' from broken-dist failed to load" in messages[0]
+    assert "this plugin is broken on purpose" in messages[0]
+    assert status["broken"].error.startswith("RuntimeError")
+    assert "plugged_l2" in isolated_registries.LOSSES
+    # what the broken plugin registered before failing is rolled back
+    assert "half_registered" not in isolated_registries.MODELS
+    assert "mtinet" in isolated_registries.MODELS
+
+
+def test_disable_switch(plugin_path, isolated_registries, monkeypatch):
+    make_distribution(plugin_path, "good-dist", {"good": "good_plugin"}, {"good_plugin": GOOD})
+    monkeypatch.setenv(plugins.DISABLE_ENV, "1")
+    plugins.load_plugins()
+    assert "plugged_l2" not in isolated_registries.LOSSES
+
+
+def test_the_example_plugin_in_the_repo_loads_through_its_metadata(plugin_path, isolated_registries):
+    # the entry point as declared in plugins/mtlbench-gated-guidance/pyproject.toml
+    pyproject = (REPO / "plugins/mtlbench-gated-guidance/pyproject.toml").read_text()
+    assert 'gated_guidance = "mtlbench_gated_guidance:register"' in pyproject
+    make_distribution(plugin_path, "mtlbench-gated-guidance",
+                      {"gated_guidance": "mtlbench_gated_guidance:register"}, {})
+    sys.path.insert(0, str(REPO / "plugins/mtlbench-gated-guidance/src"))
+    try:
+        plugins.load_plugins()
+        import torch
+
+        entry = isolated_registries.INTERACTIONS.entry("gated_attention")
+        assert entry.source == "plugin gated_guidance (mtlbench-gated-guidance)"
+        module = entry.obj(channels=8, dim=8, grid=2)
+        target, source = torch.randn(2, 8, 4, 4), torch.randn(2, 8, 4, 4)
+        out = module(target, source)
+        # gate starts at sigmoid(-2): the residual is 0.119 of the attended features
+        expected = target + torch.sigmoid(torch.tensor(-2.0)) * module.attend(target, source)
+        torch.testing.assert_close(out, expected)
+    finally:
+        sys.path.remove(str(REPO / "plugins/mtlbench-gated-guidance/src"))
+        sys.modules.pop("mtlbench_gated_guidance", None)
+
+
+def test_import_and_help_load_neither_torch_nor_plugins(tmp_path):
+    make_distribution(tmp_path, "noisy-dist", {"noisy": "noisy_plugin"},
+                      {"noisy_plugin": "raise SystemExit('plugin was imported')"})
+    code = ("import sys, mtlbench, mtlbench.registry, mtlbench.cli\n"
+            "from typer.testing import CliRunner\n"
+            "r = CliRunner().invoke(mtlbench.cli.app, ['--help'])\n"
+            "assert r.exit_code == 0, r.output\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "assert 'noisy_plugin' not in sys.modules\n"
+            "print('ok')\n")
+    env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mtlbench.config import RunConfig, from_dict, load
+from mtlbench.engine.build import build_run
+from mtlbench.engine.trainer import Trainer, batches, load_checkpoint
+from mtlbench.errors import NonFiniteLossError
+
+TINY = {
+    "data": {"size": 64, "frames": 40, "scale": [0.7, 1.0]},
+    "model": {"backbone": "test_resnet", "width": 16},
+    "train": {"epochs": 3, "batch_size": 8, "lr": 1e-3, "device": "cpu"},
+}
+
+
+def tiny_config(**sections) -> RunConfig:
+    cfg = from_dict(TINY, RunConfig())
+    return from_dict(sections, cfg) if sections else cfg
+
+
+class Interrupt(Exception):
+    pass
+
+
+class StopDuringEpoch:
+    """A reporter that raises in the middle of the training part of one epoch."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        self.target, self.epoch, self.step = (epoch, step), 0, 0
+
+    def start(self, phase, epoch, epochs, steps):
+        self.epoch, self.step, self.phase = epoch, 0, phase
+
+    def advance(self, losses):
+        self.step += 1
+        if self.phase == "train" and (self.epoch, self.step) == self.target:
+            raise Interrupt()
+
+    def finish(self, record):
+        pass
+
+    def message(self, text):
+        pass
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("full")
+    result = Trainer(build_run(tiny_config()), run_dir).fit()
+    return run_dir, result
+
+
+def test_run_directory_contents(uninterrupted):
+    run_dir, result = uninterrupted
+    assert {p.name for p in run_dir.iterdir()} == {"config.toml", "log.jsonl", "last.pt", "best.pt", "metrics.json"}
+    assert load(run_dir / "config.toml") == tiny_config()
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["test"]["depth"]) >= {"rmse", "abs_rel", "delta1", "mae_norm", "rmse_norm", "loss"}
+    assert set(metrics["test"]["seg"]) >= {"miou", "pixel_acc"}
+    assert set(metrics["test"]["edge"]) >= {"fscore", "precision", "recall"}
+    assert metrics["sizes"] == {"train": 32, "val": 4, "test": 4}
+    # the best checkpoint is the epoch with the lowest validation depth loss
+    best = min(log, key=lambda r: r["val"]["depth"]["loss"])
+    assert metrics["best_epoch"] == best["epoch"]
+    assert load_checkpoint(run_dir / "best.pt")["epoch"] == best["epoch"]
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 3
+
+
+def test_training_lowers_the_loss(uninterrupted):
+    run_dir, _ = uninterrupted
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["train"]["total"] < log[0]["train"]["total"]
+
+
+def test_resume_after_an_interruption_reaches_identical_metrics(uninterrupted, tmp_path):
+    _, expected = uninterrupted
+    with pytest.raises(Interrupt):
+        Trainer(build_run(tiny_config()), tmp_path, StopDuringEpoch(epoch=2, step=2)).fit()
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+    assert not (tmp_path / "metrics.json").exists()
+    result = Trainer(build_run(load(tmp_path / "config.toml")), tmp_path).fit(resume=True)
+    assert result["test"] == expected["test"]
+    assert result["best_epoch"] == expected["best_epoch"]
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    parts = build_run(tiny_config())
+    real = parts.losses["depth"]
+    calls = {"n": 0}
+
+    class NaNOnSixthCall(torch.nn.Module):
+        def forward(self, pred, batch):
+            calls["n"] += 1
+            loss = real(pred, batch)
+            return loss * float("nan") if calls["n"] == 6 else loss
+
+    parts.losses["depth"] = NaNOnSixthCall()
+    trainer = Trainer(parts, tmp_path)
+    with pytest.raises(NonFiniteLossError, match=r"loss of task depth became nan at epoch 2 step 1"):
+        trainer.fit()
+    # 4 training steps and 1 validation batch ran in epoch 1
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert last["epoch"] == 1
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_batches_cover_the_split_once_in_a_seeded_order():
+    parts = build_run(tiny_config())
+    train = parts.splits.train
+    seen = torch.cat([b["index"] for b in batches(train, 8, True, seed=5)])
+    assert sorted(seen.tolist()) == sorted(train.arrays.index.tolist())
+    again = torch.cat([b["index"] for b in batches(train, 8, True, seed=5)])
+    other = torch.cat([b["index"] for b in batches(train, 8, True, seed=6)])
+    assert torch.equal(seen, again) and not torch.equal(seen, other)
