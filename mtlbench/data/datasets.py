@@ -203,7 +203,7 @@ def apply_clahe(images: Tensor, clip: float, device: torch.device | str = "cpu",
 
 
 @DATASETS.register("synthrooms")
-def synthrooms(root: str = "", size: int = 256, frames: int = 1449, split: Sequence[float] = (0.8, 0.1, 0.1),
+def synthrooms(root: str = "", size: int = 256, frames: int = 1449, fractions: Sequence[float] = (0.8, 0.1, 0.1),
                split_seed: int = 0, scene_seed: int = 0, holes: bool = False, max_depth: float = 10.0,
                edge_thickness: int = 1,
                progress: Callable[[int, int], None] | None = None) -> DatasetSplits:
@@ -211,7 +211,7 @@ def synthrooms(root: str = "", size: int = 256, frames: int = 1449, split: Seque
     cache = Path(root).expanduser() if root else default_cache_root()
     arrays = synthrooms_arrays(cache, scene_seed, frames, size, holes, max_depth, progress)
     info = DatasetInfo(num_classes=40, max_depth=max_depth)
-    parts = seed_split(frames, split, split_seed)
+    parts = seed_split(frames, fractions, split_seed)
     ds = [DenseDataset(arrays.take(p), info, edge_thickness) for p in parts]
     return DatasetSplits(*ds, info=info, source=f"synthrooms ({frames} frames, cache {cache})")
 

@@ -114,7 +114,7 @@ def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None
     backbone = build_backbone(m.backbone, m.width, m.pretrained, m.weights or None)
     backbone.check_size((d.size, d.size))
     splits = call_with_accepted(
-        DATASETS.get(d.name), root=d.root, size=d.size, frames=d.frames, split=d.split,
+        DATASETS.get(d.name), root=d.root, size=d.size, frames=d.frames, fractions=d.fractions,
         split_seed=d.split_seed, scene_seed=d.scene_seed, holes=d.holes, max_depth=d.max_depth,
         edge_thickness=d.edge_thickness, progress=progress)
     tasks = build_tasks(task_names, splits.info)

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mtlbench.data import datasets as D
+from mtlbench.data.datasets import build_dataset, build_splits, seed_split
+from mtlbench.data.pipeline import BatchPipeline, label_edges
+from mtlbench.data.render import render_batch
+from mtlbench.errors import MtlbenchError
+
+
+def test_seed_split_sizes_disjoint_and_complete():
+    train, val, test = seed_split(1449, (0.8, 0.1, 0.1), seed=0)
+    assert (len(train), len(val), len(test)) == (1161, 144, 144)
+    joined = torch.cat([train, val, test])
+    assert sorted(joined.tolist()) == list(range(1449))
+    again = seed_split(1449, (0.8, 0.1, 0.1), seed=0)
+    assert all(torch.equal(a, b) for a, b in zip((train, val, test), again))
+    assert not torch.equal(seed_split(1449, (0.8, 0.1, 0.1), seed=1)[2], test)
+
+
+def test_label_edges_by_hand():
+    seg = torch.tensor([[0, 0, 0, 1, 1],
+                        [0, 0, 0, 1, 1],
+                        [0, 0, 0, 1, 1]]).view(1, 1, 3, 5)
+    # pixels with a different label in their 3×3 neighbourhood: columns 2 and 3
+    expected = torch.tensor([[0, 0, 1, 1, 0]] * 3, dtype=torch.float32).view(1, 1, 3, 5)
+    torch.testing.assert_close(label_edges(seg), expected)
+    thick = label_edges(seg, thickness=2)
+    torch.testing.assert_close(thick, torch.tensor([[0, 1, 1, 1, 1]] * 3, dtype=torch.float32).view(1, 1, 3, 5))
+    assert label_edges(torch.zeros(1, 1, 4, 4, dtype=torch.long)).sum() == 0  # image border is no edge
+
+
+def test_synthrooms_samples_match_the_renderer_and_the_api_format():
+    ds = build_dataset("synthrooms", split="test", size=64, frames=20, fractions=(0.5, 0.25, 0.25))
+    assert len(ds) == 5
+    sample = ds[0]
+    frame = int(sample["index"])  # 1-based
+    ref = render_batch(0, [frame - 1], 64)
+    assert sample["image"].shape == (3, 64, 64) and sample["image"].dtype == torch.float32
+    torch.testing.assert_close(sample["image"], torch.from_numpy(ref["image"][0]).permute(2, 0, 1).float() / 255)
+    assert sample["depth"].shape == (1, 64, 64)
+    assert torch.equal(sample["depth"][0], torch.from_numpy(ref["depth"][0]))
+    assert sample["seg"].dtype == torch.int64 and torch.equal(sample["seg"], torch.from_numpy(ref["seg"][0]).long())
+    assert sample["edge"].shape == (1, 64, 64)
+    torch.testing.assert_close(sample["edge"], label_edges(sample["seg"][None, None])[0])
+
+
+def test_the_cache_is_reused_and_complete(tmp_path, monkeypatch):
+    build_splits("synthrooms", root=str(tmp_path), size=32, frames=6)
+    (folder,) = (tmp_path / "synthrooms").iterdir()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["frames"] == 6 and manifest["format"] == D.SYNTHROOMS_FORMAT
+    calls = []
+    monkeypatch.setattr(D, "_render_all", lambda *a, **k: calls.append(a))
+    build_splits("synthrooms", root=str(tmp_path), size=32, frames=6)
+    assert calls == []  # served from the cache
+
+
+def test_an_interrupted_render_leaves_no_cache(tmp_path, monkeypatch):
+    def explode(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(D, "_render_all", explode)
+    with pytest.raises(KeyboardInterrupt):
+        build_splits("synthrooms", root=str(tmp_path), size=32, frames=6)
+    assert list((tmp_path / "synthrooms").iterdir()) == []
+
+
+def test_an_unwritable_cache_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(MtlbenchError, match="cannot write the synthrooms cache"):
+        build_splits("synthrooms", root=str(blocker), size=32, frames=4)
+
+
+def test_unknown_split_name():
+    splits = build_splits("synthrooms", size=32, frames=10)
+    with pytest.raises(MtlbenchError, match="unknown split 'dev'"):
+        splits["dev"]
+
+
+def raw_batch(n=4, size=32):
+    b = render_batch(3, list(range(n)), size)
+    return {"image": torch.from_numpy(b["image"]), "depth": torch.from_numpy(b["depth"]),
+            "seg": torch.from_numpy(b["seg"]), "index": torch.arange(1, n + 1)}
+
+
+def test_pipeline_without_augmentation_normalises_and_keeps_targets():
+    raw = raw_batch()
+    out = BatchPipeline(torch.device("cpu"), 32, augment=False)(raw, train=True)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    expected = (raw["image"].permute(0, 3, 1, 2).float() / 255 - mean) / std
+    torch.testing.assert_close(out["image"], expected)
+    assert torch.equal(out["depth"][:, 0], raw["depth"])
+    assert torch.equal(out["seg"], raw["seg"].long())
+
+
+def test_flip_moves_image_depth_labels_and_edges_together():
+    raw = raw_batch()
+    torch.manual_seed(0)
+    pipe = BatchPipeline(torch.device("cpu"), 32, flip=True, scale=(1.0, 1.0), color_jitter=0.0, normalize=False)
+    out = pipe(raw, train=True)
+    image = raw["image"].permute(0, 3, 1, 2).float() / 255
+    for i in range(4):
+        flipped = bool(torch.equal(out["seg"][i], raw["seg"][i].long().flip(-1)))
+        src_img = image[i].flip(-1) if flipped else image[i]
+        src_depth = raw["depth"][i].flip(-1) if flipped else raw["depth"][i]
+        torch.testing.assert_close(out["image"][i], src_img)
+        assert torch.equal(out["depth"][i, 0], src_depth)
+        torch.testing.assert_close(out["edge"][i], label_edges(out["seg"][i][None, None])[0])
+
+
+def test_resized_crop_never_invents_labels_or_depths():
+    raw = raw_batch()
+    torch.manual_seed(1)
+    pipe = BatchPipeline(torch.device("cpu"), 32, flip=False, scale=(0.3, 0.5), color_jitter=0.0)
+    out = pipe(raw, train=True)
+    for i in range(4):
+        # nearest resampling: every output label and depth value exists in the source frame
+        assert set(out["seg"][i].unique().tolist()) <= set(raw["seg"][i].unique().tolist())
+        assert np.isin(out["depth"][i].numpy(), raw["depth"][i].numpy()).all()
