@@ -97,10 +97,10 @@ class RunConfig:
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # the seed paper's protocol (§3, §6)
     "seed": {},
-    # a CPU demo (about 2.5 minutes on 2 cores): small backbone, 128×128, few frames and epochs;
+    # a CPU demo (about 2 minutes on 2 cores): small backbone, 128×128, few frames and epochs;
     # lr 1e-3 because the backbone starts from random weights, not ImageNet
     "quick": {
-        "data": {"size": 128, "frames": 400},
+        "data": {"size": 128, "frames": 320},
         "model": {"backbone": "resnet18", "width": 64},
         "train": {"epochs": 4, "batch_size": 16, "lr": 1e-3},
     },
