@@ -19,6 +19,10 @@ import typer
 app = typer.Typer(help="Train and compare multi-task dense-prediction models (depth, segmentation, edges).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
+data_app = typer.Typer(help="Prepare datasets: read the originals once, write a fast cache.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 
@@ -51,7 +55,6 @@ def list_cmd(
     from rich.table import Table
 
     from mtlbench.errors import MtlbenchError
-    from mtlbench.plugins import plugin_status
     from mtlbench.registry import REGISTRIES, registry
 
     _one_line_warnings()
@@ -68,19 +71,18 @@ def list_cmd(
             console.print(table)
     except MtlbenchError as exc:
         _fail(str(exc))
-    failed = [s for s in plugin_status().values() if s.error]
-    for s in failed:
-        typer.echo(f"plugin {s.name} ({s.distribution}) failed to load: {s.error}", err=True)
 
 
-def _make_config(preset: str, config: Path | None, overrides: dict[str, dict[str, object]], tasks: str | None):
+def _make_config(preset: str | None, config: Path | None, overrides: dict[str, dict[str, object]],
+                 tasks: str | None):
+    """Preset (or a config file), then the options given on the command line."""
     from mtlbench import config as C
+    from mtlbench.errors import MtlbenchError
     from mtlbench.tasks import parse_tasks
 
-    cfg = C.preset(preset)
-    if config is not None:
-        loaded = C.load(config)
-        cfg = loaded
+    if config is not None and preset is not None:
+        raise MtlbenchError("--preset and --config both give a whole configuration: choose one")
+    cfg = C.load(config) if config is not None else C.preset(preset or "seed")
     cfg = C.from_dict({k: v for k, v in overrides.items() if v}, cfg, where="option")
     if tasks is not None:
         cfg.tasks = list(parse_tasks(tasks))
@@ -98,6 +100,8 @@ def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
             raise MtlbenchError(f"nothing to resume in {run_dir}: no config.toml there; drop --resume to start a run")
         return
     if run_dir.exists():
+        if not run_dir.is_dir():
+            raise MtlbenchError(f"run directory {run_dir} is a file: choose another --run-dir")
         if not overwrite:
             raise MtlbenchError(f"run directory {run_dir} already exists: pass --resume to continue it, "
                                 f"--overwrite to replace it, or another --run-dir")
@@ -107,17 +111,20 @@ def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 @app.command()
 def run(
-    model: Annotated[str, typer.Option("--model", "-m", help="registered model (mtlbench list models)")] = "mtinet",
-    task: Annotated[str, typer.Option("--task", "-t", help="comma-separated tasks, any non-empty subset")] = "depth,seg,edge",
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="registered model (default mtinet)")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", help="comma-separated tasks, any non-empty subset "
+                                                                     "(default depth,seg,edge)")] = None,
     data: Annotated[Optional[str], typer.Option(help="dataset (default synthrooms, built in)")] = None,
     data_root: Annotated[Optional[str], typer.Option(help="dataset folder; synthrooms: its cache folder")] = None,
     backbone: Annotated[Optional[str], typer.Option(help="timm backbone (default resnet50)")] = None,
-    preset: Annotated[str, typer.Option(help="seed (the paper's protocol) or quick (CPU demo)")] = "seed",
+    preset: Annotated[Optional[str], typer.Option(help="seed (the paper's protocol, default) or quick (CPU demo)")] = None,
     config: Annotated[Optional[Path], typer.Option(help="a config.toml to start from (a run's own works)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="training batch size")] = None,
     size: Annotated[Optional[int], typer.Option(help="square input side in pixels")] = None,
     frames: Annotated[Optional[int], typer.Option(help="synthrooms: frames to render")] = None,
+    split: Annotated[Optional[str], typer.Option(help="seed (random 80/10/10, the paper's) or official (NYUv2 795/654)")] = None,
+    classes: Annotated[Optional[int], typer.Option(help="nyuv2: 40, 13 or 894 classes")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
     seed: Annotated[Optional[int], typer.Option(help="training seed (init, shuffling, augmentation)")] = None,
@@ -137,10 +144,27 @@ def run(
     _one_line_warnings()
     console = _console()
     err = _console(stderr=True)
+    overrides = {
+        "data": {"name": data, "root": data_root, "size": size, "frames": frames, "split": split, "classes": classes},
+        "model": {"name": model, "backbone": backbone, "interaction": interaction,
+                  "pretrained": pretrained or None, "weights": weights},
+        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "device": device, "seed": seed,
+                  "select": select, "bf16": bf16 or None, "channels_last": channels_last or None},
+    }
+    overrides = {k: {n: v for n, v in d.items() if v is not None} for k, d in overrides.items()}
     try:
         if resume:
             if run_dir is None:
                 raise MtlbenchError("--resume needs --run-dir naming the run to continue")
+            given = {"--model": model, "--task": task, "--data": data, "--data-root": data_root,
+                     "--backbone": backbone, "--preset": preset, "--config": config, "--epochs": epochs,
+                     "--batch-size": batch_size, "--size": size, "--frames": frames, "--split": split,
+                     "--classes": classes, "--lr": lr, "--seed": seed, "--select": select,
+                     "--interaction": interaction, "--weights": weights, "--pretrained": pretrained or None,
+                     "--bf16": bf16 or None, "--channels-last": channels_last or None}
+            changed = [flag for flag, v in given.items() if v is not None]
+            if changed:
+                raise MtlbenchError(f"a resumed run keeps its own config.toml: drop {', '.join(sorted(changed))}")
             _prepare_run_dir(run_dir, resume, overwrite)
             from mtlbench import config as C
 
@@ -148,15 +172,6 @@ def run(
             if device:
                 cfg.train.device = device
         else:
-            overrides = {
-                "data": {"name": data, "root": data_root, "size": size, "frames": frames},
-                "model": {"name": model, "backbone": backbone, "interaction": interaction,
-                          "pretrained": pretrained or None, "weights": weights},
-                "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "device": device,
-                          "seed": seed, "select": select, "bf16": bf16 or None,
-                          "channels_last": channels_last or None},
-            }
-            overrides = {k: {n: v for n, v in d.items() if v is not None} for k, d in overrides.items()}
             cfg = _make_config(preset, config, overrides, task)
             if run_dir is None:
                 stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -201,6 +216,48 @@ def _train(cfg, run_dir: Path, resume: bool, overwrite: bool, console, err) -> N
                                                 f"{result['best_epoch']} of {result['epochs']}, "
                                                 f"{result['sizes']['test']} frames)"))
     err.print(f"written: {run_dir / 'metrics.json'}", highlight=False)
+
+
+@data_app.command("prepare")
+def data_prepare(
+    dataset: Annotated[str, typer.Argument(help="nyuv2")],
+    mat: Annotated[Path, typer.Option(help="nyu_depth_v2_labeled.mat (MATLAB v7.3)")],
+    out: Annotated[Path, typer.Option(help="folder for the cache; pass it to `run --data-root`")],
+    size: Annotated[int, typer.Option(help="square side in pixels; 0 keeps 480x640")] = 256,
+    classes: Annotated[int, typer.Option(help="40, 13 or 894")] = 40,
+    raw_depth: Annotated[bool, typer.Option("--raw-depth", help="rawDepths with holes (0) instead of in-painted depths")] = False,
+) -> None:
+    """Read the labeled NYUv2 file frame by frame and write the cache later runs read."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from mtlbench.errors import MtlbenchError
+
+    err = _console(stderr=True)
+    try:
+        if dataset != "nyuv2":
+            raise MtlbenchError(f"nothing to prepare for {dataset!r}: `data prepare` knows nyuv2 "
+                                f"(synthrooms renders itself, nyud_mt folders are read directly)")
+        from mtlbench.data.nyuv2 import prepare_nyuv2
+
+        columns = (TextColumn("[bold]preparing nyuv2"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("ETA"), TimeRemainingColumn())
+        bar = Progress(*columns, console=err)
+        task = bar.add_task("frames", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.start()  # on the first frame: checks that fail earlier print nothing but their line
+            bar.update(task, completed=done, total=total)
+
+        try:
+            result = prepare_nyuv2(mat, out, size, classes, raw_depth, progress=progress)
+        finally:
+            bar.stop()
+    except MtlbenchError as exc:
+        if _debug():
+            raise
+        _fail(str(exc))
+    state = "written" if result.written else "already complete, nothing to do"
+    err.print(f"{result.folder}: {state}", highlight=False)
 
 
 def main() -> None:

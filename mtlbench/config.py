@@ -27,8 +27,12 @@ class DataConfig:
     root: str = ""  # dataset folder; synthrooms: its cache (default ~/.cache/mtlbench)
     size: int = 256  # square input side, pixels
     frames: int = 1449  # synthrooms only: frames rendered
+    split: str = "seed"  # seed: random by fractions (the paper's); official: NYUv2's 795/654
     fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train/val/test
     split_seed: int = 0
+    val_frames: int = 80  # official split: validation frames carved from train
+    classes: int = 40  # nyuv2: 40, 13 or 894
+    raw_depth: bool = False  # nyuv2: rawDepths (holes = 0) instead of the in-painted depths
     scene_seed: int = 0  # synthrooms only
     holes: bool = False  # synthrooms only: Kinect-like depth holes
     max_depth: float = 10.0  # metres mapped to 1.0 for the depth loss
@@ -40,6 +44,7 @@ class DataConfig:
     scale: list[float] = field(default_factory=lambda: [0.6, 1.0])  # random-resized-crop area range
     color_jitter: float = 0.2
     edge_thickness: int = 1
+    depth_edges: float = 0.0  # > 0: also mark depth discontinuities, |Sobel(log depth)| above this
 
 
 @dataclass
@@ -177,13 +182,30 @@ def validate(cfg: RunConfig) -> None:
         raise MtlbenchError(f"data.fractions must be three non-negative numbers summing to 1, got {d.fractions}")
     if len(d.scale) != 2 or not 0 < d.scale[0] <= d.scale[1] <= 1:
         raise MtlbenchError(f"data.scale must be [min, max] with 0 < min <= max <= 1, got {d.scale}")
+    if d.depth_edges < 0:
+        raise MtlbenchError(f"data.depth_edges must be 0 (off) or positive, got {d.depth_edges}")
     if d.max_depth <= 0:
         raise MtlbenchError(f"data.max_depth must be positive, got {d.max_depth}")
     for name, value in [("train.epochs", t.epochs), ("train.batch_size", t.batch_size),
                         ("train.eval_batch_size", t.eval_batch_size), ("data.frames", d.frames),
-                        ("data.edge_thickness", d.edge_thickness)]:
+                        ("data.edge_thickness", d.edge_thickness), ("data.val_frames", d.val_frames)]:
         if value < 1:
             raise MtlbenchError(f"{name} must be at least 1, got {value}")
+    lo = cfg.loss
+    for name, value in [("train.seed", t.seed), ("data.split_seed", d.split_seed), ("data.scene_seed", d.scene_seed),
+                        ("train.weight_decay", t.weight_decay), ("loss.depth_alpha", lo.depth_alpha),
+                        ("loss.depth_beta", lo.depth_beta), ("loss.depth_gamma", lo.depth_gamma),
+                        ("data.color_jitter", d.color_jitter)] + [(f"loss.weights.{k}", v) for k, v in lo.weights.items()]:
+        if value < 0:
+            raise MtlbenchError(f"{name} must not be negative, got {value}")
+    if not 0 < lo.edge_pos_weight < 1:
+        raise MtlbenchError(f"loss.edge_pos_weight must lie strictly between 0 and 1, got {lo.edge_pos_weight}")
+    if d.clahe_clip <= 0:
+        raise MtlbenchError(f"data.clahe_clip must be positive, got {d.clahe_clip}")
+    if d.classes not in (13, 40, 894):
+        raise MtlbenchError(f"data.classes must be 40, 13 or 894, got {d.classes}")
+    if cfg.model.width < 8 or cfg.model.width % 4:
+        raise MtlbenchError(f"model.width must be a multiple of 4 and at least 8, got {cfg.model.width}")
     if t.lr <= 0:
         raise MtlbenchError(f"train.lr must be positive, got {t.lr}")
     if t.device not in ("auto", "cpu", "cuda") and not t.device.startswith("cuda:"):

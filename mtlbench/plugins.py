@@ -52,15 +52,16 @@ def discover() -> list[EntryPoint]:
 
 
 def load_plugins() -> dict[str, PluginStatus]:
-    """Load every plugin not yet loaded; returns the status of each one seen so far."""
+    """Load every plugin not yet loaded; returns the status of each, keyed "distribution:name"."""
     if plugins_disabled():
         return dict(_status)
     from mtlbench.registry import REGISTRIES, _current_source
 
     for ep in discover():
-        if ep.name in _status:
-            continue
         dist = ep.dist.name if ep.dist is not None else "unknown distribution"
+        key = f"{dist}:{ep.name}"
+        if key in _status:
+            continue
         status = PluginStatus(ep.name, ep.value, dist)
         token = _current_source.set(status.source)
         try:
@@ -78,7 +79,7 @@ def load_plugins() -> dict[str, PluginStatus]:
             )
         finally:
             _current_source.reset(token)
-        _status[ep.name] = status
+        _status[key] = status
     return dict(_status)
 
 

@@ -86,10 +86,6 @@ class Registry(Generic[T]):
         self._entries[name] = Entry(name, obj, _current_source.get(), _first_doc_line(obj),
                                     MappingProxyType(dict(meta)))
 
-    def remove(self, name: str) -> None:
-        """Unregister ``name`` (tests and interactive use)."""
-        self._entries.pop(name, None)
-
     def discard_source(self, source: str) -> None:
         """Unregister every entry that ``source`` registered."""
         for name in [n for n, e in self._entries.items() if e.source == source]:
@@ -167,6 +163,7 @@ _BUILTIN_MODULES = (
     "mtlbench.losses",
     "mtlbench.losses.weighting",
     "mtlbench.data.datasets",
+    "mtlbench.data.nyuv2",
 )
 
 _populated = False

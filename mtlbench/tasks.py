@@ -25,6 +25,7 @@ class DatasetInfo:
     num_classes: int = 40
     max_depth: float = 10.0
     class_names: tuple[str, ...] = ()
+    ignore_index: int = 255  # 65535 where classes do not fit in a byte (NYUv2's 894)
 
 
 @lru_cache(maxsize=None)

@@ -47,9 +47,32 @@ def test_resume_of_a_finished_run_reprints_its_metrics(tmp_path):
     run_dir = tmp_path / "run"
     first = invoke("run", "--task", "edge", *TINY, "--run-dir", str(run_dir))
     assert first.exit_code == 0, first.output
+    before = (run_dir / "metrics.json").read_text()
     again = invoke("run", "--resume", "--run-dir", str(run_dir))
     assert again.exit_code == 0, again.output
-    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 1
+    assert "test metrics (mtinet, best epoch 1 of 1" in again.stdout and "F@0.5" in again.stdout
+    after = json.loads((run_dir / "metrics.json").read_text())
+    assert after["test"] == json.loads(before)["test"]
+
+
+def test_resume_refuses_options_that_would_change_the_run(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.toml").write_text("")
+    assert_bad_input(invoke("run", "--resume", "--run-dir", str(run_dir), "--epochs", "3", "--task", "seg"),
+                     "a resumed run keeps its own config.toml: drop --epochs, --task")
+
+
+def test_a_config_file_keeps_its_model_and_tasks(tmp_path):
+    first = tmp_path / "first"
+    assert invoke("run", "--model", "hps", "--task", "depth", *TINY, "--run-dir", str(first)).exit_code == 0
+    second = tmp_path / "second"
+    result = invoke("run", "--config", str(first / "config.toml"), "--epochs", "1", "--run-dir", str(second))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((second / "metrics.json").read_text())
+    assert metrics["model"] == "hps" and metrics["tasks"] == ["depth"]
+    assert_bad_input(invoke("run", "--config", str(first / "config.toml"), "--preset", "quick"),
+                     "--preset and --config both give a whole configuration")
 
 
 @pytest.mark.parametrize(
@@ -68,6 +91,8 @@ def test_resume_of_a_finished_run_reprints_its_metrics(tmp_path):
         (["--select", "val/seg/mIoU"], ["seg has no metric 'mIoU'", "miou"]),
         (["--model", "hps", "--interaction", "guided_attention"], ["model hps takes no option interaction"]),
         (["--preset", "fast"], ["unknown preset 'fast'"]),
+        (["--frames", "5"], ["the val and test splits are empty (5/0/0 frames)"]),
+        (["--interaction", "nonexistent"], ["unknown interaction 'nonexistent'"]),
     ],
     ids=lambda v: v[0] if isinstance(v, list) and v and v[0].startswith("--") else None,
 )
@@ -117,6 +142,28 @@ def test_an_unreadable_config_is_one_line(tmp_path):
                      "train.epochs: expected an integer")
     assert_bad_input(invoke("run", "--config", str(tmp_path / "none.toml")), "not found")
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("[loss]\nedge_pos_weight = 1.0\n", "loss.edge_pos_weight must lie strictly between 0 and 1"),
+    ("[train]\nweight_decay = -1.0\n", "train.weight_decay must not be negative"),
+    ("[data]\nscene_seed = -1\n", "data.scene_seed must not be negative"),
+    ("[loss]\ndepth_alpha = -1.0\n", "loss.depth_alpha must not be negative"),
+    ("[data]\nclahe_clip = 0.0\n", "data.clahe_clip must be positive"),
+    ("[data]\nfractions = [0.9, 0.1, 0.0]\nframes = 24\n", "the test split is empty"),
+])
+def test_out_of_range_config_values(tmp_path, text, fragment):
+    path = tmp_path / "c.toml"
+    path.write_text(text + "[model]\nbackbone = \"test_resnet\"\n" if "[model]" not in text else text)
+    result = invoke("run", "--config", str(path), "--size", "64", "--run-dir", str(tmp_path / "r"))
+    assert_bad_input(result, fragment)
+    assert not (tmp_path / "r").exists()
+
+
+def test_overwrite_of_a_file_is_refused(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert_bad_input(invoke("run", *TINY, "--run-dir", str(target), "--overwrite"), "is a file")
 
 
 def test_list_shows_sources_and_rejects_unknown_kinds():

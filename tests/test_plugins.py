@@ -59,7 +59,7 @@ def plugin_path(tmp_path, monkeypatch, isolated_registries):
 def test_a_module_plugin_registers_and_is_named_as_source(plugin_path, isolated_registries):
     make_distribution(plugin_path, "good-dist", {"good": "good_plugin"}, {"good_plugin": GOOD})
     status = plugins.load_plugins()
-    assert status["good"].error is None
+    assert status["good-dist:good"].error is None
     entry = isolated_registries.LOSSES.entry("plugged_l2")
     assert entry.source == "plugin good (good-dist)"
     assert entry.summary == "Plain L2 on depth, from a test plugin."
@@ -85,11 +85,23 @@ def test_a_broken_plugin_is_one_warning_and_the_rest_still_load(plugin_path, iso
     assert len(messages) == 1
     assert "'broken' from broken-dist failed to load" in messages[0]
     assert "this plugin is broken on purpose" in messages[0]
-    assert status["broken"].error.startswith("RuntimeError")
+    assert status["broken-dist:broken"].error.startswith("RuntimeError")
     assert "plugged_l2" in isolated_registries.LOSSES
     # what the broken plugin registered before failing is rolled back
     assert "half_registered" not in isolated_registries.MODELS
     assert "mtinet" in isolated_registries.MODELS
+
+
+def test_two_distributions_may_use_the_same_entry_point_name(plugin_path, isolated_registries):
+    a = GOOD.replace("plugged_l2", "loss_a")
+    b = GOOD.replace("plugged_l2", "loss_b")
+    make_distribution(plugin_path, "dist-a", {"plugin": "plugin_a"}, {"plugin_a": a})
+    make_distribution(plugin_path, "dist-b", {"plugin": "plugin_b"}, {"plugin_b": b})
+    try:
+        plugins.load_plugins()
+        assert "loss_a" in isolated_registries.LOSSES and "loss_b" in isolated_registries.LOSSES
+    finally:
+        sys.modules.pop("plugin_a", None), sys.modules.pop("plugin_b", None)
 
 
 def test_disable_switch(plugin_path, isolated_registries, monkeypatch):

@@ -57,7 +57,9 @@ def uninterrupted(tmp_path_factory):
 def test_run_directory_contents(uninterrupted):
     run_dir, result = uninterrupted
     assert {p.name for p in run_dir.iterdir()} == {"config.toml", "log.jsonl", "last.pt", "best.pt", "metrics.json"}
-    assert load(run_dir / "config.toml") == tiny_config()
+    expected = tiny_config(train={"select": "val/depth/loss"}, model={"interaction": "guided_attention"},
+                           loss={"depth": "structured_depth", "seg": "cross_entropy", "edge": "balanced_bce"})
+    assert load(run_dir / "config.toml") == expected  # defaults spelled out
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3]
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -89,6 +91,31 @@ def test_resume_after_an_interruption_reaches_identical_metrics(uninterrupted, t
     assert result["best_epoch"] == expected["best_epoch"]
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3]
+
+
+def test_files_are_readable_by_others_as_the_umask_allows(uninterrupted):
+    import os
+    import stat
+
+    run_dir, _ = uninterrupted
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("config.toml", "best.pt", "last.pt", "metrics.json"):
+        assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def test_resume_skips_a_log_line_cut_short_by_a_crash(uninterrupted, tmp_path):
+    import shutil
+
+    run_dir, expected = uninterrupted
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "metrics.json").unlink()
+    with (copy / "log.jsonl").open("a") as f:
+        f.write('{"epoch": 4, "tra')
+    result = Trainer(build_run(load(copy / "config.toml")), copy).fit(resume=True)
+    assert result["test"] == expected["test"]
+    assert [json.loads(line)["epoch"] for line in (copy / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -101,28 +101,56 @@ class DatasetSplits:
         return getattr(self, split)
 
 
+def split_sizes(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
+    """Train/val/test sizes of :func:`seed_split`."""
+    n_val, n_test = int(n * fractions[1]), int(n * fractions[2])
+    return n - n_val - n_test, n_val, n_test
+
+
+def check_nonempty(sizes: Sequence[int]) -> None:
+    """One clear error when a split would hold no frame."""
+    empty = [s for s, k in zip(SPLITS, sizes) if k == 0]
+    if empty:
+        raise MtlbenchError(f"the {' and '.join(empty)} split{'s are' if len(empty) > 1 else ' is'} empty "
+                            f"({'/'.join(map(str, sizes))} frames): use more frames or other split fractions")
+
+
 def seed_split(n: int, fractions: Sequence[float], seed: int) -> tuple[Tensor, Tensor, Tensor]:
     """A random train/val/test partition of ``range(n)`` (the seed paper's 80/10/10 protocol).
 
     Sizes round down for val and test; train takes the remainder. Each part is sorted.
     """
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val, n_test = int(n * fractions[1]), int(n * fractions[2])
-    n_train = n - n_val - n_test
+    n_train, n_val, n_test = split_sizes(n, fractions)
     parts = perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
     return tuple(p.sort().values for p in parts)  # type: ignore[return-value]
+
+
+def carve_val(train: Tensor, val_frames: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Split ``val_frames`` positions off ``train`` at random (fixed ``seed``); both sorted."""
+    if not 0 < val_frames < len(train):
+        raise MtlbenchError(f"val_frames must lie in 1..{len(train) - 1}, got {val_frames}")
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    return train[perm[val_frames:]].sort().values, train[perm[:val_frames]].sort().values
 
 
 def default_cache_root() -> Path:
     return Path(os.environ.get("MTLBENCH_CACHE", Path.home() / ".cache" / "mtlbench"))
 
 
-def write_cache_atomically(target: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_dir)`` and move the folder to ``target`` only once it is complete."""
+def write_cache_atomically(target: Path, write: Callable[[Path], None], replace: bool = False) -> None:
+    """Call ``write(tmp_dir)`` and move the folder to ``target`` only once it is complete.
+
+    With ``replace``, an existing ``target`` is swapped out after the new folder is complete.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    old = target.parent / f".{target.name}.old"
     try:
         write(tmp)
+        if replace and target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished the same cache first
@@ -130,6 +158,7 @@ def write_cache_atomically(target: Path, write: Callable[[Path], None]) -> None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 SYNTHROOMS_FORMAT = 1
@@ -203,11 +232,15 @@ def apply_clahe(images: Tensor, clip: float, device: torch.device | str = "cpu",
 
 
 @DATASETS.register("synthrooms")
-def synthrooms(root: str = "", size: int = 256, frames: int = 1449, fractions: Sequence[float] = (0.8, 0.1, 0.1),
-               split_seed: int = 0, scene_seed: int = 0, holes: bool = False, max_depth: float = 10.0,
+def synthrooms(root: str = "", size: int = 256, frames: int = 1449, protocol: str = "seed",
+               fractions: Sequence[float] = (0.8, 0.1, 0.1), split_seed: int = 0, scene_seed: int = 0, holes: bool = False, max_depth: float = 10.0,
                edge_thickness: int = 1,
                progress: Callable[[int, int], None] | None = None) -> DatasetSplits:
     """Procedural indoor rooms with exact metric depth and NYU-40 labels; no download needed."""
+    if protocol != "seed":
+        raise MtlbenchError(f"synthrooms has only the seed split (random, by fractions), not {protocol!r}: "
+                            f"drop --split")
+    check_nonempty(split_sizes(frames, fractions))  # before rendering anything
     cache = Path(root).expanduser() if root else default_cache_root()
     arrays = synthrooms_arrays(cache, scene_seed, frames, size, holes, max_depth, progress)
     info = DatasetInfo(num_classes=40, max_depth=max_depth)

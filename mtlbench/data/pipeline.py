@@ -13,17 +13,27 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def depth_edges(depth: Tensor, threshold: float) -> Tensor:
+    """Depth discontinuities (B×1×H×W metres → {0, 1}): |Sobel(log depth)| above ``threshold``
+    where the whole 3×3 neighbourhood has valid depth."""
+    import kornia
+
+    valid = depth > 0
+    grad = kornia.filters.sobel(torch.log(depth.clamp_min(1e-3)))
+    whole = -F.max_pool2d(-valid.float(), 3, stride=1, padding=1) > 0.5
+    return ((grad > threshold) & whole).float()
+
+
 def label_edges(seg: Tensor, thickness: int = 1) -> Tensor:
     """Edge targets from label boundaries (B×1×H×W labels → B×1×H×W float {0, 1}).
 
-    A pixel is an edge where kornia's Sobel response of the label map is at least 1, i.e. a
-    different label lies in its 3×3 neighbourhood (both sides of a boundary); ``thickness`` > 1
-    dilates that by ``thickness − 1`` pixels.
+    A pixel is an edge where its 3×3 neighbourhood holds another label (both sides of a
+    boundary; the image border is replicated, so it is no edge); ``thickness`` > 1 dilates that
+    by ``thickness − 1`` pixels. This is the support of the label map's Sobel response, made
+    exact: Sobel itself cancels to zero on 1-pixel lines and isolated pixels.
     """
-    import kornia
-
-    # any label change gives a magnitude >= 1; kornia adds eps inside the square root
-    edges = kornia.filters.sobel(seg.float(), normalized=False) > 0.5
+    padded = F.pad(seg.float(), (1, 1, 1, 1), mode="replicate")
+    edges = F.max_pool2d(padded, 3, stride=1) != -F.max_pool2d(-padded, 3, stride=1)
     if thickness > 1:
         k = 2 * (thickness - 1) + 1
         edges = F.max_pool2d(edges.float(), k, stride=1, padding=k // 2) > 0
@@ -45,14 +55,17 @@ class BatchPipeline:
         flip, scale, color_jitter: augmentation settings (scale is the crop-area range).
         normalize: ImageNet mean/std normalisation of the image.
         edge_thickness: see :func:`label_edges`.
+        depth_edges: > 0 adds depth discontinuities to the edge targets (see :func:`depth_edges`).
     """
 
     def __init__(self, device: torch.device, size: int, augment: bool = True, flip: bool = True,
                  scale: tuple[float, float] = (0.6, 1.0), color_jitter: float = 0.2,
-                 normalize: bool = True, edge_thickness: int = 1, channels_last: bool = False) -> None:
+                 normalize: bool = True, edge_thickness: int = 1, depth_edges: float = 0.0,
+                 channels_last: bool = False) -> None:
         self.device = device
         self.normalize = normalize
         self.edge_thickness = edge_thickness
+        self.depth_edges = depth_edges
         self.channels_last = channels_last
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
@@ -77,15 +90,17 @@ class BatchPipeline:
         dev = self.device
         image = raw["image"].to(dev, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
         depth = raw["depth"].to(dev, non_blocking=True).unsqueeze(1).float()
-        seg = raw["seg"].to(dev, non_blocking=True).unsqueeze(1)
+        seg = raw["seg"].to(dev, non_blocking=True).long().unsqueeze(1)
         if train and self.augmentation is not None:
             image, depth, seg_f = self.augmentation(image, depth, seg.float())
-            seg = seg_f.round().to(torch.uint8)
+            seg = seg_f.round().long()
             image = image.clamp_(0.0, 1.0)
         edge = label_edges(seg, self.edge_thickness)
+        if self.depth_edges > 0:
+            edge = torch.maximum(edge, depth_edges(depth, self.depth_edges))
         if self.normalize:
             image = (image - self.mean) / self.std
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        return {"image": image, "depth": depth, "seg": seg.squeeze(1).long(), "edge": edge,
+        return {"image": image, "depth": depth, "seg": seg.squeeze(1), "edge": edge,
                 "index": raw["index"]}

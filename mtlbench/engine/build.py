@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 from mtlbench.config import RunConfig, resolved_select, validate
-from mtlbench.data.datasets import DatasetSplits, apply_clahe, build_splits
+from mtlbench.data.datasets import DatasetSplits, apply_clahe, build_splits, check_nonempty
 from mtlbench.data.pipeline import BatchPipeline
 from mtlbench.errors import MtlbenchError
 from mtlbench.models.backbones import build_backbone
-from mtlbench.registry import DATASETS, LOSSES, MODELS, WEIGHTINGS
+from mtlbench.registry import DATASETS, INTERACTIONS, LOSSES, MODELS, WEIGHTINGS
 from mtlbench.tasks import DatasetInfo, Task, build_tasks, parse_tasks
 
 
@@ -59,6 +59,8 @@ def check_names(cfg: RunConfig) -> tuple[str, ...]:
                                 f"it serves {', '.join(served)}")
     DATASETS.entry(cfg.data.name)
     WEIGHTINGS.entry(cfg.loss.weighting)
+    if cfg.model.interaction:
+        INTERACTIONS.entry(cfg.model.interaction)
     for t in tasks:
         name = getattr(cfg.loss, t, "")
         if name:
@@ -66,6 +68,18 @@ def check_names(cfg: RunConfig) -> tuple[str, ...]:
             if loss_task not in (None, t):
                 raise MtlbenchError(f"loss {name} is a {loss_task} loss and cannot train task {t}")
     return tasks
+
+
+def resolve(cfg: RunConfig, tasks: dict[str, Task]) -> None:
+    """Spell out the defaults the run uses, so that ``config.toml`` reproduces it whatever later
+    versions default to."""
+    cfg.train.select = resolved_select(cfg)
+    for t, task in tasks.items():
+        if hasattr(cfg.loss, t) and not getattr(cfg.loss, t):
+            setattr(cfg.loss, t, task.default_loss)
+    default = inspect.signature(MODELS.get(cfg.model.name)).parameters.get("interaction")
+    if not cfg.model.interaction and default is not None and isinstance(default.default, str):
+        cfg.model.interaction = default.default
 
 
 def _check_select(cfg: RunConfig, tasks: dict[str, Task]) -> None:
@@ -76,12 +90,9 @@ def _check_select(cfg: RunConfig, tasks: dict[str, Task]) -> None:
                             f"choose from {', '.join(known)}")
 
 
-def build_model(cfg: RunConfig, tasks: dict[str, Task], backbone: nn.Module | None = None) -> nn.Module:
-    """The model of ``cfg``; builds (and size-checks) the backbone unless one is given."""
+def build_model(cfg: RunConfig, tasks: dict[str, Task], backbone: nn.Module) -> nn.Module:
+    """The model of ``cfg`` on ``backbone``."""
     m = cfg.model
-    if backbone is None:
-        backbone = build_backbone(m.backbone, m.width, m.pretrained, m.weights or None)
-        backbone.check_size((cfg.data.size, cfg.data.size))
     options: dict[str, Any] = {"interaction": m.interaction} if m.interaction else {}
     factory = MODELS.get(m.name)
     try:
@@ -94,7 +105,7 @@ def build_model(cfg: RunConfig, tasks: dict[str, Task], backbone: nn.Module | No
 def build_losses(cfg: RunConfig, tasks: dict[str, Task], info: DatasetInfo) -> tuple[dict[str, nn.Module], nn.Module]:
     c = cfg.loss
     options = {"max_depth": info.max_depth, "alpha": c.depth_alpha, "beta": c.depth_beta,
-               "gamma": c.depth_gamma, "pos_weight": c.edge_pos_weight}
+               "gamma": c.depth_gamma, "pos_weight": c.edge_pos_weight, "ignore_index": info.ignore_index}
     losses = {t: call_with_accepted(LOSSES.get(getattr(c, t, "") or task.default_loss), **options)
               for t, task in tasks.items()}
     try:
@@ -114,11 +125,14 @@ def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None
     backbone = build_backbone(m.backbone, m.width, m.pretrained, m.weights or None)
     backbone.check_size((d.size, d.size))
     splits = call_with_accepted(
-        DATASETS.get(d.name), root=d.root, size=d.size, frames=d.frames, fractions=d.fractions,
-        split_seed=d.split_seed, scene_seed=d.scene_seed, holes=d.holes, max_depth=d.max_depth,
-        edge_thickness=d.edge_thickness, progress=progress)
+        DATASETS.get(d.name), root=d.root, size=d.size, frames=d.frames, protocol=d.split, fractions=d.fractions,
+        split_seed=d.split_seed, val_frames=d.val_frames, classes=d.classes, raw_depth=d.raw_depth,
+        scene_seed=d.scene_seed, holes=d.holes, max_depth=d.max_depth, edge_thickness=d.edge_thickness,
+        progress=progress)
+    check_nonempty([len(splits[s]) for s in ("train", "val", "test")])
     tasks = build_tasks(task_names, splits.info)
     _check_select(cfg, tasks)
+    resolve(cfg, tasks)
     model = build_model(cfg, tasks, backbone)
     notes = list(getattr(model, "notes", []))
     losses, weighting = build_losses(cfg, tasks, splits.info)
@@ -128,7 +142,8 @@ def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None
             arrays.image = apply_clahe(arrays.image, d.clahe_clip, device)
     pipeline = BatchPipeline(device, d.size, augment=d.augment, flip=d.flip, scale=tuple(d.scale),
                              color_jitter=d.color_jitter, normalize=d.normalize,
-                             edge_thickness=d.edge_thickness, channels_last=cfg.train.channels_last)
+                             edge_thickness=d.edge_thickness, depth_edges=d.depth_edges,
+                             channels_last=cfg.train.channels_last)
     model.to(device)
     weighting.to(device)
     if cfg.train.channels_last:

@@ -33,8 +33,6 @@ from mtlbench.engine.build import RunParts
 from mtlbench.errors import MtlbenchError, NonFiniteLossError
 
 CHECKPOINT_FORMAT = 1
-HIGHER_IS_BETTER = {"delta1", "delta2", "delta3", "miou", "pixel_acc", "mean_acc", "fscore",
-                    "precision", "recall"}
 
 
 class Reporter(Protocol):
@@ -63,6 +61,9 @@ class SilentReporter:
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Write through ``write(file)`` to a temporary sibling, then rename over ``path``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make run files private
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -103,10 +104,10 @@ def batches(dataset: DenseDataset, batch_size: int, shuffle: bool, seed: int,
         yield dataset.batch(order[s:s + batch_size])
 
 
-def is_better(metric: str, new: float, old: float | None) -> bool:
+def is_better(higher: bool, new: float, old: float | None) -> bool:
     if old is None:
         return True
-    return new > old if metric in HIGHER_IS_BETTER else new < old
+    return new > old if higher else new < old
 
 
 class Trainer:
@@ -135,6 +136,7 @@ class Trainer:
         self.select_name = resolved_select(self.cfg)
         _, task, metric = self.select_name.split("/")
         self.select = (task, metric)
+        self.select_higher = metric in (parts.tasks[task].metrics().higher_is_better if task in parts.tasks else ())
         dev = parts.device.type
         self.autocast = (torch.autocast(dev, dtype=torch.bfloat16) if self.cfg.train.bf16
                          else nullcontext())
@@ -244,7 +246,6 @@ class Trainer:
         else:
             atomic_write(rd / "config.toml", lambda f: f.write(dumps(cfg)), mode="w")
             log_path.write_text("")
-        start = time.perf_counter()
         while self.epoch < cfg.train.epochs:
             epoch = self.epoch + 1
             t0 = time.perf_counter()
@@ -255,23 +256,23 @@ class Trainer:
             if value is None:
                 raise MtlbenchError(f"train.select {self.select_name!r}: validation has no {metric} for "
                                     f"{task}; choose from {', '.join(val[task])}")
-            improved = is_better(metric, value, self.best_value)
+            improved = is_better(self.select_higher, value, self.best_value)
             self.epoch = epoch
             if improved:
                 self.best_value, self.best_epoch = value, epoch
                 save_checkpoint({"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": self.p.model.state_dict(),
                                  "tasks": list(self.p.tasks)}, rd / "best.pt")
-            save_checkpoint(self.state(), rd / "last.pt")
             record = {"epoch": epoch, "train": train_losses, "val": val, "select": value,
                       "best": improved, "time_s": round(time.perf_counter() - t0, 3)}
-            with log_path.open("a") as f:
+            with log_path.open("a") as f:  # logged before last.pt, so resume never loses the line
                 f.write(json.dumps(record) + "\n")
+            save_checkpoint(self.state(), rd / "last.pt")
             self.reporter.finish(record)
             for cb in self.callbacks:
                 cb(epoch, record)
-        return self.finalize(time.perf_counter() - start)
+        return self.finalize()
 
-    def finalize(self, train_time: float = 0.0) -> dict[str, Any]:
+    def finalize(self) -> dict[str, Any]:
         """Test the best checkpoint and write ``metrics.json``."""
         rd = self.run_dir
         best = load_checkpoint(rd / "best.pt", self.p.device)
@@ -290,15 +291,23 @@ class Trainer:
             "dataset": self.cfg.data.name,
             "sizes": {s: len(self.p.splits[s]) for s in ("train", "val", "test")},
             "device": str(self.p.device),
-            "train_time_s": round(train_time, 2),
+            "train_time_s": round(sum(r["time_s"] for r in self._log_records(rd / "log.jsonl")), 2),
         }
         atomic_write(rd / "metrics.json", lambda f: f.write(json.dumps(result, indent=2) + "\n"), mode="w")
         return result
 
+    @staticmethod
+    def _log_records(path: Path) -> list[dict[str, Any]]:
+        """The log's epochs; a line cut short by a crash is skipped."""
+        records = []
+        for line in path.read_text().splitlines() if path.is_file() else []:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records
+
     def _truncate_log(self, path: Path) -> None:
         # epochs logged after the checkpoint was written will run again
-        if not path.is_file():
-            return
-        keep = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line)["epoch"] <= self.epoch]
+        keep = [json.dumps(r) for r in self._log_records(path) if r["epoch"] <= self.epoch]
         atomic_write(path, lambda f: f.write("".join(line + "\n" for line in keep)), mode="w")

@@ -82,12 +82,16 @@ class L1DepthLoss(StructuredDepthLoss):
 
 
 class SegCrossEntropy(nn.Module):
-    """Pixel-wise cross-entropy, label 255 ignored; a batch with no labelled pixel gives 0."""
+    """Pixel-wise cross-entropy, the ignore label (255) skipped; a batch with no labelled pixel gives 0."""
+
+    def __init__(self, ignore_index: int = IGNORE_INDEX) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
 
     def forward(self, logits: Tensor, batch: dict[str, Tensor]) -> Tensor:
         target = batch["seg"].long()
-        losses = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="none")
-        return _masked_mean(losses, target != IGNORE_INDEX)
+        losses = F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index, reduction="none")
+        return _masked_mean(losses, target != self.ignore_index)
 
 
 class BalancedBCE(nn.Module):
@@ -126,9 +130,9 @@ def l1_depth(max_depth: float = 10.0) -> nn.Module:
 
 
 @LOSSES.register("cross_entropy", task="seg")
-def cross_entropy() -> nn.Module:
-    """Pixel-wise cross-entropy, 255 ignored."""
-    return SegCrossEntropy()
+def cross_entropy(ignore_index: int = IGNORE_INDEX) -> nn.Module:
+    """Pixel-wise cross-entropy, the ignore label (255) skipped."""
+    return SegCrossEntropy(ignore_index)
 
 
 @LOSSES.register("balanced_bce", task="edge")

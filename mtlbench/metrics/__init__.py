@@ -14,6 +14,7 @@ class Metric:
     """Interface of a streamed metric."""
 
     names: tuple[str, ...] = ()  # the keys ``compute`` returns
+    higher_is_better: frozenset[str] = frozenset()  # those of them where larger is better
 
     def reset(self) -> None:
         raise NotImplementedError
@@ -44,6 +45,7 @@ class DepthMetrics(Metric):
     """
 
     names = ("mae", "rmse", "abs_rel", "delta1", "delta2", "delta3", "mae_norm", "rmse_norm")
+    higher_is_better = frozenset({"delta1", "delta2", "delta3"})
 
     def __init__(self, max_depth: float = 10.0, min_depth: float = 1e-3) -> None:
         self.max_depth = max_depth
@@ -107,6 +109,7 @@ class SegMetrics(Metric):
     """
 
     names = ("pixel_acc", "mean_acc", "miou")
+    higher_is_better = frozenset(names)
 
     def __init__(self, num_classes: int) -> None:
         self.num_classes = num_classes
@@ -158,6 +161,7 @@ class EdgeMetrics(Metric):
     """
 
     names = ("precision", "recall", "fscore")
+    higher_is_better = frozenset(names)
 
     def __init__(self, threshold: float = 0.5) -> None:
         self.threshold = threshold

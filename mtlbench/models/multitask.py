@@ -120,7 +120,6 @@ class MultiTaskNet(nn.Module):
         width = backbone.width
         self.features = nn.ModuleDict({t: TaskFeatures(width) for t in tasks})
         self.guidance = nn.ModuleDict({f"{g}_to_{t}": m for (g, t), m in (guidance or {}).items()})
-        self._pairs = [(g, t) for g, t in (guidance or {})]
         self.notes: list[str] = []  # run-header lines (which guidance is on)
         self.decoders = nn.ModuleDict({t: DECODERS[t](width, task.out_channels) for t, task in tasks.items()})
 
@@ -128,8 +127,9 @@ class MultiTaskNet(nn.Module):
         size = (x.shape[-2], x.shape[-1])
         feats = self.backbone(x)
         task_feats = {t: m(feats) for t, m in self.features.items()}
-        for g, t in self._pairs:
-            task_feats[t] = self.guidance[f"{g}_to_{t}"](task_feats[t], task_feats[g])
+        for key, module in self.guidance.items():  # in the order given
+            g, t = key.split("_to_")
+            task_feats[t] = module(task_feats[t], task_feats[g])
         return {t: self.decoders[t](task_feats[t], feats[:2], size) for t in self.task_names}
 
 

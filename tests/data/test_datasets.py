@@ -35,6 +35,17 @@ def test_label_edges_by_hand():
     assert label_edges(torch.zeros(1, 1, 4, 4, dtype=torch.long)).sum() == 0  # image border is no edge
 
 
+def test_label_edges_on_thin_lines_and_single_pixels():
+    # Sobel cancels on these: a 1-px line of class 7 in class 3, and one pixel of class 5
+    seg = torch.full((1, 1, 7, 7), 3)
+    seg[0, 0, :, 1] = 7
+    seg[0, 0, 4, 5] = 5
+    edges = label_edges(seg)[0, 0]
+    assert edges[:, 0:3].eq(1).all()  # the line and both its neighbours
+    assert edges[3:6, 4:7].eq(1).all() and edges[4, 5] == 1  # the pixel and its ring
+    assert edges[0, 4] == 0 and edges[6, 6] == 0
+
+
 def test_synthrooms_samples_match_the_renderer_and_the_api_format():
     ds = build_dataset("synthrooms", split="test", size=64, frames=20, fractions=(0.5, 0.25, 0.25))
     assert len(ds) == 5
@@ -51,13 +62,13 @@ def test_synthrooms_samples_match_the_renderer_and_the_api_format():
 
 
 def test_the_cache_is_reused_and_complete(tmp_path, monkeypatch):
-    build_splits("synthrooms", root=str(tmp_path), size=32, frames=6)
+    build_splits("synthrooms", root=str(tmp_path), size=32, frames=10)
     (folder,) = (tmp_path / "synthrooms").iterdir()
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["frames"] == 6 and manifest["format"] == D.SYNTHROOMS_FORMAT
+    assert manifest["frames"] == 10 and manifest["format"] == D.SYNTHROOMS_FORMAT
     calls = []
     monkeypatch.setattr(D, "_render_all", lambda *a, **k: calls.append(a))
-    build_splits("synthrooms", root=str(tmp_path), size=32, frames=6)
+    build_splits("synthrooms", root=str(tmp_path), size=32, frames=10)
     assert calls == []  # served from the cache
 
 
@@ -67,7 +78,7 @@ def test_an_interrupted_render_leaves_no_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(D, "_render_all", explode)
     with pytest.raises(KeyboardInterrupt):
-        build_splits("synthrooms", root=str(tmp_path), size=32, frames=6)
+        build_splits("synthrooms", root=str(tmp_path), size=32, frames=10)
     assert list((tmp_path / "synthrooms").iterdir()) == []
 
 
@@ -75,7 +86,7 @@ def test_an_unwritable_cache_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(MtlbenchError, match="cannot write the synthrooms cache"):
-        build_splits("synthrooms", root=str(blocker), size=32, frames=4)
+        build_splits("synthrooms", root=str(blocker), size=32, frames=10)
 
 
 def test_unknown_split_name():
@@ -107,13 +118,16 @@ def test_flip_moves_image_depth_labels_and_edges_together():
     pipe = BatchPipeline(torch.device("cpu"), 32, flip=True, scale=(1.0, 1.0), color_jitter=0.0, normalize=False)
     out = pipe(raw, train=True)
     image = raw["image"].permute(0, 3, 1, 2).float() / 255
+    states = []
     for i in range(4):
         flipped = bool(torch.equal(out["seg"][i], raw["seg"][i].long().flip(-1)))
+        states.append(flipped)
         src_img = image[i].flip(-1) if flipped else image[i]
         src_depth = raw["depth"][i].flip(-1) if flipped else raw["depth"][i]
         torch.testing.assert_close(out["image"][i], src_img)
         assert torch.equal(out["depth"][i, 0], src_depth)
         torch.testing.assert_close(out["edge"][i], label_edges(out["seg"][i][None, None])[0])
+    assert True in states and False in states  # seed 0 flips some frames and not others
 
 
 def test_resized_crop_never_invents_labels_or_depths():

@@ -1,0 +1,406 @@
+"""NYU Depth V2: the labeled ``.mat`` (MATLAB v7.3 = HDF5), a fast prepared cache, the NYUD-MT
+folders, and the official and seed splits.
+
+``prepare_nyuv2`` reads the labeled file one frame at a time with h5py, in the right
+orientation, maps labels 894→40 (or 13), resizes, and writes a cache folder::
+
+    DIR/labeled-256px-c40-filled/   image.npy (N×S×S×3 uint8)  depth.npy (N×S×S float32, metres)
+                                    seg.npy (N×S×S uint8, 255 = ignore; uint16 with 65535 for 894)
+                                    index.npy (N, 1-based NYU ids)  manifest.json (written last)
+
+The folder is assembled under a temporary name and renamed once complete, so a folder with a
+``manifest.json`` is always whole. Later runs memory-map the arrays.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mtlbench.data.datasets import (Arrays, DatasetSplits, DenseDataset, carve_val, seed_split,
+                                    write_cache_atomically)
+from mtlbench.errors import MtlbenchError
+from mtlbench.registry import DATASETS
+from mtlbench.tasks import DatasetInfo
+
+FORMAT_VERSION = 1
+BLOCK = 16  # frames read and resized together
+FRAMES = 1449
+HEIGHT, WIDTH = 480, 640
+IGNORE = {13: 255, 40: 255, 894: 65535}
+LABELED_FILE = "nyu_depth_v2_labeled.mat"
+HINT_V73 = (f"mtlbench reads the MATLAB v7.3 labeled file {LABELED_FILE} (about 2.8 GB, HDF5) from "
+            f"the NYU Depth V2 page")
+
+
+def _resource_ints(name: str) -> np.ndarray:
+    text = resources.files("mtlbench.resources").joinpath(name).read_text()
+    return np.array([int(v) for v in text.split()], dtype=np.int64)
+
+
+@lru_cache(maxsize=None)
+def label_lut(classes: int) -> np.ndarray:
+    """Lookup table from raw labels (0 = unlabelled, 1..894) to 0-based ``classes`` ids + ignore."""
+    if classes not in IGNORE:
+        raise MtlbenchError(f"unsupported class set {classes}: choose 40, 13 or 894")
+    map40 = _resource_ints("nyuv2_map894to40_1based.txt")  # 894 values in 1..40
+    if classes == 894:
+        lut = np.arange(-1, 894)
+    elif classes == 40:
+        lut = np.concatenate([[-1], map40 - 1])
+    else:
+        map13 = _resource_ints("nyuv2_map40to13_1based.txt")  # 40 values in 1..13
+        lut = np.concatenate([[-1], map13[map40 - 1] - 1])
+    lut[0] = IGNORE[classes]
+    return lut.astype(np.uint16 if classes == 894 else np.uint8)
+
+
+def map_labels(raw: np.ndarray, classes: int) -> np.ndarray:
+    """Raw NYUv2 labels (0..894) → 0-based ids of ``classes`` with 255 (65535 for 894) ignored."""
+    if raw.size and int(raw.max()) > 894:
+        raise MtlbenchError(f"label {int(raw.max())} is outside NYUv2's 894 classes: is this the labeled file?")
+    return label_lut(classes)[raw]
+
+
+@lru_cache(maxsize=None)
+def class_names(classes: int) -> tuple[str, ...]:
+    text = resources.files("mtlbench.resources").joinpath(f"nyuv2_names{classes}.txt").read_text()
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+@lru_cache(maxsize=None)
+def official_split() -> tuple[np.ndarray, np.ndarray]:
+    """Silberman et al.'s 795 train and 654 test frames, 1-based."""
+    return _resource_ints("nyuv2_train_1based.txt"), _resource_ints("nyuv2_test_1based.txt")
+
+
+def split_positions(index: np.ndarray, protocol: str, fractions: Sequence[float], seed: int,
+                    val_frames: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Positions into ``index`` (1-based NYU ids) of train, val and test.
+
+    ``official``: the 654 test frames, and ``val_frames`` of the 795 train frames drawn with
+    ``seed`` as validation. ``seed``: the seed paper's random split by ``fractions``.
+    """
+    if protocol == "seed":
+        return seed_split(len(index), fractions, seed)
+    if protocol != "official":
+        raise MtlbenchError(f"unknown split {protocol!r}: choose official or seed")
+    train_ids, test_ids = official_split()
+    pos = {int(v): i for i, v in enumerate(index)}
+    missing = [int(v) for v in np.concatenate([train_ids, test_ids]) if int(v) not in pos]
+    if missing:
+        raise MtlbenchError(f"the official split needs frames this data lacks (e.g. {missing[:3]}): "
+                            f"use --split seed for a partial dataset")
+    train, val = carve_val(torch.tensor([pos[int(v)] for v in train_ids]), val_frames, seed)
+    return train, val, torch.tensor([pos[int(v)] for v in test_ids]).sort().values
+
+
+# -- resizing -----------------------------------------------------------------------------
+
+def resize_frames(image: torch.Tensor, depth: torch.Tensor, seg: torch.Tensor,
+                  size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Frames (B×H×W×3 uint8, B×H×W depth, B×H×W labels) to size×size: RGB bilinear
+    (antialiased), labels nearest, depth averaged over valid pixels only, so that no invalid (0)
+    pixel blends into a valid one; a pixel whose footprint is mostly invalid stays 0."""
+    if size == 0 or tuple(image.shape[1:3]) == (size, size):
+        return image, depth, seg
+    out = (size, size)
+    img = F.interpolate(image.permute(0, 3, 1, 2).float(), out, mode="bilinear", antialias=True, align_corners=False)
+    img = img.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    d = depth.float()[:, None]
+    valid = (d > 0).float()
+    num = F.interpolate(d * valid, out, mode="bilinear", antialias=True, align_corners=False)
+    den = F.interpolate(valid, out, mode="bilinear", antialias=True, align_corners=False)
+    d_out = torch.where(den >= 0.5, num / den.clamp_min(1e-6), torch.zeros_like(num))[:, 0]
+    s = F.interpolate(seg[:, None].float(), out, mode="nearest-exact")[:, 0].to(seg.dtype)
+    return img.contiguous(), d_out, s
+
+
+# -- the labeled .mat -----------------------------------------------------------------------
+
+class LabeledMat:
+    """The labeled file opened for reading frame by frame; every check done on open.
+
+    h5py sees MATLAB's axes reversed: ``images`` is (N, 3, W, H), depths and labels (N, W, H).
+    """
+
+    def __init__(self, path: Path, raw_depth: bool = False) -> None:
+        import h5py
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise MtlbenchError(f"{self.path} not found: pass the path of {LABELED_FILE} with --mat")
+        with self.path.open("rb") as f:
+            head = f.read(128)
+        if not h5py.is_hdf5(str(self.path)):
+            if head.startswith(b"MATLAB 5.0 MAT-file"):
+                raise MtlbenchError(f"{self.path} is a MATLAB v5 .mat, not v7.3 (HDF5): {HINT_V73}")
+            raise MtlbenchError(f"{self.path} is not an HDF5 file (truncated, corrupt or not a .mat): {HINT_V73}")
+        try:
+            self.file = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise MtlbenchError(f"{self.path} cannot be opened, it may be truncated or corrupt ({exc})") from None
+        self.depth_key = "rawDepths" if raw_depth else "depths"
+        try:
+            self._check()
+        except BaseException:
+            self.file.close()
+            raise
+
+    def _check(self) -> None:
+        keys = ("images", self.depth_key, "labels")
+        missing = [k for k in keys if k not in self.file]
+        if missing:
+            raise MtlbenchError(f"{self.path} lacks {', '.join(missing)}: {HINT_V73}")
+        images, depths, labels = (self.file[k] for k in keys)
+        n = images.shape[0]
+        expect = {"images": ((n, 3, WIDTH, HEIGHT), "u"), self.depth_key: ((n, WIDTH, HEIGHT), "f"),
+                  "labels": ((n, WIDTH, HEIGHT), "u")}
+        for key, (shape, kind) in expect.items():
+            ds = self.file[key]
+            if ds.shape != shape or ds.dtype.kind != kind:
+                raise MtlbenchError(f"{self.path}: {key} is {ds.dtype}{list(ds.shape)}, expected "
+                                    f"{'uint' if kind == 'u' else 'float'}{list(shape)} as in {LABELED_FILE}")
+        if n < 1:
+            raise MtlbenchError(f"{self.path} holds no frames")
+        self.n = n
+        self.images, self.depths, self.labels = images, depths, labels
+
+    def frames(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Frames ``start:stop`` (0-based) as B×H×W×3 uint8, B×H×W float32 metres and B×H×W raw
+        labels (0..894); views with MATLAB's axes undone, not copies."""
+        try:
+            image = self.images[start:stop].transpose(0, 3, 2, 1)
+            depth = self.depths[start:stop].transpose(0, 2, 1)
+            labels = self.labels[start:stop].transpose(0, 2, 1)
+        except OSError as exc:
+            raise MtlbenchError(f"{self.path}: frames {start + 1}..{stop} cannot be read, the file may be "
+                                f"truncated or corrupt ({exc})") from None
+        return image, depth.astype(np.float32, copy=False), labels
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> "LabeledMat":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def variant_name(size: int, classes: int, raw_depth: bool) -> str:
+    return f"labeled-{f'{size}px' if size else 'native'}-c{classes}-{'raw' if raw_depth else 'filled'}"
+
+
+def file_digest(path: Path, chunk: int = 1 << 24) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _source_stamp(path: Path) -> dict[str, object]:
+    st = path.stat()
+    return {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+@dataclass
+class PrepareResult:
+    folder: Path
+    written: bool  # False: a complete cache was already there
+
+
+def prepare_nyuv2(mat: str | Path, out: str | Path, size: int = 256, classes: int = 40, raw_depth: bool = False,
+                  progress: Callable[[int, int], None] | None = None) -> PrepareResult:
+    """Prepare the cache of one (size, classes, depth) variant from the labeled file.
+
+    Re-running on a complete cache of the same source does nothing; a cache of an older format
+    is rebuilt. Raises :class:`MtlbenchError` on any bad input, leaving nothing behind.
+    """
+    mat, out = Path(mat).expanduser(), Path(out).expanduser()
+    if size < 0 or (size and size < 32):
+        raise MtlbenchError(f"--size must be 0 (native 480x640) or at least 32, got {size}")
+    label_lut(classes)
+    folder = out / variant_name(size, classes, raw_depth)
+    with LabeledMat(mat, raw_depth) as src:
+        stamp = _source_stamp(mat)
+        old = _read_manifest(folder)
+        if old and old.get("format") == FORMAT_VERSION and {k: old["source"].get(k) for k in stamp} == stamp:
+            return PrepareResult(folder, False)
+        n = src.n
+        h, w = (size, size) if size else (HEIGHT, WIDTH)
+        seg_dtype = np.uint16 if classes == 894 else np.uint8
+
+        def write(tmp: Path) -> None:
+            mm = {
+                "image": np.lib.format.open_memmap(tmp / "image.npy", "w+", np.uint8, (n, h, w, 3)),
+                "depth": np.lib.format.open_memmap(tmp / "depth.npy", "w+", np.float32, (n, h, w)),
+                "seg": np.lib.format.open_memmap(tmp / "seg.npy", "w+", seg_dtype, (n, h, w)),
+            }
+            for start in range(0, n, BLOCK):
+                stop = min(n, start + BLOCK)
+                image, depth, raw = src.frames(start, stop)
+                block = resize_frames(torch.from_numpy(image), torch.from_numpy(depth),
+                                      torch.from_numpy(map_labels(raw, classes)), size)
+                for key, value in zip(("image", "depth", "seg"), block):
+                    mm[key][start:stop] = value.numpy()
+                if progress:
+                    progress(stop, n)
+            for m in mm.values():
+                m.flush()
+            del mm
+            np.save(tmp / "index.npy", np.arange(1, n + 1, dtype=np.int64))
+            train, test = official_split()
+            manifest = {
+                "format": FORMAT_VERSION,
+                "source": {**stamp, "sha256": file_digest(mat), "file": mat.name},
+                "frames": n,
+                "shape": {"image": [n, h, w, 3], "depth": [n, h, w], "seg": [n, h, w]},
+                "classes": classes,
+                "ignore_index": IGNORE[classes],
+                "class_names": list(class_names(classes)),
+                "depth": src.depth_key,
+                "preprocessing": {
+                    "orientation": "images[i].transpose(2, 1, 0); depths[i].T; labels[i].T",
+                    "resize": (f"{h}x{w}: RGB bilinear antialiased, labels nearest, depth averaged over "
+                               f"valid pixels (0 where under half the footprint is valid)") if size else "none",
+                    "labels": f"894 -> {classes} (0-based), 0 -> {IGNORE[classes]}",
+                },
+                "splits": {"official_train_1based": train.tolist(), "official_test_1based": test.tolist()},
+            }
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+        try:
+            # an older format or another source is replaced whole, once the new one is complete
+            write_cache_atomically(folder, write, replace=old is not None or folder.exists())
+        except OSError as exc:
+            what = "no space left on the device" if exc.errno == errno.ENOSPC else str(exc)
+            raise MtlbenchError(f"cannot write the cache under {out}: {what}; nothing was kept, "
+                                f"free space or choose another --out") from None
+    return PrepareResult(folder, True)
+
+
+def _read_manifest(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def load_cache(root: Path, size: int, classes: int, raw_depth: bool) -> tuple[Arrays, dict]:
+    """The arrays of a prepared variant, memory-mapped."""
+    folder = root / variant_name(size, classes, raw_depth)
+    prepare = (f"mtlbench data prepare nyuv2 --mat {LABELED_FILE} --out {root} --size {size} --classes {classes}"
+               + (" --raw-depth" if raw_depth else ""))
+    if not root.is_dir():
+        raise MtlbenchError(f"NYUv2 data root {root} not found: prepare it with `{prepare}`")
+    manifest = _read_manifest(folder)
+    if manifest is None:
+        have = sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file())
+        listed = f" (it holds {', '.join(have)})" if have else ""
+        raise MtlbenchError(f"no prepared NYUv2 {variant_name(size, classes, raw_depth)} under {root}{listed}: "
+                            f"run `{prepare}`")
+    if manifest.get("format") != FORMAT_VERSION:
+        raise MtlbenchError(f"the cache {folder} has format {manifest.get('format')}, this mtlbench reads "
+                            f"{FORMAT_VERSION}: rebuild it with `{prepare}`")
+    arrays = {k: torch.from_numpy(np.load(folder / f"{k}.npy", mmap_mode="r")) if k != "index"
+              else torch.from_numpy(np.load(folder / "index.npy")) for k in ("image", "depth", "seg", "index")}
+    return Arrays(arrays["image"], arrays["depth"], arrays["seg"], arrays["index"]), manifest
+
+
+def _splits(arrays: Arrays, info: DatasetInfo, protocol: str, fractions: Sequence[float], split_seed: int,
+            val_frames: int, edge_thickness: int, source: str) -> DatasetSplits:
+    parts = split_positions(arrays.index.numpy(), protocol, fractions, split_seed, val_frames)
+    ds = [DenseDataset(arrays.take(p), info, edge_thickness) for p in parts]
+    return DatasetSplits(*ds, info=info, source=source)
+
+
+@DATASETS.register("nyuv2")
+def nyuv2(root: str = "", size: int = 256, protocol: str = "seed", fractions: Sequence[float] = (0.8, 0.1, 0.1),
+          split_seed: int = 0, val_frames: int = 80, classes: int = 40, raw_depth: bool = False,
+          max_depth: float = 10.0, edge_thickness: int = 1) -> DatasetSplits:
+    """NYU Depth V2 labeled set (1449 frames) from a cache made by `mtlbench data prepare nyuv2`."""
+    if not root:
+        raise MtlbenchError(f"--data nyuv2 needs --data-root DIR, a folder made by "
+                            f"`mtlbench data prepare nyuv2 --mat {LABELED_FILE} --out DIR`")
+    arrays, manifest = load_cache(Path(root).expanduser(), size, classes, raw_depth)
+    info = DatasetInfo(num_classes=classes, max_depth=max_depth, class_names=class_names(classes),
+                       ignore_index=IGNORE[classes])
+    return _splits(arrays, info, protocol, fractions, split_seed, val_frames, edge_thickness,
+                   f"nyuv2 {manifest['frames']} frames, {manifest['depth']}, split {protocol} ({root})")
+
+
+# -- the NYUD-MT folders (MTI-Net / ATRC / InvPT release) ------------------------------------
+
+def _frame_id(stem: str, fallback: int) -> int:
+    digits = "".join(ch for ch in stem if ch.isdigit())
+    return int(digits) if digits else fallback
+
+
+def read_nyud_mt(root: Path, size: int, progress: Callable[[int, int], None] | None = None
+                 ) -> tuple[Arrays, dict[str, list[int]]]:
+    """All frames listed in ``gt_sets/*.txt``, resized; returns arrays and positions per list."""
+    from torchvision.io import ImageReadMode, read_image
+
+    lists = {}
+    for name in ("train", "val"):
+        path = root / "gt_sets" / f"{name}.txt"
+        if not path.is_file():
+            raise MtlbenchError(f"{path} not found: {root} is not an NYUD-MT folder "
+                                f"(images/, depth/, segmentation/, gt_sets/{{train,val}}.txt)")
+        lists[name] = [s.strip() for s in path.read_text().splitlines() if s.strip()]
+    stems = lists["train"] + lists["val"]
+    images, depths, segs, ids = [], [], [], []
+    for k, stem in enumerate(stems):
+        paths = {"image": root / "images" / f"{stem}.jpg", "depth": root / "depth" / f"{stem}.npy",
+                 "seg": root / "segmentation" / f"{stem}.png"}
+        for key, p in paths.items():
+            if not p.is_file():
+                raise MtlbenchError(f"NYUD-MT frame {stem}: {p} not found")
+        image = read_image(str(paths["image"]), ImageReadMode.RGB).permute(1, 2, 0).numpy()
+        depth = np.load(paths["depth"]).astype(np.float32).squeeze()
+        seg = read_image(str(paths["seg"]), ImageReadMode.UNCHANGED)[0].numpy()
+        if depth.shape != image.shape[:2] or seg.shape != image.shape[:2]:
+            raise MtlbenchError(f"NYUD-MT frame {stem}: image {image.shape[:2]}, depth {depth.shape} and "
+                                f"segmentation {seg.shape} differ in size")
+        seg = np.where(seg == 0, 255, seg.astype(np.int64) - 1).astype(np.uint8)  # 0 = ignore, c → c−1
+        image, depth, seg = (x[0] for x in resize_frames(torch.from_numpy(image)[None], torch.from_numpy(depth)[None],
+                                                         torch.from_numpy(seg)[None], size))
+        images.append(image), depths.append(depth), segs.append(seg), ids.append(_frame_id(stem, k + 1))
+        if progress:
+            progress(k + 1, len(stems))
+    arrays = Arrays(torch.stack(images), torch.stack(depths), torch.stack(segs), torch.tensor(ids, dtype=torch.int64))
+    n_train = len(lists["train"])
+    return arrays, {"train": list(range(n_train)), "val": list(range(n_train, len(stems)))}
+
+
+@DATASETS.register("nyud_mt")
+def nyud_mt(root: str = "", size: int = 256, split_seed: int = 0, val_frames: int = 80, max_depth: float = 10.0,
+            edge_thickness: int = 1, progress: Callable[[int, int], None] | None = None) -> DatasetSplits:
+    """NYUD-MT folders of the MTI-Net code release: gt_sets/train.txt trains (val carved with a
+    fixed seed), gt_sets/val.txt is the test split, as in that code."""
+    if not root:
+        raise MtlbenchError("--data nyud_mt needs --data-root DIR, the NYUD-MT folder "
+                            "(images/, depth/, segmentation/, gt_sets/)")
+    folder = Path(root).expanduser()
+    if not folder.is_dir():
+        raise MtlbenchError(f"NYUD-MT folder {folder} not found")
+    arrays, lists = read_nyud_mt(folder, size, progress)
+    train, val = carve_val(torch.tensor(lists["train"]), val_frames, split_seed)
+    parts = (train, val, torch.tensor(lists["val"]))
+    info = DatasetInfo(num_classes=40, max_depth=max_depth, class_names=class_names(40))
+    ds = [DenseDataset(arrays.take(p), info, edge_thickness) for p in parts]
+    return DatasetSplits(*ds, info=info, source=f"nyud_mt {len(arrays)} frames ({folder})")
+
+

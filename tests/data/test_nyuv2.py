@@ -1,0 +1,314 @@
+"""NYUv2 from a labeled file with the real layout, holding the real frames 433 and 464."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mtlbench.cli import app
+from mtlbench.data import nyuv2 as N
+from mtlbench.data.datasets import build_dataset, build_splits
+from mtlbench.errors import MtlbenchError
+from tests.conftest import SHARED
+
+FULLRES = SHARED / "nyuv2_ref" / "samples_fullres"
+LABELS13 = SHARED / "nyuv2_ref" / "labels13_test"
+SAMPLES = (433, 464)
+
+pytestmark = pytest.mark.skipif(not FULLRES.is_dir(), reason=f"real NYUv2 samples not found at {FULLRES} "
+                                                               "(only present in the project workspace)")
+
+
+def read_png(path) -> np.ndarray:
+    from torchvision.io import ImageReadMode, read_image
+
+    x = read_image(str(path), ImageReadMode.UNCHANGED)
+    return x.permute(1, 2, 0).numpy() if x.shape[0] == 3 else x[0].numpy()
+
+
+def sample(i: int) -> dict[str, np.ndarray]:
+    return {"image": read_png(FULLRES / f"{i:06d}.png"),
+            "raw_depth": read_png(FULLRES / f"depth_gt_{i:06d}.png").astype(np.float32) / 5000.0,
+            "seg40": read_png(FULLRES / f"segm_gt_{i:06d}.png")}
+
+
+def to_894(seg40: np.ndarray) -> np.ndarray:
+    """A raw 894-class label map whose 40-class mapping is ``seg40`` (255 → 0 unlabelled)."""
+    map40 = np.loadtxt(SHARED / "nyuv2_ref/meta/map894to40_1based.txt", dtype=np.int64)
+    first = {c: int(np.flatnonzero(map40 == c + 1)[0]) + 1 for c in range(40)}
+    lut = np.zeros(256, np.uint16)
+    for c, k in first.items():
+        lut[c] = k
+    return lut[seg40]
+
+
+def make_labeled_mat(path, frames: int = 500, samples=SAMPLES) -> None:
+    """The labeled file's layout: MATLAB axes reversed, chunked per frame; unwritten frames are 0."""
+    with h5py.File(path, "w", userblock_size=512) as f:
+        images = f.create_dataset("images", (frames, 3, 640, 480), np.uint8, chunks=(1, 3, 640, 480))
+        depths = f.create_dataset("depths", (frames, 640, 480), np.float32, chunks=(1, 640, 480))
+        raw = f.create_dataset("rawDepths", (frames, 640, 480), np.float32, chunks=(1, 640, 480))
+        labels = f.create_dataset("labels", (frames, 640, 480), np.uint16, chunks=(1, 640, 480))
+        for i in samples:
+            s = sample(i)
+            images[i - 1] = s["image"].transpose(2, 1, 0)
+            filled = np.where(s["raw_depth"] > 0, s["raw_depth"], 3.0).astype(np.float32)  # stands in for in-painting
+            depths[i - 1] = filled.T
+            raw[i - 1] = s["raw_depth"].T
+            labels[i - 1] = to_894(s["seg40"]).T
+    with open(path, "r+b") as f:
+        f.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: test HDF5 schema 1.00 .")
+
+
+@pytest.fixture(scope="module")
+def labeled(tmp_path_factory):
+    """Frames 1..500 (enough for the seed split; the real samples at their indices)."""
+    path = tmp_path_factory.mktemp("nyu") / "nyu_depth_v2_labeled.mat"
+    make_labeled_mat(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def labeled_full(tmp_path_factory):
+    """All 1449 frames, as the official split needs."""
+    path = tmp_path_factory.mktemp("nyu_full") / "nyu_depth_v2_labeled.mat"
+    make_labeled_mat(path, frames=1449)
+    return path
+
+
+@pytest.fixture(scope="module")
+def native(labeled, tmp_path_factory):
+    out = tmp_path_factory.mktemp("native")
+    N.prepare_nyuv2(labeled, out, size=0, classes=40, raw_depth=True)
+    arrays, manifest = N.load_cache(out, 0, 40, True)
+    return arrays, manifest
+
+
+@pytest.mark.parametrize("i", SAMPLES)
+def test_native_frames_equal_the_real_pngs(native, i):
+    arrays, _ = native
+    s = sample(i)
+    pos = int(torch.nonzero(arrays.index == i)[0])
+    assert np.array_equal(arrays.image[pos].numpy(), s["image"])  # orientation: H×W×3, not transposed
+    assert np.array_equal(arrays.depth[pos].numpy(), s["raw_depth"])
+    assert np.array_equal(arrays.seg[pos].numpy(), s["seg40"])  # 894 → 40, 0 → 255
+
+
+def test_manifest(native, labeled):
+    _, manifest = native
+    assert manifest["format"] == N.FORMAT_VERSION and manifest["frames"] == 500
+    assert manifest["source"]["bytes"] == labeled.stat().st_size
+    assert manifest["source"]["sha256"] == hashlib.sha256(labeled.read_bytes()).hexdigest()
+    assert manifest["shape"]["image"] == [500, 480, 640, 3]
+    assert manifest["depth"] == "rawDepths" and manifest["classes"] == 40
+    assert len(manifest["splits"]["official_test_1based"]) == 654
+    assert manifest["class_names"][:2] == ["wall", "floor"]
+
+
+@pytest.fixture(scope="module")
+def native13(labeled, tmp_path_factory):
+    out = tmp_path_factory.mktemp("native13")
+    N.prepare_nyuv2(labeled, out, size=0, classes=13)
+    return N.load_cache(out, 0, 13, False)[0]
+
+
+@pytest.mark.parametrize("i", SAMPLES)
+def test_40_to_13_cross_check_on_the_real_samples(native13, i):
+    arrays = native13
+    pos = int(torch.nonzero(arrays.index == i)[0])
+    ours = arrays.seg[pos].numpy().astype(np.int64)
+    reference = read_png(LABELS13 / f"new_nyu_class13_{i:04d}.png").astype(np.int64)  # 0 = unlabelled, 1..13
+    assert np.array_equal(np.where(ours == 255, 0, ours + 1), reference)
+
+
+def test_894_classes_keep_the_raw_ids(labeled, tmp_path):
+    N.prepare_nyuv2(labeled, tmp_path, size=0, classes=894)
+    arrays, manifest = N.load_cache(tmp_path, 0, 894, False)
+    assert arrays.seg.dtype == torch.uint16 and manifest["ignore_index"] == 65535
+    pos = int(torch.nonzero(arrays.index == 433)[0])
+    expected = to_894(sample(433)["seg40"]).astype(np.int64)
+    ours = arrays.seg[pos].numpy().astype(np.int64)
+    assert np.array_equal(np.where(ours == 65535, 0, ours + 1), expected)
+
+
+def test_resized_cache_and_inpainted_depth(labeled, tmp_path):
+    N.prepare_nyuv2(labeled, tmp_path, size=64)
+    arrays, manifest = N.load_cache(tmp_path, 64, 40, False)
+    assert tuple(arrays.image.shape) == (500, 64, 64, 3) and manifest["depth"] == "depths"
+    pos = int(torch.nonzero(arrays.index == 433)[0])
+    depth = arrays.depth[pos].numpy()
+    assert (depth > 0).all()  # in-painted source: no holes
+    s = sample(433)
+    assert set(np.unique(arrays.seg[pos].numpy())) <= set(np.unique(s["seg40"]))
+
+
+def test_resize_never_blends_invalid_depth():
+    depth = np.zeros((8, 8), np.float32)
+    depth[:, :4] = 2.0  # left half valid at 2 m, right half a hole
+    image = torch.zeros(1, 8, 8, 3, dtype=torch.uint8)
+    seg = torch.zeros(1, 8, 8, dtype=torch.uint8)
+    _, d, _ = N.resize_frames(image, torch.from_numpy(depth)[None], seg, 4)
+    d = d[0].numpy()
+    # valid output pixels keep exactly 2 m (no averaging with 0); hole pixels stay 0
+    assert set(np.unique(d).tolist()) == {0.0, 2.0}
+    assert (d[:, :2] == 2.0).all() and (d[:, 2:] == 0.0).all()
+
+
+def test_rerunning_on_a_complete_cache_does_nothing(labeled, tmp_path):
+    first = N.prepare_nyuv2(labeled, tmp_path, size=32)
+    stamp = (first.folder / "image.npy").stat().st_mtime_ns
+    again = N.prepare_nyuv2(labeled, tmp_path, size=32)
+    assert first.written and not again.written
+    assert (first.folder / "image.npy").stat().st_mtime_ns == stamp
+
+
+def test_an_interrupted_prepare_leaves_nothing_that_looks_complete(labeled, tmp_path):
+    def stop(done, total):
+        if done >= 100:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        N.prepare_nyuv2(labeled, tmp_path, size=32, progress=stop)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_mid_write_is_one_error_and_leaves_nothing(labeled, tmp_path, monkeypatch):
+    real = N.resize_frames
+    calls = {"n": 0}
+
+    def full(*args):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args)
+
+    monkeypatch.setattr(N, "resize_frames", full)
+    with pytest.raises(MtlbenchError, match="no space left on the device; nothing was kept"):
+        N.prepare_nyuv2(labeled, tmp_path, size=32)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_older_cache_format_is_an_error_for_runs_and_rebuilt_by_prepare(labeled, tmp_path):
+    result = N.prepare_nyuv2(labeled, tmp_path, size=32)
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    manifest["format"] = 0
+    (result.folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(MtlbenchError, match="has format 0, this mtlbench reads 1: rebuild it with"):
+        N.load_cache(tmp_path, 32, 40, False)
+    assert N.prepare_nyuv2(labeled, tmp_path, size=32).written
+    assert N.load_cache(tmp_path, 32, 40, False)[1]["format"] == N.FORMAT_VERSION
+
+
+def test_bad_files(labeled, tmp_path):
+    with pytest.raises(MtlbenchError, match="not found: pass the path of nyu_depth_v2_labeled.mat"):
+        N.LabeledMat(tmp_path / "absent.mat")
+    v5 = tmp_path / "v5.mat"
+    v5.write_bytes(b"MATLAB 5.0 MAT-file, Platform: PCWIN" + bytes(200))
+    with pytest.raises(MtlbenchError, match="MATLAB v5 .mat, not v7.3 \\(HDF5\\): .*nyu_depth_v2_labeled.mat"):
+        N.LabeledMat(v5)
+    truncated = tmp_path / "truncated.mat"
+    truncated.write_bytes(labeled.read_bytes()[: labeled.stat().st_size // 2])
+    with pytest.raises(MtlbenchError, match="truncated or corrupt"):
+        with N.LabeledMat(truncated) as src:
+            for i in range(0, src.n, 16):
+                src.frames(i, i + 16)
+    no_labels = tmp_path / "nolabels.mat"
+    with h5py.File(no_labels, "w") as f:
+        f.create_dataset("images", (2, 3, 640, 480), np.uint8)
+        f.create_dataset("depths", (2, 640, 480), np.float32)
+    with pytest.raises(MtlbenchError, match="lacks labels"):
+        N.LabeledMat(no_labels)
+    wrong = tmp_path / "wrong.mat"
+    with h5py.File(wrong, "w") as f:
+        f.create_dataset("images", (2, 3, 480, 640), np.uint8)  # not MATLAB's reversed axes
+        f.create_dataset("depths", (2, 640, 480), np.float32)
+        f.create_dataset("labels", (2, 640, 480), np.uint16)
+    with pytest.raises(MtlbenchError, match=r"images is uint8\[2, 3, 480, 640\], expected uint\[2, 3, 640, 480\]"):
+        N.LabeledMat(wrong)
+    float_labels = tmp_path / "float_labels.mat"
+    with h5py.File(float_labels, "w") as f:
+        f.create_dataset("images", (2, 3, 640, 480), np.uint8)
+        f.create_dataset("depths", (2, 640, 480), np.float32)
+        f.create_dataset("labels", (2, 640, 480), np.float64)
+    with pytest.raises(MtlbenchError, match="labels is float64"):
+        N.LabeledMat(float_labels)
+
+
+def test_official_and_seed_splits(labeled_full, tmp_path):
+    N.prepare_nyuv2(labeled_full, tmp_path, size=32)
+    official = build_splits("nyuv2", root=str(tmp_path), size=32, protocol="official", val_frames=80)
+    ids = {s: set(official[s].arrays.index.tolist()) for s in ("train", "val", "test")}
+    assert [len(ids[s]) for s in ("train", "val", "test")] == [715, 80, 654]
+    train_ids, test_ids = N.official_split()
+    assert ids["test"] == set(test_ids.tolist())
+    assert ids["train"] | ids["val"] == set(train_ids.tolist()) and not ids["train"] & ids["val"]
+    again = build_splits("nyuv2", root=str(tmp_path), size=32, protocol="official", val_frames=80)
+    assert set(again.val.arrays.index.tolist()) == ids["val"]
+    seed = build_splits("nyuv2", root=str(tmp_path), size=32, protocol="seed")
+    sizes = [len(seed[s]) for s in ("train", "val", "test")]
+    assert sizes == [1161, 144, 144]
+    partial = tmp_path / "partial"
+    N.prepare_nyuv2(_small(tmp_path), partial, size=32)
+    with pytest.raises(MtlbenchError, match="the official split needs frames this data lacks"):
+        build_splits("nyuv2", root=str(partial), size=32, protocol="official")
+    assert not set(seed.train.arrays.index.tolist()) & set(seed.test.arrays.index.tolist())
+    with pytest.raises(MtlbenchError, match="unknown split 'eigen'"):
+        build_splits("nyuv2", root=str(tmp_path), size=32, protocol="eigen")
+
+
+def _small(tmp_path):
+    path = tmp_path / "small.mat"
+    make_labeled_mat(path, frames=470)
+    return path
+
+
+def test_samples_through_the_dataset_api(labeled_full, tmp_path):
+    N.prepare_nyuv2(labeled_full, tmp_path, size=32, raw_depth=True)
+    test = build_dataset("nyuv2", split="test", root=str(tmp_path), size=32, protocol="official", raw_depth=True)
+    pos = int(torch.nonzero(test.arrays.index == 433)[0])
+    s = test[pos]
+    assert s["index"] == 433
+    assert s["image"].shape == (3, 32, 32) and s["depth"].shape == (1, 32, 32) and s["seg"].dtype == torch.int64
+    assert (s["depth"] == 0).any()  # raw depth keeps holes
+    assert s["edge"].sum() > 0
+
+
+def test_cli_prepare_and_a_short_run(labeled, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "nyu"
+    r = runner.invoke(app, ["data", "prepare", "nyuv2", "--mat", str(labeled), "--out", str(out), "--size", "64"])
+    assert r.exit_code == 0, r.output
+    again = runner.invoke(app, ["data", "prepare", "nyuv2", "--mat", str(labeled), "--out", str(out), "--size", "64"])
+    assert "already complete, nothing to do" in again.stderr
+    run_dir = tmp_path / "run"
+    r = runner.invoke(app, ["run", "--data", "nyuv2", "--data-root", str(out), "--size", "64", "--split", "seed",
+                            "--backbone", "test_resnet", "--epochs", "1", "--batch-size", "32", "--device", "cpu",
+                            "--run-dir", str(run_dir)])
+    assert r.exit_code == 0, r.output
+    assert "data: nyuv2 500 frames, depths, split seed" in r.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["sizes"] == {"train": 400, "val": 50, "test": 50} and metrics["dataset"] == "nyuv2"
+
+
+def test_cli_bad_inputs(labeled, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(app, ["run", "--data", "nyuv2", "--backbone", "test_resnet", "--run-dir", str(tmp_path / "r")])
+    assert r.exit_code == 2
+    assert r.stderr.strip() == ("error: --data nyuv2 needs --data-root DIR, a folder made by "
+                                "`mtlbench data prepare nyuv2 --mat nyu_depth_v2_labeled.mat --out DIR`")
+    r = runner.invoke(app, ["run", "--data", "nyuv2", "--data-root", str(tmp_path / "none"), "--backbone",
+                            "test_resnet", "--run-dir", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "not found: prepare it with `mtlbench data prepare nyuv2" in r.stderr
+    v5 = tmp_path / "old.mat"
+    v5.write_bytes(b"MATLAB 5.0 MAT-file" + bytes(100))
+    r = runner.invoke(app, ["data", "prepare", "nyuv2", "--mat", str(v5), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "MATLAB v5 .mat, not v7.3" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists() and not (tmp_path / "r").exists()
