@@ -314,7 +314,8 @@ def load_cache(root: Path, size: int, classes: int, raw_depth: bool) -> tuple[Ar
     if manifest.get("format") != FORMAT_VERSION:
         raise MtlbenchError(f"the cache {folder} has format {manifest.get('format')}, this mtlbench reads "
                             f"{FORMAT_VERSION}: rebuild it with `{prepare}`")
-    arrays = {k: torch.from_numpy(np.load(folder / f"{k}.npy", mmap_mode="r")) if k != "index"
+    # copy-on-write maps: tensors may be written in memory, the cache on disk never is
+    arrays = {k: torch.from_numpy(np.load(folder / f"{k}.npy", mmap_mode="c")) if k != "index"
               else torch.from_numpy(np.load(folder / "index.npy")) for k in ("image", "depth", "seg", "index")}
     return Arrays(arrays["image"], arrays["depth"], arrays["seg"], arrays["index"]), manifest
 
