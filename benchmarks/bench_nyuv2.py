@@ -54,7 +54,7 @@ def main() -> None:
     from mtlbench.data.nyuv2 import nyuv2, prepare_nyuv2
     from mtlbench.data.pipeline import BatchPipeline
     from mtlbench.engine.build import build_losses, build_model, resolve_device
-    from mtlbench.engine.trainer import batches
+    from mtlbench.engine.trainer import batches, task_losses
     from mtlbench.models.backbones import build_backbone
     from mtlbench.tasks import build_tasks
 
@@ -95,7 +95,7 @@ def main() -> None:
             sync()
             t0 = time.perf_counter()
             out = model(batch["image"])
-            total = weighting({t: losses[t](out[t], batch) for t in tasks})
+            total = weighting(task_losses(losses, out, batch))
             opt.zero_grad()
             total.backward()
             opt.step()

@@ -36,7 +36,7 @@ def main() -> None:
 
     from mtlbench.config import RunConfig, from_dict
     from mtlbench.engine.build import build_run
-    from mtlbench.engine.trainer import Trainer, batches, epoch_seed
+    from mtlbench.engine.trainer import Trainer, batches, epoch_seed, task_losses
     from mtlbench.report.console import RichReporter
 
     cfg = from_dict({
@@ -63,7 +63,7 @@ def main() -> None:
                     out = model(batch["image"])
             else:
                 out = model(batch["image"])
-            total = weighting({t: losses[t](out[t], batch) for t in parts.tasks})
+            total = weighting(task_losses(losses, out, batch))
             opt.zero_grad(set_to_none=True)
             total.backward()
             opt.step()

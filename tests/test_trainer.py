@@ -147,3 +147,17 @@ def test_batches_cover_the_split_once_in_a_seeded_order():
     again = torch.cat([b["index"] for b in batches(train, 8, True, seed=5)])
     other = torch.cat([b["index"] for b in batches(train, 8, True, seed=6)])
     assert torch.equal(seen, again) and not torch.equal(seen, other)
+
+
+def test_deep_supervision_adds_one_term_per_scale():
+    from mtlbench.engine.trainer import task_losses
+
+    class Mean(torch.nn.Module):
+        def forward(self, y, batch):
+            return y.mean()
+
+    out = {"depth": torch.full((1, 1, 4, 4), 1.0),
+           "aux": [{"depth": torch.full((1, 1, 2, 2), 2.0)}, {"depth": torch.full((1, 1, 1, 1), 4.0)}]}
+    losses = task_losses({"depth": Mean()}, out, {})
+    # 1 (final) + 2 + 4 (two scales, upsampled to 4×4 keep their constant values)
+    assert losses["depth"].item() == 7.0

@@ -104,6 +104,23 @@ def batches(dataset: DenseDataset, batch_size: int, shuffle: bool, seed: int,
         yield dataset.batch(order[s:s + batch_size])
 
 
+AUX_KEY = "aux"
+
+
+def task_losses(losses: dict[str, Any], out: dict[str, Any], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Each task's loss; a model may add deep supervision as ``out["aux"]``, a list of
+    ``{task: output}`` at any resolution (upsampled bilinearly to the target), each adding one
+    term to its task's loss."""
+    result = {t: fn(out[t], batch) for t, fn in losses.items()}
+    for extra in out.get(AUX_KEY, ()):
+        for t, y in extra.items():
+            size = out[t].shape[-2:]
+            if y.shape[-2:] != size:
+                y = torch.nn.functional.interpolate(y, size=size, mode="bilinear", align_corners=False)
+            result[t] = result[t] + losses[t](y, batch)
+    return result
+
+
 def is_better(higher: bool, new: float, old: float | None) -> bool:
     if old is None:
         return True
@@ -142,8 +159,8 @@ class Trainer:
                          else nullcontext())
 
     # -- one step -------------------------------------------------------------------------
-    def compute_losses(self, out: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {t: self.p.losses[t](out[t], batch) for t in self.p.tasks}
+    def compute_losses(self, out: dict[str, Any], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return task_losses(self.p.losses, out, batch)
 
     def train_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         with self.autocast:
