@@ -139,3 +139,16 @@ def test_resized_crop_never_invents_labels_or_depths():
         # nearest resampling: every output label and depth value exists in the source frame
         assert set(out["seg"][i].unique().tolist()) <= set(raw["seg"][i].unique().tolist())
         assert np.isin(out["depth"][i].numpy(), raw["depth"][i].numpy()).all()
+
+
+def test_depth_discontinuities_as_edges():
+    from mtlbench.data.pipeline import depth_edges
+
+    depth = torch.full((1, 1, 6, 8), 2.0)
+    depth[..., 4:] = 4.0  # a step from 2 m to 4 m between columns 3 and 4
+    edges = depth_edges(depth, threshold=0.3)[0, 0]
+    # normalised Sobel (kernel / 8) of log depth: |ln 4 − ln 2| · 4 / 8 = 0.347 beside the step, 0 elsewhere
+    assert edges[:, 3:5].eq(1).all() and edges[:, :3].eq(0).all() and edges[:, 5:].eq(0).all()
+    depth[0, 0, 1, 1] = 0  # an invalid pixel: no edge around it from the hole itself
+    assert depth_edges(depth, threshold=0.3)[0, 0, :3, :3].sum() == 0
+    assert depth_edges(depth, threshold=0.35).sum() == 0  # a 2x step stays below 0.35

@@ -312,3 +312,46 @@ def test_cli_bad_inputs(labeled, tmp_path):
     r = runner.invoke(app, ["data", "prepare", "nyuv2", "--mat", str(v5), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "MATLAB v5 .mat, not v7.3" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists() and not (tmp_path / "r").exists()
+
+
+def make_nyud_mt(root, train=(433,), val=(464,)) -> None:
+    """The MTI-Net release's folders, from the real samples (segmentation: 0 = ignore, c + 1)."""
+    from torchvision.io import write_jpeg, write_png
+
+    for sub in ("images", "depth", "segmentation", "edge", "gt_sets"):
+        (root / sub).mkdir(parents=True)
+    for i in train + val:
+        s = sample(i)
+        write_jpeg(torch.from_numpy(s["image"]).permute(2, 0, 1).contiguous(), str(root / "images" / f"{i:04d}.jpg"),
+                   quality=95)
+        np.save(root / "depth" / f"{i:04d}.npy", s["raw_depth"])
+        seg = np.where(s["seg40"] == 255, 0, s["seg40"].astype(np.int64) + 1).astype(np.uint8)
+        write_png(torch.from_numpy(seg)[None], str(root / "segmentation" / f"{i:04d}.png"))
+    (root / "gt_sets" / "train.txt").write_text("".join(f"{i:04d}\n" for i in train))
+    (root / "gt_sets" / "val.txt").write_text("".join(f"{i:04d}\n" for i in val))
+
+
+def test_nyud_mt_folders_are_read_directly(tmp_path):
+    root = tmp_path / "NYUD_MT"
+    make_nyud_mt(root, train=(433, 464), val=(464,))
+    arrays, lists = N.read_nyud_mt(root, size=0)
+    assert lists == {"train": [0, 1], "val": [2]}
+    assert arrays.index.tolist() == [433, 464, 464]
+    s = sample(464)
+    assert np.array_equal(arrays.seg[2].numpy(), s["seg40"])  # c + 1 → c, 0 → 255
+    assert np.array_equal(arrays.depth[2].numpy(), s["raw_depth"])
+    jpeg_error = np.abs(arrays.image[2].numpy().astype(int) - s["image"].astype(int)).mean()
+    assert jpeg_error < 3  # JPEG at quality 95
+    splits = build_splits("nyud_mt", root=str(root), size=64, val_frames=1)
+    assert [len(splits[k]) for k in ("train", "val", "test")] == [1, 1, 1]
+    assert splits.test.arrays.index.tolist() == [464]
+
+
+def test_nyud_mt_bad_folders(tmp_path):
+    with pytest.raises(MtlbenchError, match="gt_sets/train.txt not found: .* is not an NYUD-MT folder"):
+        build_splits("nyud_mt", root=str(tmp_path), size=64)
+    root = tmp_path / "mt"
+    make_nyud_mt(root)
+    (root / "depth" / "0464.npy").unlink()
+    with pytest.raises(MtlbenchError, match="NYUD-MT frame 0464: .*0464.npy not found"):
+        build_splits("nyud_mt", root=str(root), size=64)
