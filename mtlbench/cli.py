@@ -260,6 +260,45 @@ def data_prepare(
     err.print(f"{result.folder}: {state}", highlight=False)
 
 
+@app.command()
+def cost(
+    model: Annotated[str, typer.Option("--model", "-m", help="registered model")] = "mtinet",
+    task: Annotated[str, typer.Option("--task", "-t", help="comma-separated tasks")] = "depth,seg,edge",
+    backbone: Annotated[str, typer.Option(help="timm backbone")] = "resnet50",
+    size: Annotated[int, typer.Option(help="square input side in pixels")] = 256,
+    batch_size: Annotated[int, typer.Option(help="images per forward pass (costs are per image)")] = 1,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto")] = "cpu",
+    repeats: Annotated[int, typer.Option(help="timed forward passes (median), after 2 warm-up passes")] = 5,
+    markdown: Annotated[Optional[Path], typer.Option(help="also write the tables as Markdown to this file")] = None,
+) -> None:
+    """Parameters, FLOPs, activation memory and latency per image; a multi-task model against the
+    sum of its single-task models."""
+    from mtlbench.errors import MtlbenchError
+    from mtlbench.report.cost import check_writable, cost_report, cost_tables, to_markdown, to_rich, write_atomic
+
+    _one_line_warnings()
+    console = _console()
+    err = _console(stderr=True)
+    try:
+        if markdown is not None:
+            check_writable(markdown)
+        report = cost_report(model, task, backbone, size, batch_size, device, repeats,
+                             progress=lambda line: err.print(line, highlight=False))
+        tables = cost_tables(report)
+        for table in tables:
+            console.print(to_rich(table))
+        if len(report.tasks) == 1:
+            err.print("one task: no multi-task comparison (pass several tasks to compare against single-task "
+                      "models)", highlight=False)
+        if markdown is not None:
+            write_atomic(markdown, to_markdown(tables))
+            err.print(f"written: {markdown}", highlight=False)
+    except MtlbenchError as exc:
+        if _debug():
+            raise
+        _fail(str(exc))
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -45,7 +45,7 @@ def test_unknown_name_suggests_close_matches():
     with pytest.raises(UnknownNameError) as info:
         MODELS.get("mtinnet")
     msg = str(info.value)
-    assert msg.startswith("unknown model 'mtinnet': did you mean 'mtinet'?")
+    assert msg.startswith("unknown model 'mtinnet': did you mean 'mtinet'")  # the closest first
     assert "known models: " in msg and "hps" in msg
 
 

@@ -57,6 +57,9 @@ def check_names(cfg: RunConfig) -> tuple[str, ...]:
         if bad:
             raise MtlbenchError(f"model {cfg.model.name} cannot serve task {', '.join(bad)}: "
                                 f"it serves {', '.join(served)}")
+    if entry.meta.get("single_task") and len(tasks) != 1:
+        raise MtlbenchError(f"model {cfg.model.name} is a single-task baseline: pass one of "
+                            f"{', '.join(served or ())} (got {', '.join(tasks)})")
     DATASETS.entry(cfg.data.name)
     WEIGHTINGS.entry(cfg.loss.weighting)
     if cfg.model.interaction:

@@ -1,0 +1,360 @@
+"""What a model costs: parameters, FLOPs, activation memory and latency per image.
+
+:func:`cost_report` measures a registered model on some tasks and, when it serves more than one,
+the same model given each task alone (the single-task models a multi-task model replaces); the
+tables set the multi-task model against their sum (the seed's "reduced computational redundancy").
+
+Measures, all per image (batch totals divided by the batch size):
+
+- parameters: ``sum(p.numel())`` over the model's parameters (not per image).
+- FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` on one inference forward pass; it counts
+  matrix products and convolutions (2 FLOPs per multiply-add, bias, normalisation, activations,
+  pooling and interpolation not counted).
+- activation memory, one forward pass with autograd on (what training keeps for backward), model
+  in eval mode (BatchNorm with running statistics, so any batch size works):
+  on CUDA, ``torch.cuda.max_memory_allocated`` during the pass minus what was allocated before it
+  (parameters, buffers, input), so transient buffers count; on CPU, the bytes of the distinct
+  storages autograd saves for backward plus the outputs (``torch.autograd.graph.saved_tensors_hooks``),
+  parameters, buffers and the input excluded: the memory held at the end of the pass, a lower
+  bound of the peak.
+- latency: the median of ``repeats`` timed inference forward passes (``torch.no_grad``) after
+  ``warmup`` untimed ones, CUDA synchronised.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from mtlbench.errors import MtlbenchError
+
+
+# ----------------------------------------------------------------------------- measures
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameter elements (shared parameters counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, x: Tensor) -> int:
+    """FLOPs of one inference forward pass on the batch ``x`` (whole batch)."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return int(counter.get_total_flops())
+
+
+def _tensors(obj: Any) -> list[Tensor]:
+    if isinstance(obj, Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in _tensors(v)]
+    if isinstance(obj, (list, tuple)):
+        return [t for v in obj for t in _tensors(v)]
+    return []
+
+
+def _storage_key(t: Tensor) -> tuple[str, int]:
+    return (str(t.device), t.untyped_storage().data_ptr())
+
+
+def saved_activation_bytes(model: nn.Module, x: Tensor) -> int:
+    """Bytes of the distinct storages autograd keeps for backward after one forward pass on
+    ``x``, plus the outputs; parameters, buffers and the input excluded (whole batch).
+
+    Any device; on CUDA :func:`peak_activation_bytes` measures the allocator's peak instead.
+    """
+    exclude = {_storage_key(t) for t in list(model.parameters()) + list(model.buffers()) + [x]}
+    seen: dict[tuple[str, int], int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        key = _storage_key(t)
+        if key not in exclude and key[1] != 0:
+            seen[key] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x)
+    for t in _tensors(out):
+        key = _storage_key(t)
+        if key not in exclude:
+            seen[key] = t.untyped_storage().nbytes()
+    del out
+    return sum(seen.values())
+
+
+def peak_activation_bytes(model: nn.Module, x: Tensor) -> int:
+    """Activation memory of one forward pass with autograd on (whole batch): the CUDA allocator's
+    peak above what was allocated before (parameters, buffers, input) on CUDA, else
+    :func:`saved_activation_bytes`."""
+    if x.device.type != "cuda":
+        return saved_activation_bytes(model, x)
+    torch.cuda.synchronize(x.device)
+    torch.cuda.empty_cache()
+    before = torch.cuda.memory_allocated(x.device)
+    torch.cuda.reset_peak_memory_stats(x.device)
+    with torch.enable_grad():
+        out = model(x)
+        torch.cuda.synchronize(x.device)
+        peak = torch.cuda.max_memory_allocated(x.device)
+    del out
+    return max(0, peak - before)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_latency_s(model: nn.Module, x: Tensor, repeats: int = 5, warmup: int = 2,
+                     clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median wall time of ``repeats`` inference forward passes on ``x`` after ``warmup`` ones
+    (whole batch, seconds)."""
+    if repeats < 1:
+        raise MtlbenchError(f"latency needs at least one timed run, got repeats={repeats}")
+    times = []
+    with torch.no_grad():
+        for _ in range(warmup):
+            model(x)
+        _sync(x.device)
+        for _ in range(repeats):
+            t0 = clock()
+            model(x)
+            _sync(x.device)
+            times.append(clock() - t0)
+    return statistics.median(times)
+
+
+@dataclass
+class ModelCost:
+    """Costs of one model, per image except the parameters."""
+
+    label: str
+    params: int
+    flops: float
+    act_bytes: float
+    latency_s: float
+
+
+def measure(model: nn.Module, label: str, x: Tensor, repeats: int = 5, warmup: int = 2) -> ModelCost:
+    """All four measures of ``model`` (set to eval mode) on the batch ``x``, per image."""
+    model.eval()
+    b = x.shape[0]
+    return ModelCost(label, count_parameters(model), count_flops(model, x) / b,
+                     peak_activation_bytes(model, x) / b, median_latency_s(model, x, repeats, warmup) / b)
+
+
+def total(costs: Sequence[ModelCost], label: str = "sum") -> ModelCost:
+    return ModelCost(label, sum(c.params for c in costs), sum(c.flops for c in costs),
+                     sum(c.act_bytes for c in costs), sum(c.latency_s for c in costs))
+
+
+# ----------------------------------------------------------------------------- the report
+
+WARMUP = 2
+
+
+@dataclass
+class CostReport:
+    model: str
+    tasks: tuple[str, ...]
+    backbone: str
+    size: int
+    batch_size: int
+    device: str
+    memory_method: str
+    main: ModelCost
+    singles: list[ModelCost] = field(default_factory=list)
+    threads: int = 1
+    repeats: int = 5
+    warmup: int = 2
+
+    @property
+    def summed(self) -> ModelCost | None:
+        return total(self.singles, "sum of singles") if len(self.singles) > 1 else None
+
+
+def memory_method(device: torch.device) -> str:
+    """How :func:`peak_activation_bytes` measures on ``device``, for table captions."""
+    if device.type == "cuda":
+        return "CUDA peak allocated during a forward with autograd on, minus parameters, buffers and input"
+    return ("tensors saved for backward plus outputs of a forward with autograd on "
+            "(saved_tensors_hooks; parameters, buffers and input excluded)")
+
+
+def cost_report(model: str, tasks: str | Sequence[str], backbone: str = "resnet50", size: int = 256,
+                batch_size: int = 1, device: str = "cpu", repeats: int = 5, width: int | None = None,
+                progress: Callable[[str], None] | None = None) -> CostReport:
+    """Measure ``model`` on ``tasks`` and, if there are several, on each task alone.
+
+    Names are checked as ``mtlbench run`` checks them (unknown model, task or backbone, a task the
+    model cannot serve, a size the backbone cannot take) before anything is measured.
+    Segmentation has 40 classes (NYUv2-40, the synthrooms default).
+
+    Raises:
+        MtlbenchError: bad input, one line.
+    """
+    from mtlbench import config as C
+    from mtlbench.engine.build import build_model, check_names, resolve_device
+    from mtlbench.models.backbones import build_backbone
+    from mtlbench.tasks import DatasetInfo, build_tasks, parse_tasks
+
+    if batch_size < 1:
+        raise MtlbenchError(f"batch size must be at least 1, got {batch_size}")
+    if repeats < 1:
+        raise MtlbenchError(f"repeats must be at least 1, got {repeats}")
+    cfg = C.RunConfig()
+    cfg.tasks = list(parse_tasks(tasks if isinstance(tasks, str) else list(tasks)))
+    cfg.model.name, cfg.model.backbone, cfg.data.size = model, backbone, size
+    if width is not None:
+        cfg.model.width = width
+    C.validate(cfg)
+    task_names = check_names(cfg)
+    dev = resolve_device(device)
+    info = DatasetInfo()
+
+    def build(names: tuple[str, ...]) -> nn.Module:
+        torch.manual_seed(0)
+        bb = build_backbone(backbone, cfg.model.width)
+        bb.check_size((size, size))
+        return build_model(cfg, build_tasks(names, info), bb)
+
+    def run(net: nn.Module, names: tuple[str, ...], label: str) -> ModelCost:
+        if progress:
+            progress(f"measuring {model} on {','.join(names)}")
+        net = net.to(dev)
+        torch.manual_seed(0)
+        x = torch.randn(batch_size, 3, size, size, device=dev)
+        try:
+            return measure(net, label, x, repeats, WARMUP)
+        except torch.OutOfMemoryError:
+            raise MtlbenchError(f"out of memory measuring {label} on {dev} at batch {batch_size}, "
+                                f"{size}x{size}: lower --batch-size or --size") from None
+        finally:
+            del net
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+
+    first = build(task_names)  # every check passes before the first progress line
+    main = run(first, task_names, f"{model} ({','.join(task_names)})")
+    del first
+    singles = [run(build((t,)), (t,), f"{model} ({t})") for t in task_names] if len(task_names) > 1 else []
+    return CostReport(model, task_names, backbone, size, batch_size, str(dev), memory_method(dev), main, singles,
+                      torch.get_num_threads(), repeats, WARMUP)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+@dataclass
+class TableData:
+    title: str
+    caption: str
+    columns: list[str]
+    rows: list[list[str]]
+    sections: list[int] = field(default_factory=list)  # row indices preceded by a rule
+
+
+COLUMNS = ["model", "params M", "GFLOP/img", "act. MiB/img", "ms/img"]
+
+
+def _cells(c: ModelCost) -> list[str]:
+    return [c.label, f"{c.params / 1e6:.2f}", f"{c.flops / 1e9:.2f}", f"{c.act_bytes / 2**20:.1f}",
+            f"{c.latency_s * 1e3:.1f}"]
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.3f}" if b else "n/a"
+
+
+def cost_tables(report: CostReport) -> list[TableData]:
+    """The cost table, and the multi-task against single-task table when there are several tasks."""
+    r = report
+    setting = (f"{r.backbone}, {r.size}×{r.size}, batch {r.batch_size}, {r.device}"
+               + (f" ({r.threads} threads)" if r.device == "cpu" else "") + ", seg 40 classes")
+    caption = (f"params M: parameters in millions. GFLOP/img: torch.utils.flop_counter, conv/matmul only, 2 per "
+               f"multiply-add. act. MiB/img: {r.memory_method}. ms/img: median of {r.repeats} timed inference "
+               f"passes after {r.warmup} warm-up passes.")
+    tables = [TableData(f"cost of {r.model} on {','.join(r.tasks)} ({setting})", caption, list(COLUMNS),
+                        [_cells(r.main)])]
+    s = r.summed
+    if s is not None:
+        m = r.main
+        rows = [_cells(c) for c in r.singles] + [_cells(s), _cells(m),
+                                                 ["ratio multi / sum", _ratio(m.params, s.params),
+                                                  _ratio(m.flops, s.flops), _ratio(m.act_bytes, s.act_bytes),
+                                                  _ratio(m.latency_s, s.latency_s)]]
+        n = len(r.singles)
+        note = "Single-task rows: the same model given one task; ratio: multi-task row / sum row. "
+        tables.append(TableData(f"{r.model} multi-task against its single-task models ({setting})", note + caption,
+                                list(COLUMNS), rows, sections=[n, n + 2]))
+    return tables
+
+
+def to_rich(data: TableData):
+    from rich.table import Table
+
+    table = Table(title=data.title, caption=data.caption)
+    for i, col in enumerate(data.columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for i, row in enumerate(data.rows):
+        if i in data.sections:
+            table.add_section()
+        table.add_row(*row)
+    return table
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def to_markdown(tables: Sequence[TableData]) -> str:
+    """The tables as Markdown: a title line, the table, the caption in italics."""
+    out = []
+    for t in tables:
+        out.append(f"**{_md_cell(t.title)}**\n")
+        out.append("| " + " | ".join(_md_cell(c) for c in t.columns) + " |")
+        out.append("|" + "|".join(["---"] + ["---:"] * (len(t.columns) - 1)) + "|")
+        for row in t.rows:
+            out.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
+        out.append(f"\n*{_md_cell(t.caption)}*\n")
+    return "\n".join(out)
+
+
+def check_writable(path: Path) -> None:
+    """Fail early, before measuring, if ``path`` cannot be written."""
+    if path.is_dir():
+        raise MtlbenchError(f"--markdown {path} is a directory: pass a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise MtlbenchError(f"--markdown {path}: folder {parent} does not exist")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    check_writable(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the file private
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
