@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import warnings
 from datetime import datetime
 from pathlib import Path

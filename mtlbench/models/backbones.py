@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from mtlbench.errors import MtlbenchError, UnknownNameError

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import shutil
 
 import h5py
 import numpy as np

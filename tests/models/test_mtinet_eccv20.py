@@ -25,21 +25,6 @@ def build(subset=TASKS, backbone="test_resnet", **options):
                         **options)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the tensors are tiny: one thread avoids oversubscribing a shared CPU
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def x():
-    torch.manual_seed(0)
-    return torch.randn(2, 3, 64, 64)
-
-
 @pytest.mark.parametrize("backbone", ["test_resnet", "test_efficientnet"])
 @pytest.mark.parametrize("subset", SUBSETS, ids=lambda s: "+".join(s))
 def test_output_shapes_for_every_task_subset(backbone, subset, x):

@@ -27,21 +27,6 @@ def build(model: str, subset=ALL, backbone: str = "test_resnet") -> nn.Module:
     return MODELS.build(model, build_tasks(tuple(subset), INFO), build_backbone(backbone, width=16))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: one intra-op thread is fastest and immune to a busy machine's oversubscription
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def x() -> Tensor:
-    torch.manual_seed(0)
-    return torch.randn(2, 3, 64, 64)
-
-
 # -- interface -----------------------------------------------------------------------------------
 
 # test_convnext is a FeatureListNet at strides 4–32; test_efficientnet an EfficientNetFeatures
