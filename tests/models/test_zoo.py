@@ -235,7 +235,7 @@ def batch():
     return BatchPipeline(torch.device("cpu"), 64, augment=False)(raw, train=False)
 
 
-@pytest.mark.parametrize("model", ZOO)
+@pytest.mark.parametrize("model", ZOO + ["hps", "mtinet"])  # every multi-task model; smp and mtinet_eccv20 in their files
 def test_model_trains_on_a_fixed_batch(model, batch):
     # The 40-class cross-entropy dominates the total and, at width 16 and lr 1e-3, falls only a
     # few percent in 15 steps, so the total's fall depends on the initialisation: with seed 0
