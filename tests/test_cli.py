@@ -93,6 +93,8 @@ def test_a_config_file_keeps_its_model_and_tasks(tmp_path):
         (["--preset", "fast"], ["unknown preset 'fast'"]),
         (["--frames", "5"], ["the val and test splits are empty (5/0/0 frames)"]),
         (["--interaction", "nonexistent"], ["unknown interaction 'nonexistent'"]),
+        (["--model", "smp_deeplabv3plus", "--task", "depth", "--batch-size", "1"],
+         ["model smp_deeplabv3plus needs --batch-size 2 or more"]),
     ],
     ids=lambda v: v[0] if isinstance(v, list) and v and v[0].startswith("--") else None,
 )

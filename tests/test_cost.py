@@ -130,6 +130,25 @@ def test_markdown_and_atomic_write(tmp_path):
         C.write_atomic(tmp_path / "missing" / "cost.md", text)
 
 
+def test_a_failed_markdown_write_is_one_error_and_leaves_the_old_file(tmp_path, monkeypatch):
+    import errno
+
+    from mtlbench.engine import trainer
+
+    path = tmp_path / "cost.md"
+    path.write_text("old")
+    real = trainer.os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(trainer.os, "fsync", full)
+    with pytest.raises(MtlbenchError, match="cannot be written: No space left on device"):
+        C.write_atomic(path, "new")
+    monkeypatch.setattr(trainer.os, "fsync", real)
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["cost.md"]
+
+
 def invoke(*args: str):
     return CliRunner().invoke(app, ["cost", *args])
 
@@ -159,6 +178,8 @@ def test_cli_single_task_model(tmp_path):
     (["--model", "smp_fpn", "--task", "depth,seg", "--backbone", "test_resnet", "--size", "64"],
      "model smp_fpn is a single-task baseline: pass one of depth, seg"),
     (["--model", "hps", "--task", "depth", "--markdown", "/nonexistent-dir/x.md"], "does not exist"),
+    (["--model", "hps", "--task", "depth", "--backbone", "test_resnet", "--size", "64", "--device", "foo"],
+     "unknown device 'foo'"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(args, fragment):
     result = invoke(*args)

@@ -57,6 +57,10 @@ def check_names(cfg: RunConfig) -> tuple[str, ...]:
         if bad:
             raise MtlbenchError(f"model {cfg.model.name} cannot serve task {', '.join(bad)}: "
                                 f"it serves {', '.join(served)}")
+    min_batch = int(entry.meta.get("min_batch", 1))
+    if cfg.train.batch_size < min_batch:
+        raise MtlbenchError(f"model {cfg.model.name} needs --batch-size {min_batch} or more (batch statistics "
+                            f"in training), got {cfg.train.batch_size}")
     if entry.meta.get("single_task") and len(tasks) != 1:
         raise MtlbenchError(f"model {cfg.model.name} is a single-task baseline: pass one of "
                             f"{', '.join(served or ())} (got {', '.join(tasks)})")

@@ -129,7 +129,7 @@ def smp_fpn(tasks: Mapping[str, Task], backbone: Backbone) -> SmpSingleTask:
     return smp_model("fpn", tasks, backbone, name="smp_fpn")
 
 
-@MODELS.register("smp_deeplabv3plus", tasks=SMP_TASKS, single_task=True)
+@MODELS.register("smp_deeplabv3plus", tasks=SMP_TASKS, single_task=True, min_batch=2)
 def smp_deeplabv3plus(tasks: Mapping[str, Task], backbone: Backbone) -> SmpSingleTask:
     """Single-task DeepLabV3+ (smp; Chen et al. 2018, output stride 16) on the run's backbone: depth or seg."""
     return smp_model("deeplabv3plus", tasks, backbone, name="smp_deeplabv3plus")

@@ -10,8 +10,8 @@ Measures, all per image (batch totals divided by the batch size):
 - FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` on one inference forward pass; it counts
   matrix products and convolutions (2 FLOPs per multiply-add, bias, normalisation, activations,
   pooling and interpolation not counted).
-- activation memory, one forward pass with autograd on (what training keeps for backward), model
-  in eval mode (BatchNorm with running statistics, so any batch size works):
+- activation memory, one inference forward pass with autograd on (what it saves for backward; in
+  training, train-mode-only branches such as auxiliary heads add to it), model in eval mode (BatchNorm with running statistics, so any batch size works):
   on CUDA, ``torch.cuda.max_memory_allocated`` during the pass minus what was allocated before it
   (parameters, buffers, input), so transient buffers count; on CPU, the bytes of the distinct
   storages autograd saves for backward plus the outputs (``torch.autograd.graph.saved_tensors_hooks``),
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,7 +213,7 @@ def cost_report(model: str, tasks: str | Sequence[str], backbone: str = "resnet5
         raise MtlbenchError(f"repeats must be at least 1, got {repeats}")
     cfg = C.RunConfig()
     cfg.tasks = list(parse_tasks(tasks if isinstance(tasks, str) else list(tasks)))
-    cfg.model.name, cfg.model.backbone, cfg.data.size = model, backbone, size
+    cfg.model.name, cfg.model.backbone, cfg.data.size, cfg.train.device = model, backbone, size, device
     if width is not None:
         cfg.model.width = width
     C.validate(cfg)
@@ -337,24 +336,16 @@ def check_writable(path: Path) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise MtlbenchError(f"--markdown {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise MtlbenchError(f"--markdown {path} is not writable: choose another file")
 
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    from mtlbench.engine.trainer import atomic_write
+
     check_writable(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the file private
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        atomic_write(path, lambda f: f.write(text), mode="w")
+    except OSError as exc:
+        raise MtlbenchError(f"--markdown {path} cannot be written: {exc.strerror or exc}") from None

@@ -237,25 +237,24 @@ def batch():
 
 @pytest.mark.parametrize("model", ZOO + ["hps", "mtinet"])  # every multi-task model; smp and mtinet_eccv20 in their files
 def test_model_trains_on_a_fixed_batch(model, batch):
-    # The 40-class cross-entropy dominates the total and, at width 16 and lr 1e-3, falls only a
-    # few percent in 15 steps, so the total's fall depends on the initialisation: with seed 0
-    # even hps (and cross_stitch, which then equals it per task) ends at 0.90 of the first loss;
-    # seeds 1-5 give 0.82-0.87 for all three models. Seed 3 is used.
-    torch.manual_seed(3)
+    # Per-task checks rather than the total: the 40-class cross-entropy dominates the total and
+    # falls only 4-12 % in 15 steps at width 16. Over seeds 0-2 every model ended with depth at
+    # 0.11-0.38, seg at 0.88-0.96 and edge at 0.69-0.91 of their first values.
+    torch.manual_seed(0)
     net = MODELS.build(model, build_tasks(ALL, INFO), build_backbone("test_resnet", width=16)).train()
     losses = {"depth": LOSSES.build("structured_depth"), "seg": LOSSES.build("cross_entropy"),
               "edge": LOSSES.build("balanced_bce")}
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
 
-    def total() -> Tensor:
-        return sum(task_losses(losses, net(batch["image"]), batch).values())
+    def per_task() -> dict[str, Tensor]:
+        return task_losses(losses, net(batch["image"]), batch)
 
-    first = float(total().detach())
+    first = {t: float(v.detach()) for t, v in per_task().items()}
     for _ in range(15):
-        loss = total()
+        loss = sum(per_task().values())
         opt.zero_grad()
         loss.backward()
         opt.step()
-    last = float(total().detach())  # after the 15th step
-    assert torch.isfinite(torch.tensor(last))
-    assert last < 0.9 * first, (first, last)
+    last = {t: float(v.detach()) for t, v in per_task().items()}  # after the 15th step
+    assert all(last[t] < 0.98 * first[t] for t in ALL), (first, last)
+    assert last["depth"] < 0.5 * first["depth"], (first, last)
