@@ -178,9 +178,9 @@ class MTINetECCV20(nn.Module):
         super().__init__()
         if not tasks:
             raise MtlbenchError("mtinet_eccv20 needs at least one task: pass one or more of depth, seg, edge")
-        if len(backbone.strides) != NUM_SCALES:
-            raise MtlbenchError(f"backbone {backbone.name} gives {len(backbone.strides)} scales; "
-                                f"mtinet_eccv20 needs {NUM_SCALES}")
+        if list(backbone.strides) != [4, 8, 16, 32]:
+            raise MtlbenchError(f"backbone {backbone.name} has strides {backbone.strides}; "
+                                f"mtinet_eccv20 needs its last four scales at strides 4, 8, 16, 32")
         if not isinstance(se_reduction, int) or isinstance(se_reduction, bool) or se_reduction < 1:
             raise MtlbenchError(f"mtinet_eccv20: se_reduction must be a positive integer, got {se_reduction!r}")
         self.task_names = list(tasks)

@@ -109,8 +109,8 @@ def smp_model(arch: str, tasks: Mapping[str, Task], backbone: Backbone, name: st
                                classes=task.out_channels, activation=None, **smp_options)
     except Exception as exc:  # smp/timm raise many kinds of errors for encoders they cannot use
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise MtlbenchError(f"model {name}: backbone {backbone.name} cannot be an smp encoder ({encoder}): "
-                            f"{first}") from None
+        raise MtlbenchError(f"model {name}: smp could not build {arch} on encoder {encoder} with options "
+                            f"{smp_options or 'none'}: {first}") from None
     copied, total = copy_encoder_weights(backbone.encoder, net.encoder)
     notes = [f"{name}: single-task {task_name} baseline (smp {type(net).__name__}, encoder {encoder}); "
              f"{copied}/{total} encoder tensors copied from backbone {backbone.name}"]

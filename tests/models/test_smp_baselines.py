@@ -20,10 +20,12 @@ def build(model: str, *tasks: str, width: int = 16):
     return MODELS.build(model, build_tasks(tasks, INFO), build_backbone("test_resnet", width=width))
 
 
+@pytest.mark.parametrize("backbone", ["test_resnet", "test_convnext"])
 @pytest.mark.parametrize("model", SMP)
 @pytest.mark.parametrize("task, channels", [("depth", 1), ("seg", 40)])
-def test_output_is_one_task_at_the_input_size(model, task, channels):
-    net = build(model, task).eval()
+def test_output_is_one_task_at_the_input_size(model, task, channels, backbone):
+    torch.manual_seed(0)
+    net = MODELS.build(model, build_tasks((task,), INFO), build_backbone(backbone, width=16)).eval()
     x = torch.randn(2, 3, 64, 96)
     with torch.no_grad():
         out = net(x)
