@@ -60,9 +60,12 @@ class Task:
     out_channels: int
     target_key: str
     default_loss: str
-    # the metric that defines "better" in tables (and its direction)
-    key_metric: str
-    higher_is_better: bool
+    key_metric: str  # the metric that defines "better" in tables
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Direction of ``key_metric``, as its metric class declares it."""
+        return self.key_metric in self.metrics().higher_is_better
 
     def predict(self, output: Tensor) -> Tensor:
         raise NotImplementedError
@@ -126,20 +129,20 @@ class EdgeTask(Task):
 @TASKS.register("depth")
 def depth(info: DatasetInfo) -> Task:
     """Monocular depth: 1 channel, normalised to [0, 1] by the maximum depth; metrics in metres."""
-    return DepthTask("depth", 1, "depth", "structured_depth", "rmse", False, max_depth=info.max_depth)
+    return DepthTask("depth", 1, "depth", "structured_depth", "rmse", max_depth=info.max_depth)
 
 
 @TASKS.register("seg")
 def seg(info: DatasetInfo) -> Task:
     """Semantic segmentation: one channel per class (NYU-40 by default), 255 ignored."""
     names = info.class_names or (nyu40_names() if info.num_classes == 40 else ())
-    return SegTask("seg", info.num_classes, "seg", "cross_entropy", "miou", True, class_names=names)
+    return SegTask("seg", info.num_classes, "seg", "cross_entropy", "miou", class_names=names)
 
 
 @TASKS.register("edge")
 def edge(info: DatasetInfo) -> Task:
     """Edge detection: 1 logit channel, targets from label boundaries."""
-    return EdgeTask("edge", 1, "edge", "balanced_bce", "fscore", True)
+    return EdgeTask("edge", 1, "edge", "balanced_bce", "fscore")
 
 
 def parse_tasks(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mtlbench.config import RunConfig, resolved_select, validate
-from mtlbench.data.datasets import DatasetSplits, apply_clahe, build_splits, check_nonempty
+from mtlbench.data.datasets import DatasetSplits, apply_clahe, check_nonempty
 from mtlbench.data.pipeline import BatchPipeline
 from mtlbench.errors import MtlbenchError
 from mtlbench.models.backbones import build_backbone
@@ -158,4 +158,4 @@ def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None
     return RunParts(cfg, device, tasks, model, losses, weighting, splits, pipeline, notes)
 
 
-__all__ = ["RunParts", "build_run", "build_splits", "check_names", "resolve_device"]
+__all__ = ["RunParts", "build_run", "check_names", "resolve_device"]
