@@ -87,6 +87,19 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    """How metrics are computed (docs/evaluation.md); ``mtlbench eval`` can change them afterwards."""
+
+    min_depth: float = 1e-3  # metres; ground truth at or below is invalid
+    max_depth: float = 0.0  # metres; evaluation cap (ground truth above is invalid); 0: data.max_depth
+    eigen_crop: bool = False  # evaluate depth inside Eigen's crop only
+    boundaries: bool = True  # iBims-1 depth-boundary errors
+    edge_tolerance: float = 0.011  # edge matching distance, fraction of the image diagonal (NYUD)
+    edge_thresholds: int = 99  # thresholds 1/(K+1) .. K/(K+1)
+    edge_nms: bool = True  # thin edge maps by non-maximum suppression before matching
+
+
+@dataclass
 class RunConfig:
     tasks: list[str] = field(default_factory=lambda: ["depth", "seg", "edge"])
     preset: str = "seed"
@@ -94,6 +107,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -206,6 +220,16 @@ def validate(cfg: RunConfig) -> None:
         raise MtlbenchError(f"data.classes must be 40, 13 or 894, got {d.classes}")
     if cfg.model.width < 8 or cfg.model.width % 4:
         raise MtlbenchError(f"model.width must be a multiple of 4 and at least 8, got {cfg.model.width}")
+    e = cfg.eval
+    cap = e.max_depth or d.max_depth
+    if not 0 <= e.min_depth < cap:
+        raise MtlbenchError(f"eval.min_depth {e.min_depth} must be at least 0 and below the cap {cap}")
+    if e.max_depth < 0:
+        raise MtlbenchError(f"eval.max_depth must be 0 (use data.max_depth) or positive, got {e.max_depth}")
+    if not 0 < e.edge_tolerance < 1:
+        raise MtlbenchError(f"eval.edge_tolerance is a fraction of the image diagonal in (0, 1), got {e.edge_tolerance}")
+    if not 1 <= e.edge_thresholds <= 999:
+        raise MtlbenchError(f"eval.edge_thresholds must be between 1 and 999, got {e.edge_thresholds}")
     if t.lr <= 0:
         raise MtlbenchError(f"train.lr must be positive, got {t.lr}")
     if t.device not in ("auto", "cpu", "cuda") and not t.device.startswith("cuda:"):

@@ -14,6 +14,7 @@ from importlib import resources
 import torch
 from torch import Tensor
 
+from mtlbench.config import EvalConfig
 from mtlbench.metrics import DepthMetrics, EdgeMetrics, Metric, SegMetrics
 from mtlbench.registry import TASKS
 
@@ -70,7 +71,8 @@ class Task:
     def predict(self, output: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def metrics(self) -> Metric:
+    def metrics(self, options: EvalConfig | None = None) -> Metric:
+        """A fresh accumulator of this task's metrics, computed as ``options`` say."""
         raise NotImplementedError
 
     def colorize(self, prediction: Tensor) -> Tensor:
@@ -86,8 +88,10 @@ class DepthTask(Task):
         """Normalised head output → metres (B×1×H×W)."""
         return output.float().clamp(0.0, 1.0) * self.max_depth
 
-    def metrics(self) -> Metric:
-        return DepthMetrics(self.max_depth)
+    def metrics(self, options: EvalConfig | None = None) -> Metric:
+        o = options or EvalConfig()
+        return DepthMetrics(self.max_depth, min_depth=o.min_depth, cap=o.max_depth or self.max_depth,
+                            eigen_crop=o.eigen_crop, boundaries=o.boundaries)
 
     def colorize(self, prediction: Tensor) -> Tensor:
         # near is bright, as in the seed's figures; invalid (0) is black
@@ -102,8 +106,8 @@ class SegTask(Task):
     def predict(self, output: Tensor) -> Tensor:
         return output.argmax(1)
 
-    def metrics(self) -> Metric:
-        return SegMetrics(self.out_channels)
+    def metrics(self, options: EvalConfig | None = None) -> Metric:
+        return SegMetrics(self.out_channels, self.class_names)
 
     def colorize(self, prediction: Tensor) -> Tensor:
         # class c takes VOC colour c+1 (0 is reserved for "unlabelled", drawn black)
@@ -113,13 +117,12 @@ class SegTask(Task):
 
 @dataclass(frozen=True)
 class EdgeTask(Task):
-    threshold: float = 0.5
-
     def predict(self, output: Tensor) -> Tensor:
         return torch.sigmoid(output.float())
 
-    def metrics(self) -> Metric:
-        return EdgeMetrics(self.threshold)
+    def metrics(self, options: EvalConfig | None = None) -> Metric:
+        o = options or EvalConfig()
+        return EdgeMetrics(o.edge_tolerance, o.edge_thresholds, o.edge_nms)
 
     def colorize(self, prediction: Tensor) -> Tensor:
         return (255 * (1 - prediction.float().clamp(0, 1))).round().to(torch.uint8)[..., None].expand(
@@ -142,7 +145,7 @@ def seg(info: DatasetInfo) -> Task:
 @TASKS.register("edge")
 def edge(info: DatasetInfo) -> Task:
     """Edge detection: 1 logit channel, targets from label boundaries."""
-    return EdgeTask("edge", 1, "edge", "balanced_bce", "fscore")
+    return EdgeTask("edge", 1, "edge", "balanced_bce", "ods")
 
 
 def parse_tasks(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:

@@ -91,7 +91,7 @@ def resolve(cfg: RunConfig, tasks: dict[str, Task]) -> None:
 
 def _check_select(cfg: RunConfig, tasks: dict[str, Task]) -> None:
     _, task, metric = resolved_select(cfg).split("/")
-    known = ("loss",) + (tasks[task].metrics().names if task in tasks else ())
+    known = ("loss",) + (tasks[task].metrics(cfg.eval).names if task in tasks else ())
     if metric not in known:
         raise MtlbenchError(f"train.select {resolved_select(cfg)!r}: {task} has no metric {metric!r}; "
                             f"choose from {', '.join(known)}")

@@ -107,6 +107,38 @@ def batches(dataset: DenseDataset, batch_size: int, shuffle: bool, seed: int,
 AUX_KEY = "aux"
 
 
+@torch.no_grad()
+def evaluate(parts: RunParts, dataset: DenseDataset, autocast: Any = None,
+             on_batch: Callable[[dict[str, Tensor], dict[str, Any], dict[str, Tensor]], None] | None = None,
+             ) -> dict[str, dict[str, float]]:
+    """Losses and metrics (as ``parts.cfg.eval`` says) of every task over ``dataset``, unaugmented.
+
+    ``on_batch(batch, outputs, predictions)`` sees each batch after its metrics are accumulated
+    (progress bars, figures).
+    """
+    p, t = parts, parts.cfg.train
+    p.model.eval()
+    metrics = {name: task.metrics(p.cfg.eval) for name, task in p.tasks.items()}
+    loss_sums = {name: 0.0 for name in p.tasks}
+    n_images = 0
+    for raw in batches(dataset, t.eval_batch_size, False, 0):
+        batch = p.pipeline(raw, train=False)
+        with autocast or nullcontext():
+            out = p.model(batch["image"])
+        b = batch["image"].shape[0]
+        preds = {}
+        for name, task in p.tasks.items():
+            loss_sums[name] += float(p.losses[name](out[name], batch)) * b
+            preds[name] = task.predict(out[name])
+            metrics[name].update(preds[name], batch)
+        n_images += b
+        if on_batch is not None:
+            on_batch(batch, out, preds)
+    result = {name: {"loss": loss_sums[name] / max(n_images, 1), **metrics[name].compute()} for name in p.tasks}
+    result["total"] = {"loss": sum(r["loss"] for r in result.values())}
+    return result
+
+
 def task_losses(losses: dict[str, Any], out: dict[str, Any], batch: dict[str, Tensor]) -> dict[str, Tensor]:
     """Each task's loss; a model may add deep supervision as ``out["aux"]``, a list of
     ``{task: output}`` at any resolution (upsampled bilinearly to the target), each adding one
@@ -153,7 +185,7 @@ class Trainer:
         self.select_name = resolved_select(self.cfg)
         _, task, metric = self.select_name.split("/")
         self.select = (task, metric)
-        self.select_higher = metric in (parts.tasks[task].metrics().higher_is_better if task in parts.tasks else ())
+        self.select_higher = metric in (parts.tasks[task].metrics(self.cfg.eval).higher_is_better if task in parts.tasks else ())
         dev = parts.device.type
         self.autocast = (torch.autocast(dev, dtype=torch.bfloat16) if self.cfg.train.bf16
                          else nullcontext())
@@ -201,30 +233,10 @@ class Trainer:
                                   else None)
         return {k: float(v) / max(count, 1) for k, v in sums.items()}
 
-    @torch.no_grad()
     def evaluate(self, dataset: DenseDataset, phase: str = "val", epoch: int = 0) -> dict[str, dict[str, float]]:
         """Losses and metrics of every task over one split (no augmentation)."""
-        p, t = self.p, self.cfg.train
-        p.model.eval()
-        metrics = {name: task.metrics() for name, task in p.tasks.items()}
-        loss_sums = {name: 0.0 for name in p.tasks}
-        n_images = 0
-        steps = math.ceil(len(dataset) / t.eval_batch_size)
-        self.reporter.start(phase, epoch, t.epochs, steps)
-        for raw in batches(dataset, t.eval_batch_size, False, 0):
-            batch = p.pipeline(raw, train=False)
-            with self.autocast:
-                out = p.model(batch["image"])
-            b = batch["image"].shape[0]
-            for name, task in p.tasks.items():
-                loss_sums[name] += float(p.losses[name](out[name], batch)) * b
-                metrics[name].update(task.predict(out[name]), batch)
-            n_images += b
-            self.reporter.advance(None)
-        result = {name: {"loss": loss_sums[name] / max(n_images, 1), **metrics[name].compute()}
-                  for name in p.tasks}
-        result["total"] = {"loss": sum(r["loss"] for r in result.values())}
-        return result
+        self.reporter.start(phase, epoch, self.cfg.train.epochs, math.ceil(len(dataset) / self.cfg.train.eval_batch_size))
+        return evaluate(self.p, dataset, self.autocast, on_batch=lambda *_: self.reporter.advance(None))
 
     # -- checkpoints ----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

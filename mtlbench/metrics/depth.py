@@ -1,74 +1,157 @@
-"""Depth metrics in metres."""
+"""Depth metrics in metres, in both conventions the literature uses.
+
+*Pooled* (the multi-task convention: MTI-Net, PAD-Net, InvPT): every valid pixel of the split
+counts once, so large images and images with many valid pixels weigh more. The keys are the bare
+names (``rmse``).
+
+*Per image* (the depth convention: Eigen et al., BTS, AdaBins, ZoeDepth): each image's metric is
+computed over its own valid pixels, then averaged over images. The keys end in ``_img``
+(``rmse_img``).
+
+For a valid pixel with prediction p and ground truth g (metres; p clipped to the cap range):
+
+- ``mae`` = mean |p − g|; ``rmse`` = sqrt(mean (p − g)²)
+- ``abs_rel`` = mean |p − g| / g; ``sq_rel`` = mean (p − g)² / g
+- ``rmse_log`` = sqrt(mean (ln p − ln g)²); ``log10`` = mean |log10 p − log10 g|
+- ``silog`` = 100 · sqrt(mean d² − (mean d)²) with d = ln p − ln g (the KITTI/BTS form, λ = 1)
+- ``delta{k}`` = fraction with max(p/g, g/p) < 1.25^k
+- ``mae_norm``/``rmse_norm`` = pooled MAE/RMSE divided by the normalisation depth: the numbers
+  the seed paper reports (it evaluates depth normalised to [0, 1])
+- ``dbe_acc``/``dbe_comp``: the iBims-1 depth-boundary errors in pixels, averaged over images
+  whose ground truth has depth edges (see :mod:`mtlbench.metrics.boundary`)
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
 
 from mtlbench.metrics.base import Metric
 
+# Eigen et al.'s evaluation crop of a 480×640 NYUv2 frame: rows 45:471, columns 41:601
+EIGEN_CROP = (45 / 480, 471 / 480, 41 / 640, 601 / 640)
+
+_BASE = ("mae", "rmse", "abs_rel", "sq_rel", "rmse_log", "log10", "silog", "delta1", "delta2", "delta3")
+_HIGHER = frozenset({"delta1", "delta2", "delta3"})
+# per-pixel sums kept for each image: count, then the terms below
+_TERMS = ("abs", "sq", "rel", "sq_rel", "dlog", "dlog_sq", "log10", "d1", "d2", "d3")
+
+
+def eigen_mask(height: int, width: int, device: torch.device | str = "cpu") -> Tensor:
+    """Eigen's crop as an H×W mask; scaled proportionally when the frame was resized from 480×640."""
+    r0, r1, c0, c1 = EIGEN_CROP
+    mask = torch.zeros(height, width, dtype=torch.bool, device=device)
+    mask[round(r0 * height):round(r1 * height), round(c0 * width):round(c1 * width)] = True
+    return mask
+
+
+def _finish(s: Tensor) -> dict[str, Tensor]:
+    """Metrics from per-pixel sums ``s`` (…×11: count then ``_TERMS``); any leading shape."""
+    n = s[..., 0]
+    mean = {t: s[..., i + 1] / n for i, t in enumerate(_TERMS)}
+    return {
+        "mae": mean["abs"],
+        "rmse": mean["sq"].sqrt(),
+        "abs_rel": mean["rel"],
+        "sq_rel": mean["sq_rel"],
+        "rmse_log": mean["dlog_sq"].sqrt(),
+        "log10": mean["log10"],
+        "silog": 100 * (mean["dlog_sq"] - mean["dlog"] ** 2).clamp(min=0).sqrt(),
+        "delta1": mean["d1"],
+        "delta2": mean["d2"],
+        "delta3": mean["d3"],
+    }
+
 
 class DepthMetrics(Metric):
-    """MAE, RMSE, AbsRel and δ<1.25^k in metres over valid pixels, plus the seed's MAE/RMSE on
-    depth normalised to [0, 1] by ``max_depth``.
+    """Depth metrics over the valid pixels of a split, pooled and per image (module docstring).
 
-    Predictions are clipped to ``[min_depth, max_depth]``; pixels count where
-    ``min_depth < gt <= max_depth``.
+    A pixel is valid where ``min_depth < g <= cap`` (and inside Eigen's crop if asked);
+    predictions are clipped to ``[min_depth, cap]``.
 
     Args:
-        max_depth: the normalisation depth and upper validity bound, metres.
+        max_depth: the normalisation depth of the model's output (for ``*_norm``), metres.
         min_depth: lower validity bound, metres.
+        cap: upper validity bound and prediction clip, metres; ``None``: ``max_depth``.
+        eigen_crop: evaluate only inside Eigen's crop.
+        boundaries: also compute the depth-boundary errors (``dbe_*``).
 
     Example:
-        >>> m = DepthMetrics(max_depth=10.0)
+        >>> m = DepthMetrics(max_depth=10.0, boundaries=False)
         >>> m.update(torch.tensor([[[2.0, 4.0]]]), {"depth": torch.tensor([[[2.0, 2.0]]])})
         >>> m.compute()["mae"]
         1.0
     """
 
-    names = ("mae", "rmse", "abs_rel", "delta1", "delta2", "delta3", "mae_norm", "rmse_norm")
-    higher_is_better = frozenset({"delta1", "delta2", "delta3"})
-
-    def __init__(self, max_depth: float = 10.0, min_depth: float = 1e-3) -> None:
+    def __init__(self, max_depth: float = 10.0, min_depth: float = 1e-3, cap: float | None = None,
+                 eigen_crop: bool = False, boundaries: bool = True) -> None:
         self.max_depth = max_depth
         self.min_depth = min_depth
+        self.cap = max_depth if cap is None else cap
+        if not 0 <= min_depth < self.cap:
+            raise ValueError(f"depth range [{min_depth}, {self.cap}] is empty")
+        self.eigen_crop = eigen_crop
+        self.boundaries = boundaries
+        per_image = tuple(f"{k}_img" for k in _BASE)
+        self.names = _BASE + ("mae_norm", "rmse_norm") + per_image + (("dbe_acc", "dbe_comp") if boundaries else ())
+        self.higher_is_better = _HIGHER | {f"{k}_img" for k in _HIGHER}
         self.reset()
 
     def reset(self) -> None:
-        self._sums = torch.zeros(7, dtype=torch.float64)
+        self._pooled = torch.zeros(1 + len(_TERMS), dtype=torch.float64)
+        self._per_image = torch.zeros(len(_BASE), dtype=torch.float64)
+        self._images = 0
+        self._dbe = torch.zeros(3, dtype=torch.float64)  # acc sum, comp sum, images with GT edges
+
+    def valid_mask(self, gt: Tensor) -> Tensor:
+        valid = (gt > self.min_depth) & (gt <= self.cap)
+        if self.eigen_crop:
+            valid &= eigen_mask(*gt.shape[-2:], device=gt.device)
+        return valid
 
     def update(self, pred: Tensor, batch: dict[str, Tensor]) -> None:
-        gt = batch["depth"].float()
-        valid = (gt > self.min_depth) & (gt <= self.max_depth)
-        p = pred.double().clamp(self.min_depth, self.max_depth)[valid]
-        g = gt.double()[valid]
-        if g.numel() == 0:
-            return
+        gt = batch["depth"].double()
+        b = gt.shape[0]
+        gt = gt.reshape(b, *gt.shape[-2:])
+        pred = pred.double().reshape(gt.shape).clamp(self.min_depth, self.cap)
+        valid = self.valid_mask(gt)
+        g = torch.where(valid, gt, torch.ones_like(gt))  # keeps logs finite where masked out
+        p = torch.where(valid, pred, torch.ones_like(pred))
         err = p - g
+        dlog = p.log() - g.log()
         ratio = torch.maximum(p / g, g / p)
-        sums = torch.stack([
-            torch.tensor(float(g.numel()), dtype=torch.float64, device=g.device),
-            err.abs().sum(),
-            err.pow(2).sum(),
-            (err.abs() / g).sum(),
-            (ratio < 1.25).sum().double(),
-            (ratio < 1.25**2).sum().double(),
-            (ratio < 1.25**3).sum().double(),
-        ])
-        self._sums += sums.cpu()
+        terms = torch.stack([
+            torch.ones_like(g), err.abs(), err.square(), err.abs() / g, err.square() / g, dlog, dlog.square(),
+            dlog.abs() / math.log(10), (ratio < 1.25).double(), (ratio < 1.25**2).double(), (ratio < 1.25**3).double(),
+        ], dim=-1)
+        sums = (terms * valid[..., None]).flatten(1, 2).sum(1)  # B×11
+        self._pooled += sums.sum(0).cpu()
+        seen = sums[:, 0] > 0
+        if seen.any():
+            per = _finish(sums[seen])
+            self._per_image += torch.stack([per[k].sum() for k in _BASE]).cpu()
+            self._images += int(seen.sum())
+        if self.boundaries:
+            from mtlbench.metrics.boundary import depth_boundary_errors
+
+            acc, comp = depth_boundary_errors(pred.float(), gt.float(), valid)
+            has = ~torch.isnan(acc)
+            if has.any():
+                self._dbe += torch.stack([acc[has].double().sum(), comp[has].double().sum(),
+                                          has.sum().double()]).cpu()
 
     def compute(self) -> dict[str, float]:
-        n, abs_sum, sq_sum, rel_sum, d1, d2, d3 = self._sums.tolist()
-        if n == 0:
+        if self._pooled[0] == 0:
             return {}
-        mae, rmse = abs_sum / n, (sq_sum / n) ** 0.5
-        return {
-            "mae": mae,
-            "rmse": rmse,
-            "abs_rel": rel_sum / n,
-            "delta1": d1 / n,
-            "delta2": d2 / n,
-            "delta3": d3 / n,
-            "mae_norm": mae / self.max_depth,
-            "rmse_norm": rmse / self.max_depth,
-        }
+        result = {k: float(v) for k, v in _finish(self._pooled).items()}
+        result["mae_norm"] = result["mae"] / self.max_depth
+        result["rmse_norm"] = result["rmse"] / self.max_depth
+        for k, v in zip(_BASE, (self._per_image / self._images).tolist()):
+            result[f"{k}_img"] = v
+        acc, comp, n = self._dbe.tolist()
+        if n:  # absent, not NaN, when no image had depth edges (JSON has no NaN)
+            result["dbe_acc"] = acc / n
+            result["dbe_comp"] = comp / n
+        return result
