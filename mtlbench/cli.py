@@ -298,6 +298,139 @@ def cost(
         _fail(str(exc))
 
 
+def _eval_overrides(min_depth, max_depth, eigen_crop, boundaries, edge_tolerance, edge_nms) -> dict:
+    given = {"min_depth": min_depth, "max_depth": max_depth, "eigen_crop": eigen_crop, "boundaries": boundaries,
+             "edge_tolerance": edge_tolerance, "edge_nms": edge_nms}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+@app.command("eval")
+def eval_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (from `mtlbench run`)")],
+    split: Annotated[str, typer.Option(help="train, val or test")] = "test",
+    checkpoint: Annotated[str, typer.Option(help="best (by validation) or last")] = "best",
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: the run's)")] = None,
+    eigen_crop: Annotated[Optional[bool], typer.Option("--eigen-crop/--no-eigen-crop",
+                                                       help="depth inside Eigen's crop only")] = None,
+    min_depth: Annotated[Optional[float], typer.Option(help="metres; ground truth at or below is invalid")] = None,
+    max_depth: Annotated[Optional[float], typer.Option(help="metres; evaluation cap (0: the dataset's maximum)")] = None,
+    boundaries: Annotated[Optional[bool], typer.Option("--boundaries/--no-boundaries",
+                                                       help="iBims-1 depth-boundary errors")] = None,
+    edge_tolerance: Annotated[Optional[float], typer.Option(help="edge matching distance, fraction of the "
+                                                                 "diagonal (0.011: NYUD)")] = None,
+    edge_nms: Annotated[Optional[bool], typer.Option("--edge-nms/--no-edge-nms",
+                                                     help="thin edge maps before matching")] = None,
+    figures: Annotated[int, typer.Option(help="also draw this many samples (the seed's 2×3 grid) and the "
+                                              "training curves into RUN_DIR/figures")] = 0,
+) -> None:
+    """Re-evaluate a run's checkpoint on a split with every metric; writes it into RUN_DIR/metrics.json."""
+    from mtlbench.errors import MtlbenchError
+
+    _one_line_warnings()
+    console = _console()
+    err = _console(stderr=True)
+    try:
+        from mtlbench.engine.runs import evaluate_run
+        from mtlbench.report.console import metrics_table
+
+        options = _eval_overrides(min_depth, max_depth, eigen_crop, boundaries, edge_tolerance, edge_nms)
+        with err.status(f"evaluating {run_dir} ({split}, {checkpoint} checkpoint)"):
+            metrics = evaluate_run(run_dir, split, checkpoint, device, options, figures)
+    except MtlbenchError as exc:
+        if _debug():
+            raise
+        _fail(str(exc))
+    info = metrics["eval"][split]
+    console.print(metrics_table(metrics[split], f"{split} metrics ({metrics['model']}, {checkpoint} checkpoint, "
+                                                f"epoch {info['epoch']}, {metrics['sizes'][split]} frames)"))
+    err.print(f"written: {run_dir / 'metrics.json'}" + (f" and {run_dir / 'figures'}" if figures else ""),
+              highlight=False)
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run directories with a metrics.json")],
+    split: Annotated[str, typer.Option(help="which split of each metrics.json")] = "test",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="rich, md, latex, csv or json")] = "rich",
+    out: Annotated[Optional[Path], typer.Option(help="write the tables to this file instead of printing")] = None,
+    baseline: Annotated[Optional[list[Path]], typer.Option(help="a one-task run serving as Δm reference "
+                                                                "(repeatable; one-task runs compared serve too)")] = None,
+    delta: Annotated[str, typer.Option(help="Δm variant: mti (one metric per task), all (every metric), "
+                                            "both or none")] = "mti",
+    published: Annotated[bool, typer.Option("--published/--no-published",
+                                            help="add published numbers of the same protocol")] = True,
+    other_protocols: Annotated[bool, typer.Option("--other-protocols", help="also list published numbers of "
+                                                                          "other protocols, in their own tables")] = False,
+    columns: Annotated[Optional[str], typer.Option(help="comma-separated metric keys, e.g. depth/rmse,seg/miou")] = None,
+    per_class: Annotated[bool, typer.Option("--per-class", help="also tabulate per-class IoU")] = False,
+) -> None:
+    """Tabulate runs side by side and beside published baselines of the same protocol, with Δm."""
+    from mtlbench.errors import MtlbenchError
+    from mtlbench.report.results import comparison_tables, load_run, per_class_table
+    from mtlbench.report.tables import FORMATS, check_writable, render, to_rich, write_atomic
+
+    try:
+        if fmt not in FORMATS:
+            raise MtlbenchError(f"unknown --format {fmt!r}: choose from {', '.join(FORMATS)}")
+        if fmt == "rich" and out is not None:
+            raise MtlbenchError("--out needs a file format: add --format md, latex, csv or json")
+        variants = {"mti": ("mti",), "all": ("all",), "both": ("mti", "all"), "none": ()}
+        if delta not in variants:
+            raise MtlbenchError(f"unknown --delta {delta!r}: choose mti, all, both or none")
+        if out is not None:
+            check_writable(out, "--out")
+        runs = [load_run(p) for p in run_dirs]
+        refs = [load_run(p) for p in baseline or []]
+        keys = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+        tables = comparison_tables(runs, split, published, other_protocols, variants[delta], refs, keys)
+        if per_class:
+            tables.append(per_class_table(runs, split))
+        if fmt == "rich":
+            console = _console()
+            for table in tables:
+                console.print(to_rich(table))
+        elif out is not None:
+            write_atomic(out, render(tables, fmt), "--out")
+            _console(stderr=True).print(f"written: {out}", highlight=False)
+        else:
+            typer.echo(render(tables, fmt), nl=False)
+    except MtlbenchError as exc:
+        if _debug():
+            raise
+        _fail(str(exc))
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (from `mtlbench run`)")],
+    images: Annotated[list[Path], typer.Argument(help="RGB images (PNG or JPEG), any size")],
+    out: Annotated[Path, typer.Option(help="folder for predictions and figures")] = Path("predictions"),
+    depth: Annotated[Optional[list[Path]], typer.Option(help="ground-truth depth PNG per image, in order "
+                                                             "(repeatable)")] = None,
+    labels: Annotated[Optional[list[Path]], typer.Option(help="ground-truth label PNG per image (class ids, "
+                                                              "255 unlabelled), in order (repeatable)")] = None,
+    depth_scale: Annotated[float, typer.Option(help="depth PNG value per metre (NYUv2 exports: 5000)")] = 5000.0,
+    checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: the run's)")] = None,
+) -> None:
+    """Predict every task of a run on image files; writes depth (.npy, metres), labels and edges
+    (.png) and the seed's 2×3 figure per image, plus attention maps for guided attention."""
+    from mtlbench.errors import MtlbenchError
+
+    _one_line_warnings()
+    err = _console(stderr=True)
+    try:
+        from mtlbench.engine.runs import predict_images
+
+        written = predict_images(run_dir, images, out, depth or (), labels or (), depth_scale, checkpoint, device)
+    except MtlbenchError as exc:
+        if _debug():
+            raise
+        _fail(str(exc))
+    for path in written:
+        err.print(f"written: {path}", highlight=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -42,9 +42,10 @@ class RunParts:
     model: nn.Module
     losses: dict[str, nn.Module]
     weighting: nn.Module
-    splits: DatasetSplits
+    splits: DatasetSplits | None  # None when built for inference only
     pipeline: BatchPipeline
     notes: list[str]  # lines for the run header
+    info: DatasetInfo | None = None
 
 
 def check_names(cfg: RunConfig) -> tuple[str, ...]:
@@ -125,28 +126,51 @@ def build_losses(cfg: RunConfig, tasks: dict[str, Task], info: DatasetInfo) -> t
 def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None) -> RunParts:
     """Everything a run needs. Raises :class:`MtlbenchError` on any bad input."""
     validate(cfg)
-    task_names = check_names(cfg)
-    device = resolve_device(cfg.train.device)
-    d, m = cfg.data, cfg.model
+    check_names(cfg)
+    d = cfg.data
     torch.manual_seed(cfg.train.seed)
-    backbone = build_backbone(m.backbone, m.width, m.pretrained, m.weights or None)
-    backbone.check_size((d.size, d.size))
+    device = resolve_device(cfg.train.device)
+    backbone = _backbone(cfg)
     splits = call_with_accepted(
         DATASETS.get(d.name), root=d.root, size=d.size, frames=d.frames, protocol=d.split, fractions=d.fractions,
         split_seed=d.split_seed, val_frames=d.val_frames, classes=d.classes, raw_depth=d.raw_depth,
         scene_seed=d.scene_seed, holes=d.holes, max_depth=d.max_depth, edge_thickness=d.edge_thickness,
         progress=progress)
     check_nonempty([len(splits[s]) for s in ("train", "val", "test")])
-    tasks = build_tasks(task_names, splits.info)
-    _check_select(cfg, tasks)
-    resolve(cfg, tasks)
-    model = build_model(cfg, tasks, backbone)
-    notes = list(getattr(model, "notes", []))
-    losses, weighting = build_losses(cfg, tasks, splits.info)
+    parts = _assemble(cfg, splits.info, backbone, device, splits)
     if d.clahe:
         for split in ("train", "val", "test"):
             arrays = splits[split].arrays
             arrays.image = apply_clahe(arrays.image, d.clahe_clip, device)
+    return parts
+
+
+def build_inference(cfg: RunConfig, info: DatasetInfo) -> RunParts:
+    """The model, tasks and pipeline of ``cfg`` without its dataset (``splits`` is ``None``), for
+    predicting on images from elsewhere."""
+    validate(cfg)
+    check_names(cfg)
+    torch.manual_seed(cfg.train.seed)
+    device = resolve_device(cfg.train.device)
+    return _assemble(cfg, info, _backbone(cfg), device, None)
+
+
+def _backbone(cfg: RunConfig) -> nn.Module:
+    m = cfg.model
+    backbone = build_backbone(m.backbone, m.width, m.pretrained, m.weights or None)
+    backbone.check_size((cfg.data.size, cfg.data.size))
+    return backbone
+
+
+def _assemble(cfg: RunConfig, info: DatasetInfo, backbone: nn.Module, device: torch.device,
+              splits: DatasetSplits | None) -> RunParts:
+    d = cfg.data
+    tasks = build_tasks(parse_tasks(cfg.tasks), info)
+    _check_select(cfg, tasks)
+    resolve(cfg, tasks)
+    model = build_model(cfg, tasks, backbone)
+    notes = list(getattr(model, "notes", []))
+    losses, weighting = build_losses(cfg, tasks, info)
     pipeline = BatchPipeline(device, d.size, augment=d.augment, flip=d.flip, scale=tuple(d.scale),
                              color_jitter=d.color_jitter, normalize=d.normalize,
                              edge_thickness=d.edge_thickness, depth_edges=d.depth_edges,
@@ -155,7 +179,7 @@ def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None
     weighting.to(device)
     if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)
-    return RunParts(cfg, device, tasks, model, losses, weighting, splits, pipeline, notes)
+    return RunParts(cfg, device, tasks, model, losses, weighting, splits, pipeline, notes, info)
 
 
-__all__ = ["RunParts", "build_run", "check_names", "resolve_device"]
+__all__ = ["RunParts", "build_inference", "build_run", "check_names", "resolve_device"]

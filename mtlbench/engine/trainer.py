@@ -15,6 +15,7 @@ exists is complete. Every epoch reseeds from (seed, epoch), so an interrupted ru
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -87,6 +88,14 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
     except Exception as exc:
         raise MtlbenchError(f"checkpoint {path} cannot be read ({type(exc).__name__}); "
                             f"it may be from another mtlbench version or corrupt") from None
+
+
+def info_dict(info: Any) -> dict[str, Any]:
+    """The dataset facts a checkpoint keeps, so that ``predict`` needs no dataset."""
+    if info is None:
+        return {}
+    return {"num_classes": info.num_classes, "max_depth": info.max_depth, "class_names": list(info.class_names),
+            "ignore_index": info.ignore_index}
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -249,6 +258,7 @@ class Trainer:
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
             "tasks": list(self.p.tasks),
+            "info": info_dict(self.p.info),
         }
 
     def restore(self, ckpt: dict[str, Any]) -> None:
@@ -290,7 +300,7 @@ class Trainer:
             if improved:
                 self.best_value, self.best_epoch = value, epoch
                 save_checkpoint({"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": self.p.model.state_dict(),
-                                 "tasks": list(self.p.tasks)}, rd / "best.pt")
+                                 "tasks": list(self.p.tasks), "info": info_dict(self.p.info)}, rd / "best.pt")
             record = {"epoch": epoch, "train": train_losses, "val": val, "select": value,
                       "best": improved, "time_s": round(time.perf_counter() - t0, 3)}
             with log_path.open("a") as f:  # logged before last.pt, so resume never loses the line
@@ -321,6 +331,8 @@ class Trainer:
             "sizes": {s: len(self.p.splits[s]) for s in ("train", "val", "test")},
             "device": str(self.p.device),
             "train_time_s": round(sum(r["time_s"] for r in self._log_records(rd / "log.jsonl")), 2),
+            "eval": {s: {"checkpoint": "best", "epoch": self.best_epoch, "device": str(self.p.device),
+                         **dataclasses.asdict(self.cfg.eval)} for s in ("val", "test")},
         }
         atomic_write(rd / "metrics.json", lambda f: f.write(json.dumps(result, indent=2) + "\n"), mode="w")
         return result

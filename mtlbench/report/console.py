@@ -11,11 +11,14 @@ from rich.table import Table
 
 # the metrics shown per task, in order, with a display name
 SHOWN = {
-    "depth": [("rmse", "RMSE m"), ("mae", "MAE m"), ("abs_rel", "AbsRel"), ("delta1", "δ<1.25"),
-              ("delta2", "δ<1.25²"), ("delta3", "δ<1.25³"), ("mae_norm", "MAE (norm.)"),
-              ("rmse_norm", "RMSE (norm.)")],
-    "seg": [("miou", "mIoU"), ("pixel_acc", "pixel acc."), ("mean_acc", "mean class acc.")],
-    "edge": [("fscore", "F@0.5 (no tolerance)"), ("precision", "precision"), ("recall", "recall")],
+    "depth": [("rmse", "RMSE m"), ("mae", "MAE m"), ("abs_rel", "AbsRel"), ("sq_rel", "SqRel"),
+              ("rmse_log", "RMSE log"), ("log10", "log10"), ("silog", "SILog"), ("delta1", "δ<1.25"),
+              ("delta2", "δ<1.25²"), ("delta3", "δ<1.25³"), ("rmse_img", "RMSE m (per image)"),
+              ("abs_rel_img", "AbsRel (per image)"), ("delta1_img", "δ<1.25 (per image)"),
+              ("mae_norm", "MAE (norm., the seed's)"), ("rmse_norm", "RMSE (norm., the seed's)"),
+              ("dbe_acc", "DBE accuracy px"), ("dbe_comp", "DBE completeness px")],
+    "seg": [("miou", "mIoU"), ("pixel_acc", "pixel acc."), ("mean_acc", "mean class acc."), ("fwiou", "fwIoU")],
+    "edge": [("ods", "odsF"), ("ois", "oisF"), ("ap", "AP"), ("ods_threshold", "ODS threshold")],
 }
 
 
@@ -62,7 +65,8 @@ class RichReporter:
 
 
 def metrics_table(metrics: dict[str, Any], title: str) -> Table:
-    """One row per task metric of a ``metrics.json`` split."""
+    """One row per task metric of a ``metrics.json`` split (per-class IoU: ``mtlbench compare --per-class``);
+    depth metrics are pooled over pixels unless marked per image."""
     table = Table(title=title)
     table.add_column("task")
     table.add_column("metric")
@@ -70,9 +74,9 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
     for task, values in metrics.items():
         if task == "total":
             continue
-        shown = SHOWN.get(task, [(k, k) for k in values if k != "loss"])
-        for i, (key, label) in enumerate(shown):
-            if key in values:
-                table.add_row(task if i == 0 else "", label, f"{values[key]:.4f}")
+        shown = SHOWN.get(task, [(k, k) for k in values if k != "loss" and "/" not in k])
+        rows = [(label, values[key]) for key, label in shown if key in values]
+        for i, (label, value) in enumerate(rows):
+            table.add_row(task if i == 0 else "", label, f"{value:.4f}")
         table.add_section()
     return table

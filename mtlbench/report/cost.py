@@ -23,11 +23,9 @@ Measures, all per image (batch totals divided by the batch size):
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -35,7 +33,13 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mtlbench.errors import MtlbenchError
-
+from mtlbench.report.tables import (  # noqa: F401
+    TableData,
+    check_writable,
+    to_markdown,
+    to_rich,
+    write_atomic,
+)
 
 # ----------------------------------------------------------------------------- measures
 
@@ -254,15 +258,6 @@ def cost_report(model: str, tasks: str | Sequence[str], backbone: str = "resnet5
 # ----------------------------------------------------------------------------- tables
 
 
-@dataclass
-class TableData:
-    title: str
-    caption: str
-    columns: list[str]
-    rows: list[list[str]]
-    sections: list[int] = field(default_factory=list)  # row indices preceded by a rule
-
-
 COLUMNS = ["model", "params M", "GFLOP/img", "act. MiB/img", "ms/img"]
 
 
@@ -297,55 +292,3 @@ def cost_tables(report: CostReport) -> list[TableData]:
         tables.append(TableData(f"{r.model} multi-task against its single-task models ({setting})", note + caption,
                                 list(COLUMNS), rows, sections=[n, n + 2]))
     return tables
-
-
-def to_rich(data: TableData):
-    from rich.table import Table
-
-    table = Table(title=data.title, caption=data.caption)
-    for i, col in enumerate(data.columns):
-        table.add_column(col, justify="left" if i == 0 else "right")
-    for i, row in enumerate(data.rows):
-        if i in data.sections:
-            table.add_section()
-        table.add_row(*row)
-    return table
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def to_markdown(tables: Sequence[TableData]) -> str:
-    """The tables as Markdown: a title line, the table, the caption in italics."""
-    out = []
-    for t in tables:
-        out.append(f"**{_md_cell(t.title)}**\n")
-        out.append("| " + " | ".join(_md_cell(c) for c in t.columns) + " |")
-        out.append("|" + "|".join(["---"] + ["---:"] * (len(t.columns) - 1)) + "|")
-        for row in t.rows:
-            out.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
-        out.append(f"\n*{_md_cell(t.caption)}*\n")
-    return "\n".join(out)
-
-
-def check_writable(path: Path) -> None:
-    """Fail early, before measuring, if ``path`` cannot be written."""
-    if path.is_dir():
-        raise MtlbenchError(f"--markdown {path} is a directory: pass a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise MtlbenchError(f"--markdown {path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise MtlbenchError(f"--markdown {path} is not writable: choose another file")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    from mtlbench.engine.trainer import atomic_write
-
-    check_writable(path)
-    try:
-        atomic_write(path, lambda f: f.write(text), mode="w")
-    except OSError as exc:
-        raise MtlbenchError(f"--markdown {path} cannot be written: {exc.strerror or exc}") from None

@@ -10,8 +10,10 @@ Grid layout (:func:`panel_grid`), every size in pixels::
 
 where ``cell_w``/``cell_h`` are the largest panel's width/height (panels are centred in their
 cell), ``title_height`` is 0 without a title and ``caption_height`` is 0 when every caption is
-empty. The panel of cell (row r, column c) starts at
-``x = MARGIN + c × (cell_w + MARGIN)``, ``y = title_height + MARGIN + r × (caption_h + cell_h + MARGIN) + caption_h``.
+empty. The panel area of cell (row r, column c) starts at::
+
+    x = MARGIN + c × (cell_w + MARGIN)
+    y = title_height + MARGIN + r × (caption_h + cell_h + MARGIN) + caption_h
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -39,6 +42,7 @@ PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 MARK = (0, 0, 0)
 GRID = (228, 228, 228)
+INSET = 6  # px between a plot's box and its extreme ticks
 DEFAULT_CELL = (128, 96)  # placeholder cell (w, h) when a grid has no image at all
 
 # the validation metric plotted per known task; other tasks take their first non-loss metric
@@ -62,13 +66,13 @@ def _text_w(text: str, font: Any) -> int:
     if not text:
         return 0
     left, _, right, _ = font.getbbox(text)
-    return int(math.ceil(right - left))
+    return math.ceil(right - left)
 
 
 def _line_h(font: Any) -> int:
     # ascender to descender of tall glyphs, so every line of a font has the same height
-    _, top, _, bottom = font.getbbox("Ag|")
-    return int(math.ceil(bottom)) + 2
+    bottom = font.getbbox("Ag|")[3]
+    return math.ceil(bottom) + 2
 
 
 def caption_height(captions: Sequence[str] = ("x",)) -> int:
@@ -89,8 +93,35 @@ def title_height(title: str | None) -> int:
     return _line_h(_font(15)) + MARGIN if title else 0
 
 
+# stand-ins for characters the bundled font lacks (it covers little beyond ASCII)
+_ASCII_FOR = {"→": "->", "←": "<-", "↔": "<->", "×": "x", "δ": "d", "Δ": "D", "²": "^2",
+              "³": "^3", "μ": "u", "—": "-", "–": "-", "≤": "<=", "≥": ">=", "’": "'", "“": '"',
+              "”": '"'}
+
+
+@lru_cache(maxsize=4096)
+def _has_glyph(font: Any, char: str) -> bool:
+    # a missing glyph renders as the font's "notdef" box, the same as a surely-missing code point
+    return char.isascii() or bytes(font.getmask(char)) != bytes(font.getmask("\uffff"))
+
+
+def _safe(text: str, font: Any) -> str:
+    """``text`` with characters the font cannot draw replaced (accents dropped, else "?")."""
+    out = []
+    for ch in text:
+        if _has_glyph(font, ch):
+            out.append(ch)
+        elif ch in _ASCII_FOR:
+            out.append(_ASCII_FOR[ch])
+        else:
+            base = unicodedata.normalize("NFKD", ch)[:1]
+            out.append(base if base and _has_glyph(font, base) else "?")
+    return "".join(out)
+
+
 def _fit(text: str, font: Any, width: int) -> str:
-    """``text`` cut with "..." so it fits ``width`` px."""
+    """``text`` made drawable (:func:`_safe`) and cut with "..." so it fits ``width`` px."""
+    text = _safe(text, font)
     if _text_w(text, font) <= width:
         return text
     while text and _text_w(text + "...", font) > width:
@@ -101,7 +132,7 @@ def _fit(text: str, font: Any, width: int) -> str:
 def _wrap(text: str, font: Any, width: int) -> list[str]:
     """Greedy word wrap to ``width`` px (a word too long for a line is cut)."""
     lines: list[str] = []
-    for word in text.split():
+    for word in _safe(text, font).split():
         if lines and _text_w(lines[-1] + " " + word, font) <= width:
             lines[-1] += " " + word
         else:
@@ -127,17 +158,15 @@ def to_uint8_rgb(x: Any) -> np.ndarray:
     a = np.asarray(x)
     if a.ndim == 4 and a.shape[0] == 1:
         a = a[0]
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim != 3:
+    if a.ndim not in (2, 3):
         raise ValueError(f"expected an H×W, H×W×C or C×H×W image, got shape {a.shape}")
     is_float = np.issubdtype(a.dtype, np.floating)
-    hwc = a.shape[-1] in (1, 3, 4)
-    chw = a.shape[0] in (1, 3)
-    # float C×H×W is the tensor convention; integers are H×W×C unless only C×H×W fits
-    if chw and (not hwc or is_float):
+    if a.ndim == 2:
+        a = a[..., None]
+    elif a.shape[0] in (1, 3) and (a.shape[-1] not in (1, 3, 4) or is_float):
+        # float C×H×W is the tensor convention; integers are H×W×C unless only C×H×W fits
         a = np.moveaxis(a, 0, -1)
-    elif not hwc:
+    elif a.shape[-1] not in (1, 3, 4):
         raise ValueError(f"cannot tell the channel axis of an image of shape {a.shape}")
     if a.shape[-1] == 4:
         a = a[..., :3]
@@ -365,9 +394,11 @@ def format_ticks(ticks: Sequence[float]) -> list[str]:
     """
     big = max((abs(t) for t in ticks), default=0.0)
     if big >= 1e5 or (0 < big < 1e-3):
-        return [f"{t:.3g}" for t in ticks]
+        # 3e5 rather than 3e+05: shorter, and as readable
+        return [f"{t:.3g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+                for t in ticks]
     step = min((abs(b - a) for a, b in zip(ticks, ticks[1:])), default=1.0) or 1.0
-    for d in range(0, 10):
+    for d in range(10):
         if all(abs(round(t, d) - t) < step * 1e-6 for t in ticks):
             break
     return [f"{t:.{d}f}" if abs(round(t, d)) > 0 else f"{0:.{d}f}" for t in ticks]
@@ -424,8 +455,8 @@ def line_plot(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], tit
 
     runs = {name: _finite_pairs(xs, ys) for name, (xs, ys) in series.items()}
     points = [p for rs in runs.values() for r in rs for p in r]
-    mark_pts = [(n, (float(x), float(y))) for n, (x, y) in (marks or {}).items()
-                if math.isfinite(float(x)) and math.isfinite(float(y))]
+    mark_pts = [(n, (_number(x), _number(y))) for n, (x, y) in (marks or {}).items()
+                if math.isfinite(_number(x)) and math.isfinite(_number(y))]
     points += [p for _, p in mark_pts]
     all_x = [x for x, _ in points] or [0.0, 1.0]
     all_y = [y for _, y in points] or [0.0, 1.0]
@@ -454,14 +485,15 @@ def line_plot(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], tit
     bottom = H - pad - legend_h - (4 if legend_h else 0) - lh - lh - 5
     left = pad + lh + 4 + max(_text_w(s, font) for s in yl) + 6
     right = W - pad - max(_text_w(xl[-1], font) // 2, 4)
-    if right - left < 20 or bottom - top < 20:
+    if right - left < 2 * INSET + 20 or bottom - top < 2 * INSET + 20:
         raise ValueError(f"plot size {size} is too small for its labels")
 
+    # the extreme ticks sit INSET px inside the box, so data there does not hide under its edge
     def px(x: float) -> float:
-        return left + (x - xt[0]) / (xt[-1] - xt[0]) * (right - left)
+        return left + INSET + (x - xt[0]) / (xt[-1] - xt[0]) * (right - left - 2 * INSET)
 
     def py(y: float) -> float:
-        return bottom - (y - yt[0]) / (yt[-1] - yt[0]) * (bottom - top)
+        return bottom - INSET - (y - yt[0]) / (yt[-1] - yt[0]) * (bottom - top - 2 * INSET)
 
     draw.text((W / 2, pad), _fit(title, tfont, W - 2 * pad), font=tfont, fill=TEXT, anchor="ma")
     for t, s in zip(xt, xl):
@@ -495,7 +527,7 @@ def line_plot(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], tit
     for name, (mx, my) in mark_pts:
         x, y = px(mx), py(my)
         draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=MARK, outline=BACKGROUND)
-        label = str(name)
+        label = _fit(str(name), font, right - left - 16)
         tw = _text_w(label, font)
         # label right of the dot unless it would leave the box; above unless at the top
         tx = x + 7 if x + 7 + tw <= right - 2 else x - 7 - tw

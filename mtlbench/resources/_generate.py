@@ -1,12 +1,15 @@
-"""Regenerate the NYUv2 facts shipped in this folder from the reference metadata.
+"""Regenerate the facts shipped in this folder from the reference material.
 
 Usage: ``python -m mtlbench.resources._generate [SHARED_DIR]`` (default ``../shared``), where
-``SHARED_DIR/nyuv2_ref/meta`` holds the original ``.mat`` files and their plain-text copies.
-The split indices are read from ``splits.mat`` itself (needs scipy, only for this script).
+``SHARED_DIR/nyuv2_ref/meta`` holds the original ``.mat`` files and their plain-text copies and
+``SHARED_DIR/reference/baselines.md`` the published numbers. The split indices are read from
+``splits.mat`` itself (needs scipy, only for this script).
 """
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -30,6 +33,102 @@ def main(shared: Path) -> None:
     (HERE / "nyuv2_map40to13_1based.txt").write_text("\n".join(str(int(v)) for v in map13) + "\n")
     for n in (13, 40, 894):
         (HERE / f"nyuv2_names{n}.txt").write_text((meta / f"names{n}.txt").read_text())
+    baselines = shared / "reference" / "baselines.md"
+    rows = baseline_rows(baselines.read_text())
+    (HERE / "baselines.json").write_text(json.dumps({"from": "reference/baselines.md", "rows": rows}, indent=1) + "\n")
+
+
+def _tables(markdown: str) -> list[tuple[str, list[dict[str, str]]]]:
+    """Every Markdown table as (the ``##`` section it sits in, rows keyed by header)."""
+    section, out, header, rows = "", [], None, []
+    for line in markdown.splitlines() + [""]:
+        if line.startswith("## "):
+            section = line[3:].strip()
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if header is None:
+                header = cells
+            elif not all(set(c) <= set("-: ") for c in cells):
+                rows.append(dict(zip(header, cells)))
+            continue
+        if header is not None:
+            out.append((section, rows))
+            header, rows = None, []
+    return out
+
+
+def _number(text: str) -> float | None:
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*", text)
+    return float(m.group(1)) if m else None
+
+
+# Which protocol each section of baselines.md describes, and how its columns map onto mtlbench
+# metric keys (with the factor that turns a percentage into a fraction).
+SECTIONS = {
+    "The seed paper": "seed",
+    "Multi-task NYUD-v2": "nyud-mt",
+    "13-class NYUv2": "nyuv2-13-mtan",
+    "Single-task monocular depth": "eigen-depth",
+}
+COLUMNS = {
+    "nyud-mt": {"mIoU": ("seg/miou", 0.01), "RMSE": ("depth/rmse", 1.0), "odsF": ("edge/ods", 0.01)},
+    "nyuv2-13-mtan": {"mIoU": ("seg/miou", 0.01), "depth abs. err": ("depth/mae", 1.0)},
+    "eigen-depth": {"δ1": ("depth/delta1_img", 1.0), "AbsRel": ("depth/abs_rel_img", 1.0),
+                    "RMSE": ("depth/rmse_img", 1.0)},
+}
+SEED_DEPTH = {"MAE": "depth/mae_norm", "RMSE": "depth/rmse_norm"}
+
+
+def baseline_rows(markdown: str) -> list[dict]:
+    """The published rows of ``baselines.md``, one per method, with mtlbench metric keys."""
+    rows: list[dict] = []
+    for section, table in _tables(markdown):
+        protocol = next((p for prefix, p in SECTIONS.items() if section.startswith(prefix)), None)
+        if protocol is None or not table:
+            continue
+        if protocol == "seed" and "metric" in table[0]:
+            metrics: dict[str, float] = {}
+            for r in table:
+                name = r["metric"]
+                if name in SEED_DEPTH:
+                    metrics[SEED_DEPTH[name]] = float(r["value"])
+                elif name.startswith("δ1"):
+                    for k, v in zip(("depth/delta1", "depth/delta2", "depth/delta3"), r["value"].split("/")):
+                        metrics[k] = float(v)
+            rows.append({"protocol": "seed", "model": "seed paper (MTI-Net-style)", "backbone": "ResNet-50",
+                         "metrics": metrics, "source": "the seed paper (Beneath the Surface), §6",
+                         "note": "δ as the paper states them; its threshold wording is ambiguous"})
+        elif protocol == "seed":  # its Table 1: pixel accuracies, most compiled from other papers
+            for r in table:
+                own = r["method"].startswith("the seed")
+                rows.append({
+                    "protocol": "seed" if own else "nyud-mt",
+                    "model": "seed paper (MTI-Net-style)" if own else r["method"],
+                    "backbone": "ResNet-50" if own else "",
+                    "metrics": {"seg/pixel_acc": float(r["pixel acc. %"]) / 100},
+                    "source": "the seed paper, Table 1" + ("" if own else " (compiled from Silberman et al. and PAP-Net)"),
+                    "note": "" if own else "published on NYUv2 40 classes, 795/654 split"})
+        else:
+            previous = ""
+            for r in table:
+                name = r.get("model") or r.get("setup", "")
+                metrics = {key: round(_number(r[col]) * f, 6) for col, (key, f) in COLUMNS[protocol].items()
+                           if col in r and _number(r[col]) is not None}
+                source = r.get("source", "")
+                if source.startswith("same") and previous:  # "same README": name what it refers to
+                    source = f"{source} as above ({previous})"
+                else:
+                    previous = source
+                rows.append({"protocol": protocol, "model": name, "backbone": r.get("backbone", ""),
+                             "metrics": metrics, "source": source, "note": ""})
+    # the seed's own numbers come from two tables: one row
+    own = [r for r in rows if r["protocol"] == "seed"]
+    if len(own) > 1:
+        for extra in own[1:]:
+            own[0]["metrics"].update(extra["metrics"])
+            own[0]["source"] += "; " + extra["source"].replace("the seed paper, ", "")
+            rows.remove(extra)
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,0 +1,299 @@
+"""Runs set beside each other and beside published numbers, protocol by protocol, with Δm.
+
+A run's *protocol* is what decides whether its numbers can share a column with a published
+one: the dataset, the split and the class set. Published rows come from
+``mtlbench/resources/baselines.json`` (generated from ``reference/baselines.md``); each keeps
+its source. A table never puts two protocols in one section: runs of another protocol get their
+own table, and published rows of other protocols appear only on request, under their own title.
+
+Δm (multi-task performance against single-task baselines, in %):
+
+    Δm = 1/K · Σ_k (−1)^{l_k} · (M_multi,k − M_single,k) / M_single,k · 100
+
+with l_k = 1 where lower is better. ``mti`` takes one metric per task (K = number of tasks;
+depth RMSE, seg mIoU, edge odsF), as MTI-Net and the Vandenhende et al. survey define it;
+``all`` takes every metric in :data:`DELTA_ALL` flat (K = number of metrics), as Nash-MTL and
+later papers do.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+from mtlbench.errors import MtlbenchError
+from mtlbench.report.tables import TableData
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    description: str
+    split: str = ""
+    classes: int = 0
+    size: str = ""  # the resolution published numbers were evaluated at
+
+
+PROTOCOLS = {
+    "seed": Protocol("seed", "NYUv2 labelled set, random 80/10/10 split, 40 classes, 256×256 (the seed paper's); "
+                             "MAE/RMSE norm. are on depth divided by 10 m", "seed", 40, "256×256"),
+    "nyud-mt": Protocol("nyud-mt", "NYUD-v2 official 795/654 split, 40 classes; depth RMSE pooled over the valid "
+                                   "test pixels in metres; odsF from the MATLAB SEISM/BSDS toolbox with maxDist "
+                                   "0.011", "official", 40, "480×640 (full frames)"),
+    "nyuv2-13-mtan": Protocol("nyuv2-13-mtan", "NYUv2 official split, 13 classes, 288×384 (MTAN protocol); depth "
+                                               "abs. err = MAE in metres", "official", 13, "288×384"),
+    "eigen-depth": Protocol("eigen-depth", "NYUv2 official 654 test frames, Eigen crop, per-image mean, depth only, "
+                                           "extra training data (context only)", "official", 0, "480×640"),
+}
+
+# metric columns: key, header, lower is better, shown in percent
+COLUMNS: dict[str, tuple[str, bool, bool]] = {
+    "depth/rmse": ("RMSE m", True, False),
+    "depth/mae": ("MAE m", True, False),
+    "depth/abs_rel": ("AbsRel", True, False),
+    "depth/delta1": ("δ1 %", False, True),
+    "depth/delta2": ("δ2 %", False, True),
+    "depth/delta3": ("δ3 %", False, True),
+    "depth/rmse_img": ("RMSE/img m", True, False),
+    "depth/abs_rel_img": ("AbsRel/img", True, False),
+    "depth/delta1_img": ("δ1/img %", False, True),
+    "depth/mae_norm": ("MAE norm.", True, False),
+    "depth/rmse_norm": ("RMSE norm.", True, False),
+    "depth/dbe_acc": ("DBE acc px", True, False),
+    "depth/dbe_comp": ("DBE comp px", True, False),
+    "seg/miou": ("mIoU %", False, True),
+    "seg/pixel_acc": ("pixel acc %", False, True),
+    "seg/mean_acc": ("mean acc %", False, True),
+    "seg/fwiou": ("fwIoU %", False, True),
+    "edge/ods": ("odsF %", False, True),
+    "edge/ois": ("oisF %", False, True),
+    "edge/ap": ("AP %", False, True),
+}
+
+# the columns a protocol's table shows by default (those some row has)
+DEFAULT_COLUMNS = {
+    "seed": ["depth/mae_norm", "depth/rmse_norm", "depth/delta1", "depth/delta2", "depth/delta3", "depth/rmse",
+             "depth/abs_rel", "depth/dbe_acc", "seg/pixel_acc", "seg/miou", "edge/ods"],
+    "nyud-mt": ["seg/miou", "seg/pixel_acc", "depth/rmse", "depth/abs_rel", "depth/delta1", "depth/dbe_acc",
+                "edge/ods", "edge/ois", "edge/ap"],
+    "nyuv2-13-mtan": ["seg/miou", "seg/pixel_acc", "depth/mae", "depth/rmse", "depth/abs_rel"],
+    "eigen-depth": ["depth/delta1_img", "depth/abs_rel_img", "depth/rmse_img"],
+    None: ["depth/rmse", "depth/abs_rel", "depth/delta1", "depth/dbe_acc", "depth/dbe_comp", "seg/miou",
+           "seg/pixel_acc", "seg/fwiou", "edge/ods", "edge/ois", "edge/ap"],
+}
+
+DELTA_ONE = {"depth": "rmse", "seg": "miou", "edge": "ods"}
+DELTA_ALL = {
+    "depth": ("rmse", "mae", "abs_rel", "sq_rel", "rmse_log", "log10", "silog", "delta1", "delta2", "delta3"),
+    "seg": ("miou", "pixel_acc", "mean_acc", "fwiou"),
+    "edge": ("ods", "ois", "ap"),
+}
+DELTA_LABEL = {"mti": "Δm % (MTI-Net: one metric per task)", "all": "Δm % (all metrics, flat mean)"}
+LOWER_IS_BETTER = {k.split("/")[1] for k, (_, lower, _) in COLUMNS.items() if lower} | {"sq_rel", "rmse_log", "log10",
+                                                                                        "silog"}
+
+
+@lru_cache(maxsize=None)
+def published_rows() -> tuple[dict[str, Any], ...]:
+    text = resources.files("mtlbench.resources").joinpath("baselines.json").read_text()
+    return tuple(json.loads(text)["rows"])
+
+
+@dataclass
+class Run:
+    """A finished (or re-evaluated) run directory."""
+
+    path: Path
+    config: Any  # RunConfig
+    metrics: dict[str, Any]  # metrics.json
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.metrics.get("tasks") or self.config.tasks)
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.model.name} [{','.join(self.tasks)}]"
+
+    def split(self, name: str) -> dict[str, dict[str, float]]:
+        if name not in self.metrics:
+            raise MtlbenchError(f"{self.path}: metrics.json has no {name} split; run `mtlbench eval {self.path} "
+                                f"--split {name}` first")
+        return self.metrics[name]
+
+    def protocol(self) -> str | None:
+        return run_protocol(self.config)
+
+
+def load_run(path: Path) -> Run:
+    """Config and metrics of a run directory; one clear error line when it is not one."""
+    from mtlbench import config as C
+
+    path = Path(path)
+    if not (path / "config.toml").is_file():
+        raise MtlbenchError(f"{path} is not an mtlbench run directory (no config.toml)")
+    if not (path / "metrics.json").is_file():
+        raise MtlbenchError(f"{path} has no metrics.json (the run did not finish): run `mtlbench eval {path}` "
+                            f"to evaluate its best checkpoint")
+    try:
+        metrics = json.loads((path / "metrics.json").read_text())
+    except ValueError as exc:
+        raise MtlbenchError(f"{path / 'metrics.json'} is not valid JSON ({exc}): run `mtlbench eval {path}` "
+                            f"to write it again") from None
+    return Run(path, C.load(path / "config.toml"), metrics)
+
+
+def run_protocol(cfg: Any) -> str | None:
+    """The published protocol a run's numbers can stand beside, or ``None`` (synthrooms, …)."""
+    d = cfg.data
+    if d.name not in ("nyuv2", "nyud_mt"):
+        return None
+    if d.split == "seed" and d.classes == 40 and d.name == "nyuv2":
+        return "seed"
+    if d.split == "official" or d.name == "nyud_mt":
+        if getattr(cfg.eval, "eigen_crop", False):
+            return "eigen-depth"
+        return {40: "nyud-mt", 13: "nyuv2-13-mtan"}.get(d.classes)
+    return None
+
+
+def run_setting(cfg: Any) -> str:
+    d = cfg.data
+    split = "random 80/10/10" if d.split == "seed" else "official 795/654"
+    classes = f", {d.classes} classes" if d.name != "synthrooms" else ""
+    return f"{d.name}, {split}{classes}, {d.size}×{d.size}"
+
+
+def flat(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
+    """``{"depth": {"rmse": …}}`` → ``{"depth/rmse": …}``."""
+    return {f"{t}/{k}": v for t, values in metrics.items() if t != "total" for k, v in values.items()
+            if isinstance(v, (int, float))}
+
+
+def delta_m(multi: dict[str, float], singles: dict[str, float], tasks: Sequence[str], variant: str) -> float | None:
+    """Δm in % of flat metrics ``multi`` against ``singles`` (see the module docstring); ``None``
+    when a metric it needs is missing on either side."""
+    if variant not in DELTA_LABEL:
+        raise MtlbenchError(f"unknown Δm variant {variant!r}: choose mti or all")
+    keys = ([f"{t}/{DELTA_ONE[t]}" for t in tasks if t in DELTA_ONE] if variant == "mti"
+            else [f"{t}/{m}" for t in tasks for m in DELTA_ALL.get(t, ())])
+    if not keys or any(k not in multi or k not in singles or singles[k] == 0 for k in keys):
+        return None
+    terms = [(multi[k] - singles[k]) / singles[k] * (-1 if k.split("/")[1] in LOWER_IS_BETTER else 1) for k in keys]
+    return 100 * sum(terms) / len(terms)
+
+
+def _fmt(key: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * value:.2f}" if COLUMNS[key][2] else f"{value:.4f}"
+
+
+def single_task_baselines(runs: Sequence[Run], split: str) -> dict[tuple[str | None, str], dict[str, float]]:
+    """For each (protocol, task): the flat metrics of a one-task run of that protocol (the first given)."""
+    found: dict[tuple[str | None, str], dict[str, float]] = {}
+    for r in runs:
+        if len(r.tasks) == 1:
+            found.setdefault((r.protocol(), r.tasks[0]), flat(r.split(split)))
+    return found
+
+
+def comparison_tables(runs: Sequence[Run], split: str = "test", published: bool = True,
+                      other_protocols: bool = False, delta: Sequence[str] = ("mti",),
+                      baselines: Sequence[Run] = (), columns: Sequence[str] | None = None) -> list[TableData]:
+    """One table per protocol among ``runs``, each run beside the published rows of its protocol.
+
+    Args:
+        runs: the runs to tabulate.
+        split: which split of their ``metrics.json``.
+        published: add the published rows of the same protocol.
+        other_protocols: also list published rows of protocols no run follows, in their own tables.
+        delta: the Δm variants to add as columns (``mti``, ``all``).
+        baselines: one-task runs serving as Δm references (one-task runs among ``runs`` serve too).
+        columns: metric keys (``depth/rmse``) instead of the protocol's default columns.
+    """
+    for key in columns or ():
+        if key not in COLUMNS:
+            raise MtlbenchError(f"unknown column {key!r}: choose from {', '.join(COLUMNS)}")
+    singles = single_task_baselines(list(baselines) + list(runs), split)
+    groups: dict[str | None, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.protocol(), []).append(r)
+    tables = []
+    for protocol, members in groups.items():
+        tables.append(_protocol_table(protocol, members, split, published, delta, singles, columns))
+    if other_protocols:
+        for name in PROTOCOLS:
+            if name not in groups:
+                tables.append(_protocol_table(name, [], split, True, (), {}, columns))
+    return tables
+
+
+def _protocol_table(protocol: str | None, runs: Sequence[Run], split: str, published: bool, delta: Sequence[str],
+                    singles: dict, columns: Sequence[str] | None) -> TableData:
+    rows_raw: list[tuple[str, str, dict[str, float], str]] = []  # model, backbone, metrics, source
+    delta_values: list[dict[str, float | None]] = []
+    notes: list[str] = []
+    for r in runs:
+        m = flat(r.split(split))
+        rows_raw.append((r.label, r.config.model.backbone, m, f"{r.path} ({split}, {run_setting(r.config)})"))
+        refs = {k: v for t in r.tasks for k, v in singles.get((protocol, t), {}).items()}
+        have = all((protocol, t) in singles for t in r.tasks)
+        delta_values.append({v: delta_m(m, refs, r.tasks, v) if have and len(r.tasks) > 1 else None for v in delta})
+    n_runs = len(rows_raw)
+    pub = [row for row in published_rows() if row["protocol"] == protocol] if published and protocol else []
+    for row in pub:
+        source = row["source"] + (f"; {row['note']}" if row.get("note") else "")
+        rows_raw.append((row["model"], row["backbone"], row["metrics"], source))
+    wanted = list(columns) if columns else DEFAULT_COLUMNS[protocol]
+    keys = [k for k in wanted if any(k in m for _, _, m, _ in rows_raw)]
+    header = ["model", "backbone"] + [f"{COLUMNS[k][0]} {'↓' if COLUMNS[k][1] else '↑'}" for k in keys]
+    header += [DELTA_LABEL[v] + " ↑" for v in delta] + ["source"]
+    rows, raw = [], []
+    for i, (model, backbone, m, source) in enumerate(rows_raw):
+        d = delta_values[i] if i < n_runs else {v: None for v in delta}
+        rows.append([model, backbone] + [_fmt(k, m.get(k)) for k in keys]
+                    + ["–" if d[v] is None else f"{d[v]:+.2f}" for v in delta] + [source])
+        raw.append({"model": model, "backbone": backbone, "source": source, "published": i >= n_runs,
+                    "metrics": {k: m[k] for k in keys if k in m}, **{f"delta_m_{v}": d[v] for v in delta}})
+    if protocol is None:
+        title = f"{split} metrics: {run_setting(runs[0].config) if runs else ''} (no published protocol)"
+        notes.append("No published numbers share this protocol, so none are shown.")
+    else:
+        p = PROTOCOLS[protocol]
+        title = f"{split} metrics, protocol {protocol}: {p.description}"
+        if runs and pub:
+            sizes = sorted({f"{r.config.data.size}×{r.config.data.size}" for r in runs})
+            if p.size not in sizes:
+                notes.append(f"Runs evaluated at {', '.join(sizes)}; published rows at {p.size}.")
+    notes.append("Pooled metrics count every valid pixel of the split; /img columns average per image. "
+                 "odsF/oisF/AP: mtlbench's Python edge evaluation (many-to-one matching within 0.011 of the "
+                 "diagonal, docs/evaluation.md), not the MATLAB toolbox of the published odsF."
+                 if any(k.startswith("edge/") for k in keys) else
+                 "Pooled metrics count every valid pixel of the split; /img columns average per image.")
+    if delta:
+        notes.append("Δm against one-task runs of the same protocol; – where a task has none. "
+                     + " ".join(f"{DELTA_LABEL[v]}." for v in delta))
+    sections = [n_runs] if pub and n_runs else []
+    return TableData(title, " ".join(notes), header, rows, sections, raw)
+
+
+def per_class_table(runs: Sequence[Run], split: str = "test") -> TableData:
+    """IoU per class (rows) and run (columns), in %; classes in the order of the first run's metrics."""
+    names: list[str] = []
+    for r in runs:
+        for k in r.split(split).get("seg", {}):
+            if k.startswith("iou/") and k[4:] not in names:
+                names.append(k[4:])
+    if not names:
+        raise MtlbenchError("no run has per-class IoU in its metrics: train or evaluate seg first "
+                            "(`mtlbench eval RUN_DIR`)")
+    header = ["class"] + [f"{r.label} {r.path.name}" for r in runs]
+    rows = [[n] + [_fmt("seg/miou", r.split(split).get("seg", {}).get(f"iou/{n}")) for r in runs] for n in names]
+    raw = [{"class": n, **{str(r.path): r.split(split).get("seg", {}).get(f"iou/{n}") for r in runs}} for n in names]
+    return TableData(f"{split} IoU per class (%)", "– : the class occurs in neither ground truth nor prediction.",
+                     header, rows, [], raw)

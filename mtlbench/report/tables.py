@@ -1,0 +1,133 @@
+"""Result tables and their output formats: rich, Markdown, LaTeX, CSV and JSON.
+
+A :class:`TableData` holds already formatted cells, so every format prints the same digits; the
+JSON output also carries the raw numbers when a table was built with them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from mtlbench.errors import MtlbenchError
+
+FORMATS = ("rich", "md", "latex", "csv", "json")
+
+
+@dataclass
+class TableData:
+    title: str
+    caption: str
+    columns: list[str]
+    rows: list[list[str]]
+    sections: list[int] = field(default_factory=list)  # row indices preceded by a rule
+    raw: list[dict[str, Any]] = field(default_factory=list)  # per row, unformatted values (JSON)
+
+
+def to_rich(data: TableData):
+    from rich.table import Table
+
+    table = Table(title=data.title, caption=data.caption, caption_justify="left")
+    for i, col in enumerate(data.columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for i, row in enumerate(data.rows):
+        if i in data.sections:
+            table.add_section()
+        table.add_row(*row)
+    return table
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def to_markdown(tables: Sequence[TableData]) -> str:
+    """The tables as Markdown: a title line, the table, the caption in italics."""
+    out = []
+    for t in tables:
+        out.append(f"**{_md_cell(t.title)}**\n")
+        out.append("| " + " | ".join(_md_cell(c) for c in t.columns) + " |")
+        out.append("|" + "|".join(["---"] + ["---:"] * (len(t.columns) - 1)) + "|")
+        for row in t.rows:
+            out.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
+        out.append(f"\n*{_md_cell(t.caption)}*\n")
+    return "\n".join(out)
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "δ": r"$\delta$", "Δ": r"$\Delta$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "²": r"$^2$",
+                  "³": r"$^3$", "×": r"$\times$", "–": "--", "—": "---"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def to_latex(tables: Sequence[TableData]) -> str:
+    """Each table as a ``table`` float with ``booktabs`` rules (needs ``\\usepackage{booktabs}``)."""
+    out = []
+    for t in tables:
+        spec = "l" + "r" * (len(t.columns) - 1)
+        out += [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(t.title)}. {latex_escape(t.caption)}}}",
+                rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+                " & ".join(latex_escape(c) for c in t.columns) + r" \\", r"\midrule"]
+        for i, row in enumerate(t.rows):
+            if i in t.sections and i:
+                out.append(r"\midrule")
+            out.append(" & ".join(latex_escape(c) for c in row) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(out)
+
+
+def to_csv(tables: Sequence[TableData]) -> str:
+    """One CSV block per table: a ``# title`` line, the header, the rows; tables apart by a blank line."""
+    buf = io.StringIO()
+    for n, t in enumerate(tables):
+        if n:
+            buf.write("\n")
+        buf.write(f"# {t.title}\n")
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(t.columns)
+        w.writerows(t.rows)
+    return buf.getvalue()
+
+
+def to_json(tables: Sequence[TableData]) -> str:
+    return json.dumps([{"title": t.title, "caption": t.caption, "columns": t.columns, "rows": t.rows,
+                        **({"values": t.raw} if t.raw else {})} for t in tables], indent=2) + "\n"
+
+
+def render(tables: Sequence[TableData], fmt: str) -> str:
+    """The tables in a text format (``md``, ``latex``, ``csv`` or ``json``)."""
+    writers = {"md": to_markdown, "latex": to_latex, "csv": to_csv, "json": to_json}
+    if fmt not in writers:
+        raise MtlbenchError(f"unknown table format {fmt!r}: choose from {', '.join(FORMATS)}")
+    return writers[fmt](tables)
+
+
+def check_writable(path: Path, option: str = "--markdown") -> None:
+    """Fail early, before any work, if ``path`` cannot be written."""
+    if path.is_dir():
+        raise MtlbenchError(f"{option} {path} is a directory: pass a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise MtlbenchError(f"{option} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise MtlbenchError(f"{option} {path} is not writable: choose another file")
+
+
+def write_atomic(path: Path, text: str, option: str = "--markdown") -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    from mtlbench.engine.trainer import atomic_write
+
+    check_writable(path, option)
+    try:
+        atomic_write(path, lambda f: f.write(text), mode="w")
+    except OSError as exc:
+        raise MtlbenchError(f"{option} {path} cannot be written: {exc.strerror or exc}") from None

@@ -1,0 +1,154 @@
+"""Result tables: protocols kept apart, published rows with their sources, Δm, output formats."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from mtlbench import config as C
+from mtlbench.errors import MtlbenchError
+from mtlbench.report import results as R
+from mtlbench.report.tables import TableData, latex_escape, render, to_latex
+
+
+def _run_dir(tmp_path, name, tasks, metrics, data=None):
+    cfg = C.from_dict({"tasks": tasks, "data": data or {}}, C.RunConfig())
+    d = tmp_path / name
+    d.mkdir()
+    (d / "config.toml").write_text(C.dumps(cfg))
+    (d / "metrics.json").write_text(json.dumps({"test": metrics, "tasks": tasks, "model": cfg.model.name}))
+    return d
+
+
+MULTI = {"depth": {"rmse": 0.5, "abs_rel": 0.2}, "seg": {"miou": 0.44, "pixel_acc": 0.7}, "edge": {"ods": 0.7}}
+SINGLE = {"depth": {"rmse": 0.55, "abs_rel": 0.25}, "seg": {"miou": 0.40, "pixel_acc": 0.7}, "edge": {"ods": 0.7}}
+
+
+def test_delta_m_mti_hand_value():
+    multi, single = R.flat(MULTI), R.flat(SINGLE)
+    # depth: −(0.5 − 0.55)/0.55 = +1/11; seg: (0.44 − 0.40)/0.40 = +0.1; edge: 0 → mean × 100
+    expected = 100 * (1 / 11 + 0.1 + 0.0) / 3
+    assert R.delta_m(multi, single, ["depth", "seg", "edge"], "mti") == pytest.approx(expected)
+    # a task's reference missing: no value rather than a partial one
+    assert R.delta_m(multi, {k: v for k, v in single.items() if not k.startswith("edge")},
+                     ["depth", "seg", "edge"], "mti") is None
+    with pytest.raises(MtlbenchError, match="mti or all"):
+        R.delta_m(multi, single, ["depth"], "mean")
+
+
+def test_delta_m_all_metrics_is_a_flat_mean():
+    keys = {"depth": R.DELTA_ALL["depth"], "seg": R.DELTA_ALL["seg"]}
+    single = {f"{t}/{m}": 1.0 for t, ms in keys.items() for m in ms}
+    multi = dict(single)
+    multi["depth/rmse"] = 0.8  # 20 % better (lower is better)
+    multi["seg/miou"] = 1.1  # 10 % better
+    multi["depth/delta1"] = 0.9  # 10 % worse (higher is better)
+    n = len(R.DELTA_ALL["depth"]) + len(R.DELTA_ALL["seg"])
+    assert R.delta_m(multi, single, ["depth", "seg"], "all") == pytest.approx(100 * (0.2 + 0.1 - 0.1) / n)
+    # the one-metric variant sees only rmse and miou
+    assert R.delta_m(multi, single, ["depth", "seg"], "mti") == pytest.approx(100 * (0.2 + 0.1) / 2)
+
+
+def test_published_rows_carry_sources_and_protocols():
+    rows = R.published_rows()
+    assert rows and all(r["source"] and r["protocol"] in R.PROTOCOLS for r in rows)
+    mti = next(r for r in rows if r["model"] == "MTI-Net")
+    assert mti["protocol"] == "nyud-mt" and mti["metrics"] == {"seg/miou": pytest.approx(0.49),
+                                                                "depth/rmse": pytest.approx(0.529)}
+    seed = [r for r in rows if r["protocol"] == "seed"]
+    assert {k for r in seed for k in r["metrics"]} >= {"depth/mae_norm", "depth/rmse_norm", "seg/pixel_acc"}
+
+
+def test_protocol_of_a_run():
+    def proto(**data):
+        return R.run_protocol(C.from_dict({"data": data}, C.RunConfig()))
+
+    assert proto(name="synthrooms") is None
+    assert proto(name="nyuv2", split="seed") == "seed"
+    assert proto(name="nyuv2", split="official") == "nyud-mt"
+    assert proto(name="nyuv2", split="official", classes=13) == "nyuv2-13-mtan"
+    assert proto(name="nyuv2", split="official", classes=894) is None
+    assert proto(name="nyuv2", split="seed", classes=13) is None  # no paper used it
+
+
+def test_tables_keep_protocols_apart_and_compute_delta(tmp_path):
+    official = {"name": "nyuv2", "split": "official"}
+    multi = _run_dir(tmp_path, "multi", ["depth", "seg", "edge"], MULTI, official)
+    singles = [_run_dir(tmp_path, t, [t], {t: SINGLE[t]}, official) for t in ("depth", "seg", "edge")]
+    synth = _run_dir(tmp_path, "synth", ["depth", "seg", "edge"], MULTI)
+    runs = [R.load_run(p) for p in [multi, synth]]
+    tables = R.comparison_tables(runs, baselines=[R.load_run(p) for p in singles], delta=("mti", "all"))
+    assert len(tables) == 2
+    nyud, syn = tables
+    assert "nyud-mt" in nyud.title and "no published protocol" in syn.title
+    # the run first, then the published rows of its protocol (a rule between), each with its source
+    assert nyud.rows[0][0].startswith("mtinet") and nyud.sections == [1]
+    published = {row[0] for row in nyud.rows[1:]}
+    assert {"MTI-Net", "PAD-Net", "InvPT"} <= published and "ZoeDepth" not in published
+    assert all(row[-1] for row in nyud.rows)
+    assert "Runs evaluated at 256×256; published rows at 480×640" in nyud.caption
+    # Δm (MTI-Net) of the run: +6.36 %; the published rows have none
+    col = nyud.columns.index(R.DELTA_LABEL["mti"] + " ↑")
+    assert nyud.rows[0][col] == f"{100 * (1 / 11 + 0.1) / 3:+.2f}"
+    assert nyud.raw[0]["delta_m_mti"] == pytest.approx(100 * (1 / 11 + 0.1) / 3)
+    assert all(row[col] == "–" for row in nyud.rows[1:])
+    # mIoU in %, RMSE in metres
+    assert nyud.rows[0][nyud.columns.index("mIoU % ↑")] == "44.00"
+    assert nyud.rows[0][nyud.columns.index("RMSE m ↓")] == "0.5000"
+    # the synthrooms run has no single-task references of its protocol: no Δm
+    assert syn.rows[0][syn.columns.index(R.DELTA_LABEL["mti"] + " ↑")] == "–"
+    assert len(syn.rows) == 1
+
+
+def test_other_protocols_only_on_request(tmp_path):
+    run = R.load_run(_run_dir(tmp_path, "a", ["depth"], {"depth": {"rmse": 0.6}}, {"name": "nyuv2", "split": "seed"}))
+    assert [t.title.split(":")[0] for t in R.comparison_tables([run])] == ["test metrics, protocol seed"]
+    more = R.comparison_tables([run], other_protocols=True)
+    assert len(more) == 1 + len(R.PROTOCOLS) - 1
+    eigen = next(t for t in more if "eigen-depth" in t.title)
+    assert {row[0] for row in eigen.rows} == {"Depth Anything (metric, fine-tuned on NYUv2)", "ZoeDepth"}
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    with pytest.raises(MtlbenchError, match="not an mtlbench run directory"):
+        R.load_run(tmp_path)
+    d = _run_dir(tmp_path, "r", ["depth"], {"depth": {"rmse": 0.6}})
+    with pytest.raises(MtlbenchError, match="has no val split"):
+        R.load_run(d).split("val")
+    (d / "metrics.json").write_text("{")
+    with pytest.raises(MtlbenchError, match="not valid JSON"):
+        R.load_run(d)
+    (d / "metrics.json").unlink()
+    with pytest.raises(MtlbenchError, match="mtlbench eval"):
+        R.load_run(d)
+    with pytest.raises(MtlbenchError, match="unknown column"):
+        R.comparison_tables([], columns=["depth/nope"])
+
+
+def test_per_class_table(tmp_path):
+    a = _run_dir(tmp_path, "a", ["seg"], {"seg": {"miou": 0.5, "iou/wall": 0.75, "iou/floor": 0.25}})
+    b = _run_dir(tmp_path, "b", ["seg"], {"seg": {"miou": 0.5, "iou/wall": 0.5}})
+    t = R.per_class_table([R.load_run(a), R.load_run(b)])
+    assert t.rows == [["wall", "75.00", "50.00"], ["floor", "25.00", "–"]]
+
+
+TABLE = TableData("t & 1", "50% of δ", ["model", "RMSE m ↓"], [["a_b", "0.5"], ["c", "0.25"]], [1],
+                  [{"model": "a_b", "rmse": 0.5}, {"model": "c", "rmse": 0.25}])
+
+
+def test_formats_round_trip():
+    rows = list(csv.reader(io.StringIO(render([TABLE], "csv"))))
+    assert rows == [["# t & 1"], ["model", "RMSE m ↓"], ["a_b", "0.5"], ["c", "0.25"]]
+    data = json.loads(render([TABLE], "json"))
+    assert data[0]["rows"] == TABLE.rows and data[0]["values"][1]["rmse"] == 0.25
+    md = render([TABLE], "md")
+    assert "| a_b | 0.5 |" in md and "|---|---:|" in md
+    tex = to_latex([TABLE])
+    assert r"a\_b & 0.5 \\" in tex and r"t \& 1" in tex and r"50\% of $\delta$" in tex
+    assert tex.count(r"\midrule") == 2  # under the header, and the section rule before row 1
+    assert latex_escape("x^2 ~ {y}") == r"x\textasciicircum{}2 \textasciitilde{} \{y\}"
+    with pytest.raises(MtlbenchError, match="unknown table format"):
+        render([TABLE], "html")
