@@ -29,7 +29,7 @@ def test_run_prints_the_table_and_writes_the_run_directory(tmp_path):
     result = invoke("run", "--model", "hps", "--task", "depth,seg", *TINY, "--run-dir", str(run_dir))
     assert result.exit_code == 0, result.output
     assert "test metrics (hps" in result.stdout
-    assert "RMSE m" in result.stdout and "mIoU" in result.stdout and "F@0.5" not in result.stdout
+    assert "RMSE m" in result.stdout and "mIoU" in result.stdout and "F@0.5" not in result.stdout and "odsF" not in result.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["test"]) == {"depth", "seg", "total"}
     assert metrics["tasks"] == ["depth", "seg"]
@@ -50,7 +50,7 @@ def test_resume_of_a_finished_run_reprints_its_metrics(tmp_path):
     before = (run_dir / "metrics.json").read_text()
     again = invoke("run", "--resume", "--run-dir", str(run_dir))
     assert again.exit_code == 0, again.output
-    assert "test metrics (mtinet, best epoch 1 of 1" in again.stdout and "F@0.5" in again.stdout
+    assert "test metrics (mtinet, best epoch 1 of 1" in again.stdout and "odsF" in again.stdout
     after = json.loads((run_dir / "metrics.json").read_text())
     assert after["test"] == json.loads(before)["test"]
 

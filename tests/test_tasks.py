@@ -22,9 +22,9 @@ def test_task_objects():
     assert [(t.out_channels, t.target_key, t.default_loss) for t in tasks.values()] == [
         (1, "depth", "structured_depth"), (40, "seg", "cross_entropy"), (1, "edge", "balanced_bce")]
     assert tasks["seg"].class_names[0] == "wall" and tasks["seg"].class_names[39] == "otherprop"
-    # rmse is lower-is-better; miou and fscore higher
+    # rmse is lower-is-better; miou and ods higher
     assert [(t.key_metric, t.higher_is_better) for t in tasks.values()] == [
-        ("rmse", False), ("miou", True), ("fscore", True)]
+        ("rmse", False), ("miou", True), ("ods", True)]
 
 
 def test_predictions():

@@ -65,7 +65,7 @@ def test_run_directory_contents(uninterrupted):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["test"]["depth"]) >= {"rmse", "abs_rel", "delta1", "mae_norm", "rmse_norm", "loss"}
     assert set(metrics["test"]["seg"]) >= {"miou", "pixel_acc"}
-    assert set(metrics["test"]["edge"]) >= {"fscore", "precision", "recall"}
+    assert set(metrics["test"]["edge"]) >= {"ods", "ois", "ap"}
     assert metrics["sizes"] == {"train": 32, "val": 4, "test": 4}
     # the best checkpoint is the epoch with the lowest validation depth loss
     best = min(log, key=lambda r: r["val"]["depth"]["loss"])

@@ -91,8 +91,8 @@ def to_csv(tables: Sequence[TableData]) -> str:
     for n, t in enumerate(tables):
         if n:
             buf.write("\n")
-        buf.write(f"# {t.title}\n")
         w = csv.writer(buf, lineterminator="\n")
+        w.writerow([f"# {t.title}"])  # quoted when it holds commas, so a CSV reader keeps it whole
         w.writerow(t.columns)
         w.writerows(t.rows)
     return buf.getvalue()
