@@ -36,3 +36,21 @@ def shared_meta() -> Path:
     if not meta.is_dir():
         pytest.skip(f"NYUv2 reference metadata not found at {meta} (only present in the project workspace)")
     return meta
+
+
+# Tests on tiny models and small metric maps: one intra-op thread is fastest there, and on a busy
+# machine each parallel op can stall for a scheduler slice.
+SINGLE_THREAD_DIRS = ("metrics", "models")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread_for_small_tensors(request: pytest.FixtureRequest):
+    if request.path.parent.name not in SINGLE_THREAD_DIRS:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -152,3 +152,14 @@ def test_formats_round_trip():
     assert latex_escape("x^2 ~ {y}") == r"x\textasciicircum{}2 \textasciitilde{} \{y\}"
     with pytest.raises(MtlbenchError, match="unknown table format"):
         render([TABLE], "html")
+
+
+def test_protocol_follows_the_eval_settings_of_the_split(tmp_path):
+    d = _run_dir(tmp_path, "e", ["depth"], {"depth": {"rmse_img": 0.4}}, {"name": "nyuv2", "split": "official"})
+    data = json.loads((d / "metrics.json").read_text())
+    data["eval"] = {"test": {"eigen_crop": True}}
+    (d / "metrics.json").write_text(json.dumps(data))
+    run = R.load_run(d)
+    assert run.protocol("test") == "eigen-depth" and run.protocol("val") == "nyud-mt"
+    (table,) = R.comparison_tables([run])
+    assert "ZoeDepth" in {row[0] for row in table.rows}

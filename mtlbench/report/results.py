@@ -125,8 +125,10 @@ class Run:
                                 f"--split {name}` first")
         return self.metrics[name]
 
-    def protocol(self) -> str | None:
-        return run_protocol(self.config)
+    def protocol(self, split: str = "test") -> str | None:
+        """The run's protocol for ``split``, with the ``[eval]`` settings that split was evaluated with."""
+        used = self.metrics.get("eval", {}).get(split, {})
+        return run_protocol(self.config, bool(used.get("eigen_crop", self.config.eval.eigen_crop)))
 
 
 def load_run(path: Path) -> Run:
@@ -147,15 +149,16 @@ def load_run(path: Path) -> Run:
     return Run(path, C.load(path / "config.toml"), metrics)
 
 
-def run_protocol(cfg: Any) -> str | None:
+def run_protocol(cfg: Any, eigen_crop: bool | None = None) -> str | None:
     """The published protocol a run's numbers can stand beside, or ``None`` (synthrooms, …)."""
     d = cfg.data
+    eigen_crop = cfg.eval.eigen_crop if eigen_crop is None else eigen_crop
     if d.name not in ("nyuv2", "nyud_mt"):
         return None
     if d.split == "seed" and d.classes == 40 and d.name == "nyuv2":
         return "seed"
     if d.split == "official" or d.name == "nyud_mt":
-        if getattr(cfg.eval, "eigen_crop", False):
+        if eigen_crop:
             return "eigen-depth"
         return {40: "nyud-mt", 13: "nyuv2-13-mtan"}.get(d.classes)
     return None
@@ -198,7 +201,7 @@ def single_task_baselines(runs: Sequence[Run], split: str) -> dict[tuple[str | N
     found: dict[tuple[str | None, str], dict[str, float]] = {}
     for r in runs:
         if len(r.tasks) == 1:
-            found.setdefault((r.protocol(), r.tasks[0]), flat(r.split(split)))
+            found.setdefault((r.protocol(split), r.tasks[0]), flat(r.split(split)))
     return found
 
 
@@ -222,7 +225,7 @@ def comparison_tables(runs: Sequence[Run], split: str = "test", published: bool 
     singles = single_task_baselines(list(baselines) + list(runs), split)
     groups: dict[str | None, list[Run]] = {}
     for r in runs:
-        groups.setdefault(r.protocol(), []).append(r)
+        groups.setdefault(r.protocol(split), []).append(r)
     tables = []
     for protocol, members in groups.items():
         tables.append(_protocol_table(protocol, members, split, published, delta, singles, columns))
