@@ -56,7 +56,7 @@ def test_hand_case_pooled():
     assert _pick(got, DEPTH_EXPECTED) == _approx(DEPTH_EXPECTED)
     # one image: the per-image convention gives the same numbers
     for k in ("mae", "rmse", "abs_rel", "silog", "delta2"):
-        assert got[f"{k}_img"] == pytest.approx(got[k], rel=1e-12)
+        assert got[f"{k}_img"] == pytest.approx(got[k], rel=1e-9)
     assert "dbe_acc" not in got and set(got) == set(m.names)
 
 
@@ -162,10 +162,12 @@ def test_streaming_equals_concatenation_and_numpy():
     once = DepthMetrics(10.0, boundaries=False)
     once.update(torch.cat([pred_a, pred_b]), {"depth": torch.cat([gt_a, gt_b])})
     got = streamed.compute()
-    assert got == _approx(once.compute(), rel=1e-12)
+    # each image is summed in float32, images in float64: batch composition changes nothing beyond
+    # float32 rounding
+    assert got == _approx(once.compute(), rel=1e-6)
     ref = _reference_np(torch.cat([pred_a, pred_b]).squeeze(1).numpy(), torch.cat([gt_a, gt_b]).squeeze(1).numpy(),
                         10.0, 1e-3)
-    assert _pick(got, ref) == _approx(ref, rel=1e-9)
+    assert _pick(got, ref) == _approx(ref, rel=2e-6)
 
     streamed.reset()
     assert streamed.compute() == {}
@@ -179,6 +181,6 @@ def test_scale_invariance_of_ratios():
     m2.update(2 * DEPTH_PRED, {"depth": 2 * DEPTH_GT})
     a, b = m1.compute(), m2.compute()
     for k in ("mae", "rmse", "sq_rel"):
-        assert b[k] == pytest.approx(2 * a[k], rel=1e-9)
+        assert b[k] == pytest.approx(2 * a[k], rel=1e-6)
     for k in ("abs_rel", "delta1", "delta3", "silog", "rmse_log", "log10", "mae_norm", "rmse_norm"):
-        assert b[k] == pytest.approx(a[k], rel=1e-9)
+        assert b[k] == pytest.approx(a[k], rel=1e-6)
