@@ -93,9 +93,12 @@ class DepthTask(Task):
         return DepthMetrics(self.max_depth, min_depth=o.min_depth, cap=o.max_depth or self.max_depth,
                             eigen_crop=o.eigen_crop, boundaries=o.boundaries)
 
-    def colorize(self, prediction: Tensor) -> Tensor:
+    def colorize(self, prediction: Tensor, near: float = 0.0, far: float | None = None) -> Tensor:
+        """Depth in metres as colours, ``near`` brightest, ``far`` (default ``max_depth``) darkest;
+        figures pass one range to ground truth and prediction so that their colours compare."""
+        far = self.max_depth if far is None else far
         # near is bright, as in the seed's figures; invalid (0) is black
-        img = _ramp(1.0 - prediction.float() / self.max_depth)
+        img = _ramp(1.0 - (prediction.float() - near) / max(far - near, 1e-6))
         return torch.where((prediction > 0)[..., None], img, torch.zeros_like(img))
 
 

@@ -118,9 +118,9 @@ def _gt_or_none(batch: dict[str, Tensor], key: str, i: int) -> Tensor | None:
     return x[0] if x.dim() == 3 else x
 
 
-def sample_panels(parts, batch: dict[str, Tensor], preds: dict[str, Tensor], i: int,
-                  has_gt: bool = True) -> dict[str, Any]:
-    """The coloured panels of sample ``i`` for :func:`seed_figure` (``None`` where absent)."""
+def sample_panels(parts, batch: dict[str, Tensor], preds: dict[str, Tensor], i: int) -> dict[str, Any]:
+    """The coloured panels of sample ``i`` for :func:`seed_figure` (``None`` where the batch has no
+    ground truth or the run no such task)."""
     from mtlbench.data.pipeline import IMAGENET_MEAN, IMAGENET_STD
 
     image = batch["image"][i].float()
@@ -129,15 +129,30 @@ def sample_panels(parts, batch: dict[str, Tensor], preds: dict[str, Tensor], i: 
         std = torch.tensor(IMAGENET_STD, device=image.device).view(3, 1, 1)
         image = image * std + mean
     panels: dict[str, Any] = {"rgb": (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()}
-    for key, task in (("edge", "edge"), ("seg", "seg"), ("depth", "depth")):
-        t = parts.tasks.get(task)
-        pred = preds.get(task)
-        panels[f"pred_{key}"] = t.colorize(pred[i].squeeze(0).cpu()).numpy() if t is not None and pred is not None else None
-        gt = _gt_or_none(batch, key, i) if has_gt else None
+    depth_range = _depth_range(_gt_or_none(batch, "depth", i),
+                               preds["depth"][i].squeeze(0) if "depth" in preds else None)
+    for key in ("edge", "seg", "depth"):
+        task = parts.tasks.get(key)
+        options = depth_range if key == "depth" else {}
+        pred = preds.get(key)
+        panels[f"pred_{key}"] = (task.colorize(pred[i].squeeze(0).cpu(), **options).numpy()
+                                 if task is not None and pred is not None else None)
+        gt = _gt_or_none(batch, key, i)
         if key != "edge":
-            colour = t or _default_task(parts, task)
-            panels[f"gt_{key}"] = colour.colorize(gt.cpu()).numpy() if gt is not None and colour is not None else None
+            colour = task or _default_task(parts, key)
+            panels[f"gt_{key}"] = (colour.colorize(gt.cpu(), **options).numpy()
+                                   if gt is not None and colour is not None else None)
     return panels
+
+
+def _depth_range(gt: Tensor | None, pred: Tensor | None) -> dict[str, float]:
+    """One colour range for a sample's depth panels: the ground truth's valid range, else the
+    prediction's (indoor scenes span a few metres of the 10 m scale)."""
+    for d in (gt, pred):
+        if d is not None and bool((d > 0).any()):
+            v = d[d > 0].float()
+            return {"near": float(v.min()), "far": float(v.max())}
+    return {}
 
 
 def _default_task(parts, name: str):
@@ -147,17 +162,18 @@ def _default_task(parts, name: str):
 
 
 def write_sample_figures(parts, batch: dict[str, Tensor], preds: dict[str, Tensor], folder: Path, prefix: str,
-                         limit: int, names: Sequence[str] | None = None, has_gt: bool = True) -> list[Path]:
-    """The seed's 2×3 grid for up to ``limit`` samples of ``batch``; returns the files written."""
+                         limit: int, names: Sequence[str] | None = None, suffix: str = "") -> list[Path]:
+    """The seed's 2×3 grid for up to ``limit`` samples of ``batch`` as ``folder/NAME{suffix}.png``,
+    NAME from ``names`` or ``{prefix}-{frame index}``; returns the files written."""
     from mtlbench.report.figures import save_png, seed_figure
 
     written = []
     for i in range(min(limit, batch["image"].shape[0])):
-        p = sample_panels(parts, batch, preds, i, has_gt)
+        p = sample_panels(parts, batch, preds, i)
         name = names[i] if names else f"{prefix}-{int(batch['index'][i]):05d}"
         fig = seed_figure(p["rgb"], p["pred_edge"], p["gt_seg"], p["gt_depth"], p["pred_seg"], p["pred_depth"],
                           title=f"{parts.cfg.model.name}: {name}")
-        path = folder / f"{name}.png"
+        path = folder / f"{name}{suffix}.png"
         save_png(fig, path)
         written.append(path)
     return written
@@ -285,7 +301,7 @@ def predict_images(run_dir: Path, images: Sequence[Path], out_dir: Path, depth_g
                 written.append(_save_gray(preds["seg"][0].cpu(), out_dir / f"{stem}_seg.png"))
             if "edge" in preds:
                 written.append(_save_gray((preds["edge"][0, 0].cpu() * 255).round(), out_dir / f"{stem}_edge.png"))
-            written += write_sample_figures(parts, batch, preds, out_dir, "", 1, names=[f"{stem}_grid"])
+            written += write_sample_figures(parts, batch, preds, out_dir, "", 1, names=[stem], suffix="_grid")
             maps = [(name, m.last_attention) for name, m in parts.model.named_modules()
                     if getattr(m, "record", False) and getattr(m, "last_attention", None) is not None]
             if maps:
@@ -321,6 +337,7 @@ def attention_panels(rgb, maps: Sequence[tuple[str, Tensor]]):
         side_q = int(round(q ** 0.5))
         side_k = int(round(a.shape[1] ** 0.5))
         centre = (side_q // 2) * side_q + side_q // 2
-        shown.append((name.replace("interactions.", ""), a[centre].reshape(side_k, side_k).cpu().numpy()))
+        label = name.rsplit(".", 1)[-1].replace("_to_", " -> ")  # "guidance.seg_to_depth" → "seg -> depth"
+        shown.append((label, a[centre].reshape(side_k, side_k).cpu().numpy()))
     return attention_figure(rgb, shown, query=(h // 2, w // 2), title="attention of the centre query")
 

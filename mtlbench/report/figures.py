@@ -271,8 +271,8 @@ def seed_figure(rgb: Any, pred_edge: Any, gt_seg: Any, gt_depth: Any, pred_seg: 
         return "not trained" if x is None else x
 
     return panel_grid([("RGB", "no image" if rgb is None else rgb),
-                       ("GT segmentation", gt(gt_seg)),
-                       ("predicted segmentation", pred(pred_seg)),
+                       ("GT seg", gt(gt_seg)),
+                       ("predicted seg", pred(pred_seg)),
                        ("predicted edges", pred(pred_edge)),
                        ("GT depth", gt(gt_depth)),
                        ("predicted depth", pred(pred_depth))], cols=3, title=title)
