@@ -298,9 +298,10 @@ def cost(
         _fail(str(exc))
 
 
-def _eval_overrides(min_depth, max_depth, eigen_crop, boundaries, edge_tolerance, edge_nms) -> dict:
+def _eval_overrides(min_depth, max_depth, eigen_crop, boundaries, edge_tolerance, edge_thresholds,
+                    edge_nms) -> dict:
     given = {"min_depth": min_depth, "max_depth": max_depth, "eigen_crop": eigen_crop, "boundaries": boundaries,
-             "edge_tolerance": edge_tolerance, "edge_nms": edge_nms}
+             "edge_tolerance": edge_tolerance, "edge_thresholds": edge_thresholds, "edge_nms": edge_nms}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -318,6 +319,8 @@ def eval_cmd(
                                                        help="iBims-1 depth-boundary errors")] = None,
     edge_tolerance: Annotated[Optional[float], typer.Option(help="edge matching distance, fraction of the "
                                                                  "diagonal (0.011: NYUD)")] = None,
+    edge_thresholds: Annotated[Optional[int], typer.Option(help="edge thresholds K: 1/(K+1) .. K/(K+1) "
+                                                                "(99: 0.01 .. 0.99)")] = None,
     edge_nms: Annotated[Optional[bool], typer.Option("--edge-nms/--no-edge-nms",
                                                      help="thin edge maps before matching")] = None,
     figures: Annotated[int, typer.Option(help="also draw this many samples (the seed's 2×3 grid) and the "
@@ -333,7 +336,8 @@ def eval_cmd(
         from mtlbench.engine.runs import evaluate_run
         from mtlbench.report.console import metrics_table
 
-        options = _eval_overrides(min_depth, max_depth, eigen_crop, boundaries, edge_tolerance, edge_nms)
+        options = _eval_overrides(min_depth, max_depth, eigen_crop, boundaries, edge_tolerance, edge_thresholds,
+                                  edge_nms)
         with err.status(f"evaluating {run_dir} ({split}, {checkpoint} checkpoint)"):
             metrics = evaluate_run(run_dir, split, checkpoint, device, options, figures)
     except MtlbenchError as exc:

@@ -221,15 +221,15 @@ def validate(cfg: RunConfig) -> None:
     if cfg.model.width < 8 or cfg.model.width % 4:
         raise MtlbenchError(f"model.width must be a multiple of 4 and at least 8, got {cfg.model.width}")
     e = cfg.eval
+    if e.max_depth < 0:
+        raise MtlbenchError(f"eval.max_depth (--max-depth) must be 0 (use data.max_depth) or positive, got {e.max_depth}")
     cap = e.max_depth or d.max_depth
     if not 0 <= e.min_depth < cap:
-        raise MtlbenchError(f"eval.min_depth {e.min_depth} must be at least 0 and below the cap {cap}")
-    if e.max_depth < 0:
-        raise MtlbenchError(f"eval.max_depth must be 0 (use data.max_depth) or positive, got {e.max_depth}")
+        raise MtlbenchError(f"eval.min_depth (--min-depth) {e.min_depth} must be at least 0 and below the cap {cap}")
     if not 0 < e.edge_tolerance < 1:
-        raise MtlbenchError(f"eval.edge_tolerance is a fraction of the image diagonal in (0, 1), got {e.edge_tolerance}")
+        raise MtlbenchError(f"eval.edge_tolerance (--edge-tolerance) is a fraction of the image diagonal in (0, 1), got {e.edge_tolerance}")
     if not 1 <= e.edge_thresholds <= 999:
-        raise MtlbenchError(f"eval.edge_thresholds must be between 1 and 999, got {e.edge_thresholds}")
+        raise MtlbenchError(f"eval.edge_thresholds (--edge-thresholds) must be between 1 and 999, got {e.edge_thresholds}")
     if t.lr <= 0:
         raise MtlbenchError(f"train.lr must be positive, got {t.lr}")
     if t.device not in ("auto", "cpu", "cuda") and not t.device.startswith("cuda:"):

@@ -84,6 +84,15 @@ def test_eval_bad_input(runs, tmp_path):
     (empty / "config.toml").write_text((runs["depth"] / "config.toml").read_text())
     assert_bad_input(invoke("eval", empty), "best.pt not found")
     assert not (empty / "metrics.json").exists()
+    assert_bad_input(invoke("eval", runs["depth"], "--max-depth", "-1"), "--max-depth")
+    # a file where the figures folder goes: refused before evaluating
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    for name in ("config.toml", "best.pt"):
+        (blocked / name).write_bytes((runs["depth"] / name).read_bytes())
+    (blocked / "figures").write_text("")
+    assert_bad_input(invoke("eval", blocked, "--figures", "1"), "a file is in the way")
+    assert not (blocked / "metrics.json").exists()
 
 
 def test_compare_with_single_task_references(runs, tmp_path):
@@ -91,7 +100,8 @@ def test_compare_with_single_task_references(runs, tmp_path):
                     "--delta", "both")
     assert result.exit_code == 0, result.output
     rows = list(csv.reader(io.StringIO(result.stdout)))
-    header, first = rows[1], rows[2]
+    assert rows[1][0].startswith("# No published numbers")  # the caption travels with the numbers
+    header, first = rows[2], rows[3]
     m = {t: json.loads((runs[t] / "metrics.json").read_text())["test"] for t in runs}
     # Δm (MTI-Net) computed here from the three single-task runs, straight from the formula
     terms = [-(m["multi"]["depth"]["rmse"] - m["depth"]["depth"]["rmse"]) / m["depth"]["depth"]["rmse"],
@@ -100,7 +110,7 @@ def test_compare_with_single_task_references(runs, tmp_path):
     col = header.index(R.DELTA_LABEL["mti"] + " ↑")
     assert first[0] == "hps [depth,seg,edge]"
     assert float(first[col]) == pytest.approx(100 * sum(terms) / 3, abs=0.006)
-    assert rows[3][col] == "–"  # a one-task run has no Δm
+    assert rows[4][col] == "–"  # a one-task run has no Δm
     assert "no published protocol" in rows[0][0]  # synthrooms: no published rows
 
     out = tmp_path / "t.tex"
@@ -169,6 +179,9 @@ def test_predict_bad_input(runs, tmp_path):
     Image.fromarray(np.zeros((10, 10), np.uint16)).save(small)
     assert_bad_input(invoke("predict", runs["multi"], rgb, "--depth", small, "--out", out), "same frame")
     assert not out.exists()  # every input is checked before anything is written
+    (tmp_path / "afile").write_text("")
+    assert_bad_input(invoke("predict", runs["multi"], rgb, "--out", tmp_path / "afile"), "is a file: pass a folder")
+    assert_bad_input(invoke("predict", runs["multi"], rgb, "--out", tmp_path / "afile" / "sub"), "a file is in the way")
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs the NYUv2 reference samples in ../shared (absent here)")

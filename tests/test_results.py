@@ -141,7 +141,7 @@ TABLE = TableData("t & 1", "50% of δ", ["model", "RMSE m ↓"], [["a_b", "0.5"]
 
 def test_formats_round_trip():
     rows = list(csv.reader(io.StringIO(render([TABLE], "csv"))))
-    assert rows == [["# t & 1"], ["model", "RMSE m ↓"], ["a_b", "0.5"], ["c", "0.25"]]
+    assert rows == [["# t & 1"], ["# 50% of δ"], ["model", "RMSE m ↓"], ["a_b", "0.5"], ["c", "0.25"]]
     data = json.loads(render([TABLE], "json"))
     assert data[0]["rows"] == TABLE.rows and data[0]["values"][1]["rmse"] == 0.25
     md = render([TABLE], "md")
@@ -163,3 +163,52 @@ def test_protocol_follows_the_eval_settings_of_the_split(tmp_path):
     assert run.protocol("test") == "eigen-depth" and run.protocol("val") == "nyud-mt"
     (table,) = R.comparison_tables([run])
     assert "ZoeDepth" in {row[0] for row in table.rows}
+
+
+def test_custom_eval_settings_leave_every_published_protocol(tmp_path):
+    d = _run_dir(tmp_path, "c", ["depth"], {"depth": {"rmse": 0.5}}, {"name": "nyuv2", "split": "official"})
+    data = json.loads((d / "metrics.json").read_text())
+    data["eval"] = {"test": {"edge_tolerance": 0.0075, "max_depth": 5.0}}
+    (d / "metrics.json").write_text(json.dumps(data))
+    run = R.load_run(d)
+    assert run.custom_eval("test") == ["max_depth 5.0", "edge_tolerance 0.0075"]
+    assert run.protocol("test") is None
+    (table,) = R.comparison_tables([run])
+    assert len(table.rows) == 1 and "settings no published protocol uses" in table.caption
+    assert "eval max_depth 5.0, edge_tolerance 0.0075" in table.rows[0][-1]
+    # Eigen's crop on the seed split: the seed paper did not crop
+    cfg = C.from_dict({"data": {"name": "nyuv2", "split": "seed"}, "eval": {"eigen_crop": True}}, C.RunConfig())
+    assert R.run_protocol(cfg) is None
+
+
+def test_delta_m_needs_references_of_the_same_setting(tmp_path):
+    multi = _run_dir(tmp_path, "multi", ["depth", "seg"], MULTI)
+    other_size = [_run_dir(tmp_path, t, [t], {t: SINGLE[t]}, {"size": 128}) for t in ("depth", "seg")]
+    (table,) = R.comparison_tables([R.load_run(multi)], baselines=[R.load_run(p) for p in other_size])
+    assert table.raw[0]["delta_m_mti"] is None
+    same = [_run_dir(tmp_path, f"{t}2", [t], {t: SINGLE[t]}) for t in ("depth", "seg")]
+    (table,) = R.comparison_tables([R.load_run(multi)], baselines=[R.load_run(p) for p in other_size + same])
+    assert table.raw[0]["delta_m_mti"] == pytest.approx(100 * (1 / 11 + 0.1) / 2)
+    assert f"depth: {same[0]};" in table.caption and f"{other_size[0]};" not in table.caption
+    with pytest.raises(MtlbenchError, match="a Δm reference is a one-task run"):
+        R.comparison_tables([R.load_run(multi)], baselines=[R.load_run(multi)])
+
+
+def test_every_metric_has_a_column():
+    from mtlbench.metrics import DepthMetrics, EdgeMetrics, SegMetrics
+
+    keys = ([f"depth/{k}" for k in DepthMetrics().names] + [f"seg/{k}" for k in SegMetrics(3).names[:4]]
+            + [f"edge/{k}" for k in EdgeMetrics().names if k != "ods_threshold"])
+    assert [k for k in keys if k not in R.COLUMNS] == []
+    # direction agrees with what each metric declares
+    for task, m in (("depth", DepthMetrics()), ("edge", EdgeMetrics())):
+        for k in m.names:
+            if f"{task}/{k}" in R.COLUMNS:
+                assert R.COLUMNS[f"{task}/{k}"][1] == (k not in m.higher_is_better), k
+
+
+def test_metrics_file_that_is_not_an_object(tmp_path):
+    d = _run_dir(tmp_path, "r", ["depth"], {"depth": {"rmse": 0.6}})
+    (d / "metrics.json").write_text("[1]")
+    with pytest.raises(MtlbenchError, match="not an mtlbench metrics file"):
+        R.load_run(d)

@@ -15,6 +15,16 @@ from mtlbench.errors import MtlbenchError
 SPLITS = ("train", "val", "test")
 
 
+def ensure_folder(path: Path, what: str) -> None:
+    """Create ``path`` (and parents) or fail with one line naming ``what``."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise MtlbenchError(f"{what} {path}: a file is in the way; choose another folder") from None
+    except OSError as exc:
+        raise MtlbenchError(f"{what} {path} cannot be created ({exc.strerror or exc}): choose another folder") from None
+
+
 def load_run_config(run_dir: Path, device: str | None = None, eval_options: dict[str, Any] | None = None):
     """The run's config, ready to rebuild it for inference: no pretrained download (the checkpoint
     holds the weights), an optional device and ``[eval]`` overrides."""
@@ -74,6 +84,8 @@ def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best", d
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir, device, eval_options)
     ckpt_path = checkpoint_path(run_dir, checkpoint)
+    if figures:
+        ensure_folder(run_dir / "figures", "figures folder")
     parts = build_run(cfg, progress=progress)
     epoch = load_weights(parts, ckpt_path)
     dataset = parts.splits[split]
@@ -87,11 +99,14 @@ def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best", d
         if on_batch is not None:
             on_batch()
 
-    result = evaluate(parts, dataset, on_batch=each)
+    autocast = torch.autocast(parts.device.type, dtype=torch.bfloat16) if cfg.train.bf16 else None
+    result = evaluate(parts, dataset, autocast, on_batch=each)
     path = run_dir / "metrics.json"
     try:
         metrics = json.loads(path.read_text()) if path.is_file() else {}
     except ValueError:
+        metrics = {}
+    if not isinstance(metrics, dict):
         metrics = {}  # a damaged file is rewritten whole
     metrics.update({"model": cfg.model.name, "backbone": cfg.model.backbone, "tasks": list(parts.tasks),
                     "dataset": cfg.data.name})
@@ -104,7 +119,7 @@ def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best", d
         from mtlbench.engine.trainer import Trainer
         from mtlbench.report.figures import save_png, training_curves
 
-        records = Trainer._log_records(run_dir / "log.jsonl")
+        records = Trainer.read_log(run_dir / "log.jsonl")
         if records:
             save_png(training_curves(records, title=f"{cfg.model.name} training"), run_dir / "figures" / "curves.png")
     return metrics
@@ -188,8 +203,8 @@ def read_image(path: Path) -> Tensor:
         return decode_image(data, mode=ImageReadMode.RGB).permute(1, 2, 0).contiguous()
     except FileNotFoundError:
         raise MtlbenchError(f"image {path} not found") from None
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise MtlbenchError(f"{path} is not a readable PNG/JPEG image ({exc})") from None
+    except (RuntimeError, ValueError, OSError):
+        raise MtlbenchError(f"{path} is not a readable PNG or JPEG image: pass an RGB image file") from None
 
 
 def read_label_png(path: Path) -> Tensor:
@@ -229,7 +244,7 @@ def _inference_parts(run_dir: Path, device: str | None, checkpoint: str):
 
 def predict_images(run_dir: Path, images: Sequence[Path], out_dir: Path, depth_gt: Sequence[Path] = (),
                    seg_gt: Sequence[Path] = (), depth_scale: float = 5000.0, checkpoint: str = "best",
-                   device: str | None = None, attention: bool = True) -> list[Path]:
+                   device: str | None = None) -> list[Path]:
     """Predict every task of the run on image files and write, per image NAME, into ``out_dir``:
     ``NAME_depth.npy`` (metres), ``NAME_seg.png`` (class ids), ``NAME_edge.png`` (probability × 255),
     ``NAME_grid.png`` (the seed's 2×3 figure) and, for guided attention, ``NAME_attention.png``.
@@ -263,14 +278,16 @@ def predict_images(run_dir: Path, images: Sequence[Path], out_dir: Path, depth_g
             if gt is not None and tuple(gt.shape) != tuple(img.shape[:2]):
                 raise MtlbenchError(f"{what} of {images[i]} is {tuple(gt.shape)} but the image is "
                                     f"{tuple(img.shape[:2])}: they must be the same frame")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MtlbenchError(f"--out {out_dir} is a file: pass a folder")
     parts = _inference_parts(run_dir, device, checkpoint)
     cfg = parts.cfg
     size = cfg.data.size
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_folder(out_dir, "--out")
     guidance = [m for m in parts.model.modules() if hasattr(m, "last_attention") and hasattr(m, "record")]
     for m in guidance:
-        m.record = attention
+        m.record = True
     written: list[Path] = []
     try:
         for i, path in enumerate(images):

@@ -330,7 +330,7 @@ class Trainer:
             "dataset": self.cfg.data.name,
             "sizes": {s: len(self.p.splits[s]) for s in ("train", "val", "test")},
             "device": str(self.p.device),
-            "train_time_s": round(sum(r["time_s"] for r in self._log_records(rd / "log.jsonl")), 2),
+            "train_time_s": round(sum(r["time_s"] for r in self.read_log(rd / "log.jsonl")), 2),
             "eval": {s: {"checkpoint": "best", "epoch": self.best_epoch, "device": str(self.p.device),
                          **dataclasses.asdict(self.cfg.eval)} for s in ("val", "test")},
         }
@@ -338,7 +338,7 @@ class Trainer:
         return result
 
     @staticmethod
-    def _log_records(path: Path) -> list[dict[str, Any]]:
+    def read_log(path: Path) -> list[dict[str, Any]]:
         """The log's epochs; a line cut short by a crash is skipped."""
         records = []
         for line in path.read_text().splitlines() if path.is_file() else []:
@@ -350,5 +350,5 @@ class Trainer:
 
     def _truncate_log(self, path: Path) -> None:
         # epochs logged after the checkpoint was written will run again
-        keep = [json.dumps(r) for r in self._log_records(path) if r["epoch"] <= self.epoch]
+        keep = [json.dumps(r) for r in self.read_log(path) if r["epoch"] <= self.epoch]
         atomic_write(path, lambda f: f.write("".join(line + "\n" for line in keep)), mode="w")

@@ -14,13 +14,16 @@ Differences from the BSDS / SEISM code, both deliberate, for speed:
 
 * Matching is many-to-one, not the one-to-one bipartite assignment of ``correspondPixels``: a
   predicted pixel is matched when any ground-truth edge pixel lies within the radius, and a
-  ground-truth pixel when any predicted pixel does. Every pair one-to-one matching accepts is
-  accepted here too, so precision and recall are equal or higher; they are equal when matches
-  are unambiguous (e.g. a thin prediction against a thin ground-truth line), and higher where
-  several predicted pixels crowd around one ground-truth pixel (double or thick responses).
-* The binary map at each threshold is not thinned again (``bwmorph(E, 'thin', inf)``): after
-  ``thin`` the map is already one pixel wide, and skipping it lets every threshold be counted
-  from one histogram instead of one image operation per threshold.
+  ground-truth pixel when any predicted pixel does. On the same binary map this accepts every
+  pair one-to-one matching accepts, so it gives equal or higher precision and recall: equal
+  when matches are unambiguous (a thin prediction against a thin ground-truth line), higher
+  where several predicted pixels crowd around one ground-truth pixel.
+* The binary map at each threshold is not thinned again (``bwmorph(E, 'thin', inf)``), so every
+  threshold is counted from one histogram instead of one image operation per threshold. NMS
+  leaves most ridges one pixel wide, but not flat or saturated ones (its 1.01 slack keeps a
+  plateau): a band of equal values stays a band here, where the toolbox would thin it to a line.
+  Such a band counts its unmatched pixels, so precision can also come out *lower* than the
+  toolbox's (an 11-pixel band of 0.99 over a 1-pixel line at 256×256: precision 7/11 here, 1.0 there).
 
 Score conventions (OIS without interpolation, AP over 101 recalls divided by 100, AP 0 for a
 single distinct recall) are the toolbox's and are listed in ``ods_ois_ap``.

@@ -33,51 +33,58 @@ from mtlbench.report.tables import TableData
 class Protocol:
     name: str
     description: str
-    split: str = ""
-    classes: int = 0
     size: str = ""  # the resolution published numbers were evaluated at
 
 
 PROTOCOLS = {
     "seed": Protocol("seed", "NYUv2 labelled set, random 80/10/10 split, 40 classes, 256×256 (the seed paper's); "
-                             "MAE/RMSE norm. are on depth divided by 10 m", "seed", 40, "256×256"),
+                             "MAE/RMSE norm. are on depth divided by the maximum depth (10 m here; the paper says "
+                             "only \"normalised to [0, 1]\")", "256×256"),
     "nyud-mt": Protocol("nyud-mt", "NYUD-v2 official 795/654 split, 40 classes; depth RMSE pooled over the valid "
                                    "test pixels in metres; odsF from the MATLAB SEISM/BSDS toolbox with maxDist "
-                                   "0.011", "official", 40, "480×640 (full frames)"),
+                                   "0.011", "480×640 (full frames)"),
     "nyuv2-13-mtan": Protocol("nyuv2-13-mtan", "NYUv2 official split, 13 classes, 288×384 (MTAN protocol); depth "
-                                               "abs. err = MAE in metres", "official", 13, "288×384"),
+                                               "abs. err = MAE in metres", "288×384"),
     "eigen-depth": Protocol("eigen-depth", "NYUv2 official 654 test frames, Eigen crop, per-image mean, depth only, "
-                                           "extra training data (context only)", "official", 0, "480×640"),
+                                           "extra training data (context only)", "480×640"),
 }
 
-# metric columns: key, header, lower is better, shown in percent
-COLUMNS: dict[str, tuple[str, bool, bool]] = {
-    "depth/rmse": ("RMSE m", True, False),
-    "depth/mae": ("MAE m", True, False),
-    "depth/abs_rel": ("AbsRel", True, False),
-    "depth/delta1": ("δ1 %", False, True),
-    "depth/delta2": ("δ2 %", False, True),
-    "depth/delta3": ("δ3 %", False, True),
-    "depth/rmse_img": ("RMSE/img m", True, False),
-    "depth/abs_rel_img": ("AbsRel/img", True, False),
-    "depth/delta1_img": ("δ1/img %", False, True),
-    "depth/mae_norm": ("MAE norm.", True, False),
-    "depth/rmse_norm": ("RMSE norm.", True, False),
-    "depth/dbe_acc": ("DBE acc px", True, False),
-    "depth/dbe_comp": ("DBE comp px", True, False),
-    "seg/miou": ("mIoU %", False, True),
-    "seg/pixel_acc": ("pixel acc %", False, True),
-    "seg/mean_acc": ("mean acc %", False, True),
-    "seg/fwiou": ("fwIoU %", False, True),
-    "edge/ods": ("odsF %", False, True),
-    "edge/ois": ("oisF %", False, True),
-    "edge/ap": ("AP %", False, True),
-}
+
+def _columns() -> dict[str, tuple[str, bool, bool]]:
+    """Every metric key a table can show: header, lower is better, shown in percent."""
+    depth = {"rmse": "RMSE m", "mae": "MAE m", "abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse_log": "RMSE log",
+             "log10": "log10", "silog": "SILog", "delta1": "δ1 %", "delta2": "δ2 %", "delta3": "δ3 %"}
+    cols = {}
+    for suffix, tag in (("", ""), ("_img", "/img")):
+        for k, label in depth.items():
+            head, unit = (label[:-2], label[-2:]) if label[-2:] in (" m", " %") else (label, "")
+            cols[f"depth/{k}{suffix}"] = (f"{head}{tag}{unit}", not k.startswith("delta"), k.startswith("delta"))
+    cols.update({
+        "depth/mae_norm": ("MAE norm.", True, False),
+        "depth/rmse_norm": ("RMSE norm.", True, False),
+        "depth/dbe_acc": ("DBE acc px", True, False),
+        "depth/dbe_comp": ("DBE comp px", True, False),
+        # the seed's own δ, whose definition it leaves ambiguous: never in the standard δ columns
+        **{f"depth/delta{k}_seed": (f"δ{k} as seed %", False, True) for k in (1, 2, 3)},
+        "seg/miou": ("mIoU %", False, True),
+        "seg/pixel_acc": ("pixel acc %", False, True),
+        "seg/mean_acc": ("mean acc %", False, True),
+        "seg/fwiou": ("fwIoU %", False, True),
+        "edge/ods": ("odsF %", False, True),
+        "edge/ois": ("oisF %", False, True),
+        "edge/ap": ("AP %", False, True),
+        "edge/ods_precision": ("ODS P %", False, True),
+        "edge/ods_recall": ("ODS R %", False, True),
+    })
+    return cols
+
+
+COLUMNS = _columns()
 
 # the columns a protocol's table shows by default (those some row has)
 DEFAULT_COLUMNS = {
-    "seed": ["depth/mae_norm", "depth/rmse_norm", "depth/delta1", "depth/delta2", "depth/delta3", "depth/rmse",
-             "depth/abs_rel", "depth/dbe_acc", "seg/pixel_acc", "seg/miou", "edge/ods"],
+    "seed": ["depth/mae_norm", "depth/rmse_norm", "depth/delta1_seed", "depth/delta2_seed", "depth/delta3_seed",
+             "depth/delta1", "depth/rmse", "depth/abs_rel", "depth/dbe_acc", "seg/pixel_acc", "seg/miou", "edge/ods"],
     "nyud-mt": ["seg/miou", "seg/pixel_acc", "depth/rmse", "depth/abs_rel", "depth/delta1", "depth/dbe_acc",
                 "edge/ods", "edge/ois", "edge/ap"],
     "nyuv2-13-mtan": ["seg/miou", "seg/pixel_acc", "depth/mae", "depth/rmse", "depth/abs_rel"],
@@ -93,14 +100,19 @@ DELTA_ALL = {
     "edge": ("ods", "ois", "ap"),
 }
 DELTA_LABEL = {"mti": "Δm % (MTI-Net: one metric per task)", "all": "Δm % (all metrics, flat mean)"}
-LOWER_IS_BETTER = {k.split("/")[1] for k, (_, lower, _) in COLUMNS.items() if lower} | {"sq_rel", "rmse_log", "log10",
-                                                                                        "silog"}
+LOWER_IS_BETTER = {k.split("/")[1] for k, (_, lower, _) in COLUMNS.items() if lower}
 
 
 @lru_cache(maxsize=None)
 def published_rows() -> tuple[dict[str, Any], ...]:
     text = resources.files("mtlbench.resources").joinpath("baselines.json").read_text()
     return tuple(json.loads(text)["rows"])
+
+
+# [eval] settings whose defaults every published protocol assumes; a run evaluated otherwise
+# follows no published protocol
+STANDARD_EVAL = {"min_depth": 1e-3, "max_depth": 0.0, "boundaries": None, "edge_tolerance": 0.011,
+                 "edge_thresholds": 99, "edge_nms": True}
 
 
 @dataclass
@@ -120,15 +132,35 @@ class Run:
         return f"{self.config.model.name} [{','.join(self.tasks)}]"
 
     def split(self, name: str) -> dict[str, dict[str, float]]:
-        if name not in self.metrics:
+        if not isinstance(self.metrics.get(name), dict):
             raise MtlbenchError(f"{self.path}: metrics.json has no {name} split; run `mtlbench eval {self.path} "
                                 f"--split {name}` first")
         return self.metrics[name]
 
+    def eval_settings(self, split: str) -> dict[str, Any]:
+        """The ``[eval]`` settings ``split`` was evaluated with (recorded by ``run``/``eval``)."""
+        import dataclasses
+
+        recorded = self.metrics.get("eval", {}).get(split, {})
+        return {k: recorded.get(k, v) for k, v in dataclasses.asdict(self.config.eval).items()}
+
+    def custom_eval(self, split: str) -> list[str]:
+        """The ``[eval]`` settings of ``split`` that differ from what the published protocols use."""
+        used = self.eval_settings(split)
+        return [f"{k} {used[k]}" for k, v in STANDARD_EVAL.items() if v is not None and used[k] != v]
+
     def protocol(self, split: str = "test") -> str | None:
-        """The run's protocol for ``split``, with the ``[eval]`` settings that split was evaluated with."""
-        used = self.metrics.get("eval", {}).get(split, {})
-        return run_protocol(self.config, bool(used.get("eigen_crop", self.config.eval.eigen_crop)))
+        """The published protocol ``split`` can stand beside, or ``None``."""
+        if self.custom_eval(split):
+            return None
+        return run_protocol(self.config, bool(self.eval_settings(split)["eigen_crop"]))
+
+    def setting(self, split: str) -> tuple:
+        """What must match for one run to serve as another's single-task reference."""
+        d = self.config.data
+        used = self.eval_settings(split)
+        return (d.name, d.root, d.split, d.classes, d.size, d.frames, d.split_seed, d.scene_seed,
+                self.config.model.backbone, tuple(sorted((k, v) for k, v in used.items() if k != "boundaries")))
 
 
 def load_run(path: Path) -> Run:
@@ -146,6 +178,9 @@ def load_run(path: Path) -> Run:
     except ValueError as exc:
         raise MtlbenchError(f"{path / 'metrics.json'} is not valid JSON ({exc}): run `mtlbench eval {path}` "
                             f"to write it again") from None
+    if not isinstance(metrics, dict):
+        raise MtlbenchError(f"{path / 'metrics.json'} is not an mtlbench metrics file: run `mtlbench eval {path}` "
+                            f"to write it again")
     return Run(path, C.load(path / "config.toml"), metrics)
 
 
@@ -155,12 +190,12 @@ def run_protocol(cfg: Any, eigen_crop: bool | None = None) -> str | None:
     eigen_crop = cfg.eval.eigen_crop if eigen_crop is None else eigen_crop
     if d.name not in ("nyuv2", "nyud_mt"):
         return None
-    if d.split == "seed" and d.classes == 40 and d.name == "nyuv2":
-        return "seed"
     if d.split == "official" or d.name == "nyud_mt":
         if eigen_crop:
             return "eigen-depth"
         return {40: "nyud-mt", 13: "nyuv2-13-mtan"}.get(d.classes)
+    if d.split == "seed" and d.classes == 40 and not eigen_crop:
+        return "seed"
     return None
 
 
@@ -173,13 +208,13 @@ def run_setting(cfg: Any) -> str:
 
 def flat(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
     """``{"depth": {"rmse": …}}`` → ``{"depth/rmse": …}``."""
-    return {f"{t}/{k}": v for t, values in metrics.items() if t != "total" for k, v in values.items()
-            if isinstance(v, (int, float))}
+    return {f"{t}/{k}": v for t, values in metrics.items() if t != "total" and isinstance(values, dict)
+            for k, v in values.items() if isinstance(v, (int, float))}
 
 
 def delta_m(multi: dict[str, float], singles: dict[str, float], tasks: Sequence[str], variant: str) -> float | None:
     """Δm in % of flat metrics ``multi`` against ``singles`` (see the module docstring); ``None``
-    when a metric it needs is missing on either side."""
+    when a metric it needs is missing on either side or is 0 in the reference."""
     if variant not in DELTA_LABEL:
         raise MtlbenchError(f"unknown Δm variant {variant!r}: choose mti or all")
     keys = ([f"{t}/{DELTA_ONE[t]}" for t in tasks if t in DELTA_ONE] if variant == "mti"
@@ -196,12 +231,12 @@ def _fmt(key: str, value: float | None) -> str:
     return f"{100 * value:.2f}" if COLUMNS[key][2] else f"{value:.4f}"
 
 
-def single_task_baselines(runs: Sequence[Run], split: str) -> dict[tuple[str | None, str], dict[str, float]]:
-    """For each (protocol, task): the flat metrics of a one-task run of that protocol (the first given)."""
-    found: dict[tuple[str | None, str], dict[str, float]] = {}
+def single_task_references(runs: Sequence[Run], split: str) -> dict[tuple, Run]:
+    """For each (setting, task): the first one-task run with that setting (:meth:`Run.setting`)."""
+    found: dict[tuple, Run] = {}
     for r in runs:
         if len(r.tasks) == 1:
-            found.setdefault((r.protocol(split), r.tasks[0]), flat(r.split(split)))
+            found.setdefault((r.setting(split), r.tasks[0]), r)
     return found
 
 
@@ -216,19 +251,25 @@ def comparison_tables(runs: Sequence[Run], split: str = "test", published: bool 
         published: add the published rows of the same protocol.
         other_protocols: also list published rows of protocols no run follows, in their own tables.
         delta: the Δm variants to add as columns (``mti``, ``all``).
-        baselines: one-task runs serving as Δm references (one-task runs among ``runs`` serve too).
+        baselines: one-task runs serving as Δm references (one-task runs among ``runs`` serve too);
+            a reference serves a run only with the same data, resolution, backbone and ``[eval]``
+            settings.
         columns: metric keys (``depth/rmse``) instead of the protocol's default columns.
     """
     for key in columns or ():
         if key not in COLUMNS:
             raise MtlbenchError(f"unknown column {key!r}: choose from {', '.join(COLUMNS)}")
-    singles = single_task_baselines(list(baselines) + list(runs), split)
+    for b in baselines:
+        if len(b.tasks) != 1:
+            raise MtlbenchError(f"--baseline {b.path} trains {', '.join(b.tasks)}: a Δm reference is a one-task run")
+        b.split(split)
+    refs = single_task_references(list(baselines) + list(runs), split)
     groups: dict[str | None, list[Run]] = {}
     for r in runs:
         groups.setdefault(r.protocol(split), []).append(r)
     tables = []
     for protocol, members in groups.items():
-        tables.append(_protocol_table(protocol, members, split, published, delta, singles, columns))
+        tables.append(_protocol_table(protocol, members, split, published, delta, refs, columns))
     if other_protocols:
         for name in PROTOCOLS:
             if name not in groups:
@@ -237,16 +278,23 @@ def comparison_tables(runs: Sequence[Run], split: str = "test", published: bool 
 
 
 def _protocol_table(protocol: str | None, runs: Sequence[Run], split: str, published: bool, delta: Sequence[str],
-                    singles: dict, columns: Sequence[str] | None) -> TableData:
+                    refs: dict[tuple, Run], columns: Sequence[str] | None) -> TableData:
     rows_raw: list[tuple[str, str, dict[str, float], str]] = []  # model, backbone, metrics, source
     delta_values: list[dict[str, float | None]] = []
     notes: list[str] = []
+    used_refs: dict[str, str] = {}
     for r in runs:
         m = flat(r.split(split))
-        rows_raw.append((r.label, r.config.model.backbone, m, f"{r.path} ({split}, {run_setting(r.config)})"))
-        refs = {k: v for t in r.tasks for k, v in singles.get((protocol, t), {}).items()}
-        have = all((protocol, t) in singles for t in r.tasks)
-        delta_values.append({v: delta_m(m, refs, r.tasks, v) if have and len(r.tasks) > 1 else None for v in delta})
+        custom = r.custom_eval(split)
+        setting = run_setting(r.config) + (f"; eval {', '.join(custom)}" if custom else "")
+        rows_raw.append((r.label, r.config.model.backbone, m, f"{r.path} ({split}, {setting})"))
+        mine = {t: refs.get((r.setting(split), t)) for t in r.tasks}
+        values: dict[str, float | None] = {v: None for v in delta}
+        if len(r.tasks) > 1 and all(ref is not None for ref in mine.values()):
+            reference = {k: v for ref in mine.values() for k, v in flat(ref.split(split)).items()}
+            values = {v: delta_m(m, reference, r.tasks, v) for v in delta}
+            used_refs.update({t: str(ref.path) for t, ref in mine.items()})
+        delta_values.append(values)
     n_runs = len(rows_raw)
     pub = [row for row in published_rows() if row["protocol"] == protocol] if published and protocol else []
     for row in pub:
@@ -265,7 +313,11 @@ def _protocol_table(protocol: str | None, runs: Sequence[Run], split: str, publi
                     "metrics": {k: m[k] for k in keys if k in m}, **{f"delta_m_{v}": d[v] for v in delta}})
     if protocol is None:
         title = f"{split} metrics: {run_setting(runs[0].config) if runs else ''} (no published protocol)"
-        notes.append("No published numbers share this protocol, so none are shown.")
+        if any(r.custom_eval(split) for r in runs):
+            notes.append("Evaluated with [eval] settings no published protocol uses (see the source column), "
+                         "so no published numbers are shown.")
+        else:
+            notes.append("No published numbers share this protocol, so none are shown.")
     else:
         p = PROTOCOLS[protocol]
         title = f"{split} metrics, protocol {protocol}: {p.description}"
@@ -273,14 +325,14 @@ def _protocol_table(protocol: str | None, runs: Sequence[Run], split: str, publi
             sizes = sorted({f"{r.config.data.size}×{r.config.data.size}" for r in runs})
             if p.size not in sizes:
                 notes.append(f"Runs evaluated at {', '.join(sizes)}; published rows at {p.size}.")
-    notes.append("Pooled metrics count every valid pixel of the split; /img columns average per image. "
-                 "odsF/oisF/AP: mtlbench's Python edge evaluation (many-to-one matching within 0.011 of the "
-                 "diagonal, docs/evaluation.md), not the MATLAB toolbox of the published odsF."
-                 if any(k.startswith("edge/") for k in keys) else
-                 "Pooled metrics count every valid pixel of the split; /img columns average per image.")
+    notes.append("Pooled metrics count every valid pixel of the split; /img columns average per image.")
+    if any(k.startswith("edge/") for k in keys):
+        notes.append("odsF/oisF/AP of runs: mtlbench's Python edge evaluation (many-to-one matching within "
+                     "0.011 of the diagonal, docs/evaluation.md), not the MATLAB toolbox of published odsF.")
     if delta:
-        notes.append("Δm against one-task runs of the same protocol; – where a task has none. "
-                     + " ".join(f"{DELTA_LABEL[v]}." for v in delta))
+        notes.append("Δm against one-task runs with the same data, resolution, backbone and [eval] settings"
+                     + (f" ({'; '.join(f'{t}: {p}' for t, p in used_refs.items())})" if used_refs else "")
+                     + "; – where a task has no such run. " + " ".join(f"{DELTA_LABEL[v]}." for v in delta))
     sections = [n_runs] if pub and n_runs else []
     return TableData(title, " ".join(notes), header, rows, sections, raw)
 

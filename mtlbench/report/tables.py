@@ -33,13 +33,25 @@ def to_rich(data: TableData):
     from rich.table import Table
 
     table = Table(title=data.title, caption=data.caption, caption_justify="left")
+    last = len(data.columns) - 1
     for i, col in enumerate(data.columns):
-        table.add_column(col, justify="left" if i == 0 else "right")
+        # numbers never wrap; long text (a source, a path) folds instead of being cut to "…"
+        table.add_column(col, justify="left" if i == 0 or i == last else "right",
+                         overflow="fold", no_wrap=0 < i < last and data.rows and all(
+                             _is_number(r[i]) for r in data.rows))
     for i, row in enumerate(data.rows):
         if i in data.sections:
             table.add_section()
         table.add_row(*row)
     return table
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell.replace("–", "0"))
+        return True
+    except ValueError:
+        return False
 
 
 def _md_cell(text: str) -> str:
@@ -93,6 +105,8 @@ def to_csv(tables: Sequence[TableData]) -> str:
             buf.write("\n")
         w = csv.writer(buf, lineterminator="\n")
         w.writerow([f"# {t.title}"])  # quoted when it holds commas, so a CSV reader keeps it whole
+        if t.caption:
+            w.writerow([f"# {t.caption}"])  # the caveats travel with the numbers
         w.writerow(t.columns)
         w.writerows(t.rows)
     return buf.getvalue()

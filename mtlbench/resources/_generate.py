@@ -92,8 +92,9 @@ def baseline_rows(markdown: str) -> list[dict]:
                 name = r["metric"]
                 if name in SEED_DEPTH:
                     metrics[SEED_DEPTH[name]] = float(r["value"])
-                elif name.startswith("δ1"):
-                    for k, v in zip(("depth/delta1", "depth/delta2", "depth/delta3"), r["value"].split("/")):
+                elif name.startswith("δ1"):  # its own, ambiguous δ: kept apart from the standard δ
+                    for k, v in zip(("depth/delta1_seed", "depth/delta2_seed", "depth/delta3_seed"),
+                                    r["value"].split("/")):
                         metrics[k] = float(v)
             rows.append({"protocol": "seed", "model": "seed paper (MTI-Net-style)", "backbone": "ResNet-50",
                          "metrics": metrics, "source": "the seed paper (Beneath the Surface), §6",
@@ -103,7 +104,7 @@ def baseline_rows(markdown: str) -> list[dict]:
                 own = r["method"].startswith("the seed")
                 rows.append({
                     "protocol": "seed" if own else "nyud-mt",
-                    "model": "seed paper (MTI-Net-style)" if own else r["method"],
+                    "model": "seed paper (MTI-Net-style)" if own else f"{r['method']} (via the seed's Table 1)",
                     "backbone": "ResNet-50" if own else "",
                     "metrics": {"seg/pixel_acc": float(r["pixel acc. %"]) / 100},
                     "source": "the seed paper, Table 1" + ("" if own else " (compiled from Silberman et al. and PAP-Net)"),

@@ -302,3 +302,17 @@ def test_metric_empty_reset_and_direction():
     assert "ods_threshold" not in EdgeMetrics.higher_is_better
     with pytest.raises(ValueError):
         m.update(torch.zeros(2, 3, 8, 8), {"edge": torch.zeros(2, 3, 8, 8)})
+
+
+def test_a_flat_band_survives_thinning_and_lowers_precision():
+    # documented difference from the toolbox (which thins the band to a line): a plateau of equal
+    # values is not suppressed by NMS; at 256×256 (r = 3.98 px) 7 of its 11 columns lie within r
+    prob = torch.zeros(1, 256, 256)
+    prob[0, :, 123:134] = 0.99
+    gt = torch.zeros(1, 256, 256)
+    gt[0, :, 128] = 1.0
+    assert (thin(prob)[0, 128] > 0).sum() == 11
+    m = EdgeMetrics()
+    m.update(prob, {"edge": gt})
+    got = m.compute()
+    assert got["ods_precision"] == pytest.approx(7 / 11) and got["ods_recall"] == pytest.approx(1.0)
