@@ -91,14 +91,19 @@ def _gradient(x: Tensor, dim: int) -> Tensor:
     return out
 
 
-def _orientation(prob: Tensor) -> Tensor:
-    """Edge normal angle in [0, π) from second derivatives of the smoothed map (``edgesDetect``)."""
+def _normal(prob: Tensor) -> tuple[Tensor, Tensor]:
+    """(cos O, sin O) of the edge normal ``O = atan(Oyy·sign(-Oxy) / (Oxx + 1e-5)) mod π`` from the
+    second derivatives of the smoothed map (``edgesDetect``).
+
+    With z the argument of atan, cos(atan z) = 1/sqrt(1 + z²) and sin(atan z) = z/sqrt(1 + z²);
+    the ``mod π`` only flips both signs, which suppression along ±(cos O, sin O) ignores. So no
+    trigonometric function is evaluated."""
     s = _conv_tri(prob, _TRI_RADIUS)
     ox, oy = _gradient(s, -1), _gradient(s, -2)
     oxx, oxy, oyy = _gradient(ox, -1), _gradient(oy, -1), _gradient(oy, -2)
-    # atan(oyy·sign(-oxy) / (oxx + 1e-5)) mod π, in place
-    z = oyy.mul_(oxy.neg_().sign_()).div_(oxx.add_(1e-5))
-    return torch.remainder(z.atan_(), math.pi)
+    z = oyy.mul_(oxy.neg_().sign_()).div_(oxx.add_(1e-5)).clamp_(-1e18, 1e18)  # ±inf → a vertical normal
+    cos_o = z.square().add_(1.0).rsqrt_()
+    return cos_o, z.mul_(cos_o)
 
 
 def _bilinear(img: Tensor, x: Tensor, y: Tensor) -> Tensor:
@@ -106,9 +111,9 @@ def _bilinear(img: Tensor, x: Tensor, y: Tensor) -> Tensor:
     ``[0, size - 1.001]`` as in ``edgesNmsMex``. ``grid_sample`` is several times faster than
     gathering the four corners; its coordinate normalisation costs a few ulps."""
     h, w = img.shape[-2:]
-    gx = x.clamp(0, w - 1.001) * (2 / max(w - 1, 1)) - 1
-    gy = y.clamp(0, h - 1.001) * (2 / max(h - 1, 1)) - 1
-    grid = torch.view_as_real(torch.complex(gx, gy))  # (x, y) pairs; faster than stack(-1)
+    grid = torch.empty(*x.shape, 2, dtype=x.dtype, device=x.device)  # (x, y) pairs, written in place
+    torch.clamp(x, 0, w - 1.001, out=grid[..., 0]).mul_(2 / max(w - 1, 1)).sub_(1)
+    torch.clamp(y, 0, h - 1.001, out=grid[..., 1]).mul_(2 / max(h - 1, 1)).sub_(1)
     out = F.grid_sample(img[:, None], grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out[:, 0]
 
@@ -134,8 +139,7 @@ def thin(prob: Tensor) -> Tensor:
         raise ValueError(f"thin expects B×H×W, got shape {tuple(prob.shape)}")
     h, w = prob.shape[-2:]
     e0 = prob.float()
-    o = _orientation(e0)
-    cos_o, sin_o = torch.cos(o), torch.sin(o)
+    cos_o, sin_o = _normal(e0)
     ys = torch.arange(h, device=e0.device, dtype=e0.dtype).view(1, h, 1)
     xs = torch.arange(w, device=e0.device, dtype=e0.dtype).view(1, 1, w)
     e = e0 * _NMS_MULTIPLIER

@@ -46,12 +46,13 @@ class SegMetrics(Metric):
         self.confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
 
     def update(self, pred: Tensor, batch: dict[str, Tensor]) -> None:
-        gt = batch["seg"].long().reshape(-1)
-        pred = pred.long().reshape(-1)
-        keep = (gt >= 0) & (gt < self.num_classes)
-        idx = gt[keep] * self.num_classes + pred[keep].clamp(0, self.num_classes - 1)
-        counts = torch.bincount(idx, minlength=self.num_classes**2)
-        self.confusion += counts.reshape(self.num_classes, self.num_classes).cpu()
+        c = self.num_classes
+        gt = batch["seg"].reshape(-1).long()
+        # ignored labels (outside [0, c)) land in an extra row that is dropped: no boolean indexing
+        row = torch.where((gt >= 0) & (gt < c), gt, c)
+        idx = row * c + pred.reshape(-1).long().clamp(0, c - 1)
+        counts = torch.bincount(idx, minlength=(c + 1) * c)[: c * c]
+        self.confusion += counts.reshape(c, c).cpu()
 
     def compute(self) -> dict[str, float]:
         cm = self.confusion.double()
