@@ -371,7 +371,7 @@ def compare(
     """Tabulate runs side by side and beside published baselines of the same protocol, with Δm."""
     from mtlbench.errors import MtlbenchError
     from mtlbench.report.results import comparison_tables, load_run, per_class_table
-    from mtlbench.report.tables import FORMATS, check_writable, render, to_rich, write_atomic
+    from mtlbench.report.tables import FORMATS, check_writable, render, to_rich_fitted, write_atomic
 
     try:
         if fmt not in FORMATS:
@@ -392,7 +392,8 @@ def compare(
         if fmt == "rich":
             console = _console()
             for table in tables:
-                console.print(to_rich(table))
+                for part in to_rich_fitted(table, console.width):
+                    console.print(part)
         elif out is not None:
             write_atomic(out, render(tables, fmt), "--out")
             _console(stderr=True).print(f"written: {out}", highlight=False)

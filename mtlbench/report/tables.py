@@ -29,21 +29,49 @@ class TableData:
     raw: list[dict[str, Any]] = field(default_factory=list)  # per row, unformatted values (JSON)
 
 
-def to_rich(data: TableData):
+def to_rich(data: TableData, columns: Sequence[int] | None = None, title: str | None = None,
+            caption: str | None = None):
+    """A rich table of ``data``, or of the column indices ``columns`` (the first column always)."""
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=data.title, caption=data.caption, caption_justify="left")
-    last = len(data.columns) - 1
-    for i, col in enumerate(data.columns):
+    keep = [0] + [i for i in (columns if columns is not None else range(1, len(data.columns))) if i != 0]
+    # cells are text, not rich markup: "[depth,seg]" must print as such
+    table = Table(title=escape(data.title if title is None else title),
+                  caption=escape(data.caption if caption is None else caption), caption_justify="left")
+    for i in keep:
         # numbers never wrap; long text (a source, a path) folds instead of being cut to "…"
-        table.add_column(col, justify="left" if i == 0 or i == last else "right",
-                         overflow="fold", no_wrap=0 < i < last and data.rows and all(
-                             _is_number(r[i]) for r in data.rows))
-    for i, row in enumerate(data.rows):
-        if i in data.sections:
+        numeric = 0 < i and bool(data.rows) and all(_is_number(r[i]) for r in data.rows)
+        table.add_column(escape(data.columns[i]), justify="right" if numeric else "left", overflow="fold",
+                         no_wrap=numeric)
+    for r, row in enumerate(data.rows):
+        if r in data.sections:
             table.add_section()
-        table.add_row(*row)
+        table.add_row(*(escape(row[i]) for i in keep))
     return table
+
+
+def to_rich_fitted(data: TableData, width: int) -> list:
+    """``data`` as one or more rich tables no wider than ``width``: when the columns do not fit,
+    they continue in further tables that repeat the first column (no number is ever cut)."""
+    def natural(i: int) -> int:
+        return max([len(data.columns[i])] + [len(r[i]) for r in data.rows]) + 3  # padding and rule
+
+    first = natural(0)
+    chunks: list[list[int]] = [[]]
+    used = first
+    for i in range(1, len(data.columns)):
+        need = min(natural(i), max(12, width // 3))  # long text columns fold to a third of the width
+        if chunks[-1] and used + need > width:
+            chunks.append([])
+            used = first
+        chunks[-1].append(i)
+        used += need
+    tables = []
+    for n, cols in enumerate(chunks):
+        title = data.title if n == 0 else f"(continued {n + 1}/{len(chunks)})"
+        tables.append(to_rich(data, cols, title=title, caption=data.caption if n == len(chunks) - 1 else ""))
+    return tables
 
 
 def _is_number(cell: str) -> bool:
