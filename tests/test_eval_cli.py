@@ -194,3 +194,19 @@ def test_predict_on_a_real_nyuv2_frame_with_ground_truth(runs, tmp_path):
     with Image.open(out / "000433_grid.png") as im:
         grid = np.array(im.convert("RGB"))
     assert grid.shape[1] > 3 * 64
+
+
+def test_guided_attention_figures(tmp_path):
+    run = tmp_path / "mtinet"
+    result = invoke("run", "--model", "mtinet", "--task", "depth,seg", *TINY, "--run-dir", run)
+    assert result.exit_code == 0, result.output
+    result = invoke("eval", run, "--figures", "1")
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (run / "figures").iterdir())
+    assert len(names) == 3 and names[0] == "curves.png"
+    assert names[1].endswith(".png") and names[2] == names[1].replace(".png", "_attention.png")
+    rgb, _, _, _ = _frame_png(tmp_path)
+    result = invoke("predict", run, rgb, "--out", tmp_path / "p")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "p" / "frame_attention.png") as im:
+        assert im.size[0] > 2 * 64  # the image and one panel per guidance module

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -95,12 +96,16 @@ def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best", d
 
     def each(batch: dict[str, Tensor], out: dict[str, Any], preds: dict[str, Tensor]) -> None:
         if figures > len(drawn):
+            if not drawn:
+                name = f"{split}-{int(batch['index'][0]):05d}_attention.png"
+                write_attention_figure(parts, batch, preds, run_dir / "figures" / name)
             drawn.extend(write_sample_figures(parts, batch, preds, run_dir / "figures", split, figures - len(drawn)))
         if on_batch is not None:
             on_batch()
 
     autocast = torch.autocast(parts.device.type, dtype=torch.bfloat16) if cfg.train.bf16 else None
-    result = evaluate(parts, dataset, autocast, on_batch=each)
+    with recording_attention(parts.model) if figures else nullcontext():
+        result = evaluate(parts, dataset, autocast, on_batch=each)
     path = run_dir / "metrics.json"
     try:
         metrics = json.loads(path.read_text()) if path.is_file() else {}
@@ -256,7 +261,6 @@ def predict_images(run_dir: Path, images: Sequence[Path], out_dir: Path, depth_g
 
     from mtlbench.data.datasets import apply_clahe
     from mtlbench.data.nyuv2 import resize_frames
-    from mtlbench.report.figures import save_png
 
     images = [Path(p) for p in images]
     if not images:
@@ -285,11 +289,8 @@ def predict_images(run_dir: Path, images: Sequence[Path], out_dir: Path, depth_g
     cfg = parts.cfg
     size = cfg.data.size
     ensure_folder(out_dir, "--out")
-    guidance = [m for m in parts.model.modules() if hasattr(m, "last_attention") and hasattr(m, "record")]
-    for m in guidance:
-        m.record = True
     written: list[Path] = []
-    try:
+    with recording_attention(parts.model):
         for i, path in enumerate(images):
             h, w = rgb[i].shape[:2]
             d = depth[i] if depth[i] is not None else torch.zeros(h, w)
@@ -319,17 +320,35 @@ def predict_images(run_dir: Path, images: Sequence[Path], out_dir: Path, depth_g
             if "edge" in preds:
                 written.append(_save_gray((preds["edge"][0, 0].cpu() * 255).round(), out_dir / f"{stem}_edge.png"))
             written += write_sample_figures(parts, batch, preds, out_dir, "", 1, names=[stem], suffix="_grid")
-            maps = [(name, m.last_attention) for name, m in parts.model.named_modules()
-                    if getattr(m, "record", False) and getattr(m, "last_attention", None) is not None]
-            if maps:
-                target = out_dir / f"{stem}_attention.png"
-                save_png(attention_panels(sample_panels(parts, batch, preds, 0)["rgb"], maps), target)
-                written.append(target)
+            written += write_attention_figure(parts, batch, preds, out_dir / f"{stem}_attention.png")
+    return written
+
+
+@contextmanager
+def recording_attention(model: torch.nn.Module) -> Iterator[None]:
+    """Guidance modules keep their last attention weights while inside (for figures only: it
+    costs memory)."""
+    guidance = [m for m in model.modules() if hasattr(m, "last_attention") and hasattr(m, "record")]
+    for m in guidance:
+        m.record = True
+    try:
+        yield
     finally:
         for m in guidance:
             m.record = False
             m.last_attention = None
-    return written
+
+
+def write_attention_figure(parts, batch: dict[str, Tensor], preds: dict[str, Tensor], path: Path) -> list[Path]:
+    """The attention maps of the batch's first sample, if the model recorded any; returns the files written."""
+    from mtlbench.report.figures import save_png
+
+    maps = [(name, m.last_attention) for name, m in parts.model.named_modules()
+            if getattr(m, "record", False) and getattr(m, "last_attention", None) is not None]
+    if not maps:
+        return []
+    save_png(attention_panels(sample_panels(parts, batch, preds, 0)["rgb"], maps), path)
+    return [path]
 
 
 def _save_gray(values: Tensor, path: Path) -> Path:
