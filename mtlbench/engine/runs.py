@@ -261,6 +261,7 @@ def predict_images(run_dir: Path, images: Sequence[Path], out_dir: Path, depth_g
 
     from mtlbench.data.datasets import apply_clahe
     from mtlbench.data.nyuv2 import resize_frames
+    from mtlbench.engine.trainer import atomic_write
 
     images = [Path(p) for p in images]
     if not images:
@@ -311,9 +312,8 @@ def predict_images(run_dir: Path, images: Sequence[Path], out_dir: Path, depth_g
             stem = path.stem
             if "depth" in preds:
                 target = out_dir / f"{stem}_depth.npy"
-                from mtlbench.engine.trainer import atomic_write
-
-                atomic_write(target, lambda f: np.save(f, preds["depth"][0, 0].cpu().numpy().astype(np.float32)))
+                depth_m = preds["depth"][0, 0].cpu().numpy().astype(np.float32)
+                atomic_write(target, lambda f, a=depth_m: np.save(f, a))
                 written.append(target)
             if "seg" in preds:
                 written.append(_save_gray(preds["seg"][0].cpu(), out_dir / f"{stem}_seg.png"))
