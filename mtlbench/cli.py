@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -39,6 +41,22 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 
 def _debug() -> bool:
     return os.environ.get("MTLBENCH_DEBUG", "") not in ("", "0")
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Bad input becomes one line on stderr and exit code 2 (``MTLBENCH_DEBUG=1``: the traceback);
+    a loss that stopped being finite exits 1."""
+    from mtlbench.errors import MtlbenchError, NonFiniteLossError
+
+    try:
+        yield
+    except NonFiniteLossError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    except MtlbenchError as exc:
+        if _debug():
+            raise
+        _fail(str(exc))
 
 
 def _one_line_warnings() -> None:
@@ -138,7 +156,7 @@ def run(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --run-dir")] = False,
 ) -> None:
     """Train a model on some tasks, validate every epoch, test the best checkpoint, print metrics."""
-    from mtlbench.errors import MtlbenchError, NonFiniteLossError
+    from mtlbench.errors import MtlbenchError
 
     _one_line_warnings()
     console = _console()
@@ -151,7 +169,7 @@ def run(
                   "select": select, "bf16": bf16 or None, "channels_last": channels_last or None},
     }
     overrides = {k: {n: v for n, v in d.items() if v is not None} for k, d in overrides.items()}
-    try:
+    with _one_line_errors():
         if resume:
             if run_dir is None:
                 raise MtlbenchError("--resume needs --run-dir naming the run to continue")
@@ -177,12 +195,6 @@ def run(
                 run_dir = Path("runs") / f"{cfg.model.name}-{'-'.join(cfg.tasks)}-{stamp}"
             _prepare_run_dir(run_dir, resume, overwrite)
         _train(cfg, run_dir, resume, overwrite, console, err)
-    except NonFiniteLossError as exc:
-        _fail(str(exc), EXIT_FAILED)
-    except MtlbenchError as exc:
-        if _debug():
-            raise
-        _fail(str(exc))
 
 
 def _train(cfg, run_dir: Path, resume: bool, overwrite: bool, console, err) -> None:
@@ -232,7 +244,7 @@ def data_prepare(
     from mtlbench.errors import MtlbenchError
 
     err = _console(stderr=True)
-    try:
+    with _one_line_errors():
         if dataset != "nyuv2":
             raise MtlbenchError(f"nothing to prepare for {dataset!r}: `data prepare` knows nyuv2 "
                                 f"(synthrooms renders itself, nyud_mt folders are read directly)")
@@ -251,10 +263,6 @@ def data_prepare(
             result = prepare_nyuv2(mat, out, size, classes, raw_depth, progress=progress)
         finally:
             bar.stop()
-    except MtlbenchError as exc:
-        if _debug():
-            raise
-        _fail(str(exc))
     state = "written" if result.written else "already complete, nothing to do"
     err.print(f"{result.folder}: {state}", highlight=False)
 
@@ -272,13 +280,12 @@ def cost(
 ) -> None:
     """Parameters, FLOPs, activation memory and latency per image; a multi-task model against the
     sum of its single-task models."""
-    from mtlbench.errors import MtlbenchError
     from mtlbench.report.cost import check_writable, cost_report, cost_tables, to_markdown, to_rich, write_atomic
 
     _one_line_warnings()
     console = _console()
     err = _console(stderr=True)
-    try:
+    with _one_line_errors():
         if markdown is not None:
             check_writable(markdown)
         report = cost_report(model, task, backbone, size, batch_size, device, repeats,
@@ -292,10 +299,6 @@ def cost(
         if markdown is not None:
             write_atomic(markdown, to_markdown(tables))
             err.print(f"written: {markdown}", highlight=False)
-    except MtlbenchError as exc:
-        if _debug():
-            raise
-        _fail(str(exc))
 
 
 def _eval_overrides(min_depth, max_depth, eigen_crop, boundaries, edge_tolerance, edge_thresholds,
@@ -327,12 +330,11 @@ def eval_cmd(
                                               "training curves into RUN_DIR/figures")] = 0,
 ) -> None:
     """Re-evaluate a run's checkpoint on a split with every metric; writes it into RUN_DIR/metrics.json."""
-    from mtlbench.errors import MtlbenchError
 
     _one_line_warnings()
     console = _console()
     err = _console(stderr=True)
-    try:
+    with _one_line_errors():
         from mtlbench.engine.runs import evaluate_run
         from mtlbench.report.console import metrics_table
 
@@ -340,10 +342,6 @@ def eval_cmd(
                                   edge_nms)
         with err.status(f"evaluating {run_dir} ({split}, {checkpoint} checkpoint)"):
             metrics = evaluate_run(run_dir, split, checkpoint, device, options, figures)
-    except MtlbenchError as exc:
-        if _debug():
-            raise
-        _fail(str(exc))
     info = metrics["eval"][split]
     console.print(metrics_table(metrics[split], f"{split} metrics ({metrics['model']}, {checkpoint} checkpoint, "
                                                 f"epoch {info['epoch']}, {metrics['sizes'][split]} frames)"))
@@ -373,7 +371,7 @@ def compare(
     from mtlbench.report.results import comparison_tables, load_run, per_class_table
     from mtlbench.report.tables import FORMATS, check_writable, render, to_rich_fitted, write_atomic
 
-    try:
+    with _one_line_errors():
         if fmt not in FORMATS:
             raise MtlbenchError(f"unknown --format {fmt!r}: choose from {', '.join(FORMATS)}")
         if fmt == "rich" and out is not None:
@@ -399,10 +397,6 @@ def compare(
             _console(stderr=True).print(f"written: {out}", highlight=False)
         else:
             typer.echo(render(tables, fmt), nl=False)
-    except MtlbenchError as exc:
-        if _debug():
-            raise
-        _fail(str(exc))
 
 
 @app.command()
@@ -420,18 +414,13 @@ def predict(
 ) -> None:
     """Predict every task of a run on image files; writes depth (.npy, metres), labels and edges
     (.png) and the seed's 2×3 figure per image, plus attention maps for guided attention."""
-    from mtlbench.errors import MtlbenchError
 
     _one_line_warnings()
     err = _console(stderr=True)
-    try:
+    with _one_line_errors():
         from mtlbench.engine.runs import predict_images
 
         written = predict_images(run_dir, images, out, depth or (), labels or (), depth_scale, checkpoint, device)
-    except MtlbenchError as exc:
-        if _debug():
-            raise
-        _fail(str(exc))
     for path in written:
         err.print(f"written: {path}", highlight=False)
 
