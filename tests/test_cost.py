@@ -131,19 +131,19 @@ def test_markdown_and_atomic_write(tmp_path):
 def test_a_failed_markdown_write_is_one_error_and_leaves_the_old_file(tmp_path, monkeypatch):
     import errno
 
-    from mtlbench.engine import trainer
+    from mtlbench import fileio
 
     path = tmp_path / "cost.md"
     path.write_text("old")
-    real = trainer.os.fsync
+    real = fileio.os.fsync
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(trainer.os, "fsync", full)
+    monkeypatch.setattr(fileio.os, "fsync", full)
     with pytest.raises(MtlbenchError, match="cannot be written: No space left on device"):
         C.write_atomic(path, "new")
-    monkeypatch.setattr(trainer.os, "fsync", real)
+    monkeypatch.setattr(fileio.os, "fsync", real)
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["cost.md"]
 
 

@@ -45,7 +45,7 @@ class RunParts:
     splits: DatasetSplits | None  # None when built for inference only
     pipeline: BatchPipeline
     notes: list[str]  # lines for the run header
-    info: DatasetInfo | None = None
+    info: DatasetInfo  # the dataset facts tasks were built from (also without ``splits``)
 
 
 def check_names(cfg: RunConfig) -> tuple[str, ...]:

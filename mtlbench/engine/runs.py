@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -54,11 +53,12 @@ def checkpoint_path(run_dir: Path, which: str) -> Path:
     return path
 
 
-def load_weights(parts, path: Path) -> int:
-    """Checkpoint weights into ``parts.model``; returns the checkpoint's epoch."""
+def load_weights(parts, path: Path, ckpt: dict[str, Any] | None = None) -> int:
+    """Checkpoint weights (``ckpt``, read from ``path`` when not given) into ``parts.model``;
+    returns the checkpoint's epoch."""
     from mtlbench.engine.trainer import load_checkpoint
 
-    ckpt = load_checkpoint(path, parts.device)
+    ckpt = load_checkpoint(path, parts.device) if ckpt is None else ckpt
     if list(ckpt.get("tasks", [])) != list(parts.tasks):
         raise MtlbenchError(f"{path} holds tasks {ckpt.get('tasks')} but the run's config has {list(parts.tasks)}")
     try:
@@ -76,7 +76,8 @@ def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best", d
     """Evaluate a checkpoint of ``run_dir`` on ``split``, store it in ``metrics.json`` and return
     the whole file. ``figures`` > 0 also draws that many samples into ``run_dir/figures``."""
     from mtlbench.engine.build import build_run
-    from mtlbench.engine.trainer import atomic_write, evaluate
+    from mtlbench.engine.trainer import eval_record, evaluate
+    from mtlbench.fileio import atomic_write
 
     if split not in SPLITS:
         raise MtlbenchError(f"--split {split!r}: choose from {', '.join(SPLITS)}")
@@ -117,8 +118,7 @@ def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best", d
                     "dataset": cfg.data.name})
     metrics.setdefault("sizes", {s: len(parts.splits[s]) for s in SPLITS})
     metrics[split] = result
-    metrics.setdefault("eval", {})[split] = {"checkpoint": checkpoint, "epoch": epoch, "device": str(parts.device),
-                                             **dataclasses.asdict(cfg.eval)}
+    metrics.setdefault("eval", {})[split] = eval_record(cfg, checkpoint, epoch, parts.device)
     atomic_write(path, lambda f: f.write(json.dumps(metrics, indent=2) + "\n"), mode="w")
     if figures and (run_dir / "log.jsonl").is_file():
         from mtlbench.engine.trainer import Trainer
@@ -160,8 +160,7 @@ def sample_panels(parts, batch: dict[str, Tensor], preds: dict[str, Tensor], i: 
         gt = _gt_or_none(batch, key, i)
         if key != "edge":
             colour = task or _default_task(parts, key)
-            panels[f"gt_{key}"] = (colour.colorize(gt.cpu(), **options).numpy()
-                                   if gt is not None and colour is not None else None)
+            panels[f"gt_{key}"] = colour.colorize(gt.cpu(), **options).numpy() if gt is not None else None
     return panels
 
 
@@ -178,7 +177,7 @@ def _depth_range(gt: Tensor | None, pred: Tensor | None) -> dict[str, float]:
 def _default_task(parts, name: str):
     from mtlbench.registry import TASKS
 
-    return TASKS.build(name, parts.splits.info) if parts.splits is not None else None
+    return TASKS.build(name, parts.info)
 
 
 def write_sample_figures(parts, batch: dict[str, Tensor], preds: dict[str, Tensor], folder: Path, prefix: str,
@@ -235,14 +234,15 @@ def _inference_parts(run_dir: Path, device: str | None, checkpoint: str):
 
     cfg = load_run_config(run_dir, device)
     path = checkpoint_path(run_dir, checkpoint)
-    saved = load_checkpoint(path).get("info")
+    ckpt = load_checkpoint(path)
+    saved = ckpt.get("info")
     if saved:  # the checkpoint knows its dataset: no need to build it
         info = DatasetInfo(saved["num_classes"], saved["max_depth"], tuple(saved["class_names"]),
                            saved["ignore_index"])
         parts = build_inference(cfg, info)
     else:
         parts = build_run(cfg)
-    load_weights(parts, path)
+    load_weights(parts, path, ckpt)
     parts.model.eval()
     return parts
 
@@ -261,7 +261,7 @@ def predict_images(run_dir: Path, images: Sequence[Path], out_dir: Path, depth_g
 
     from mtlbench.data.datasets import apply_clahe
     from mtlbench.data.nyuv2 import resize_frames
-    from mtlbench.engine.trainer import atomic_write
+    from mtlbench.fileio import atomic_write
 
     images = [Path(p) for p in images]
     if not images:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -32,6 +30,7 @@ from mtlbench.config import dumps, resolved_select
 from mtlbench.data.datasets import DenseDataset
 from mtlbench.engine.build import RunParts
 from mtlbench.errors import MtlbenchError, NonFiniteLossError
+from mtlbench.fileio import atomic_write
 
 CHECKPOINT_FORMAT = 1
 
@@ -59,23 +58,6 @@ class SilentReporter:
         pass
 
 
-def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write through ``write(file)`` to a temporary sibling, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make run files private
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
@@ -92,10 +74,14 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
 
 def info_dict(info: Any) -> dict[str, Any]:
     """The dataset facts a checkpoint keeps, so that ``predict`` needs no dataset."""
-    if info is None:
-        return {}
     return {"num_classes": info.num_classes, "max_depth": info.max_depth, "class_names": list(info.class_names),
             "ignore_index": info.ignore_index}
+
+
+def eval_record(cfg: Any, checkpoint: str, epoch: int, device: torch.device) -> dict[str, Any]:
+    """What ``metrics.json`` records of how a split was evaluated: checkpoint, its epoch, device
+    and the ``[eval]`` settings."""
+    return {"checkpoint": checkpoint, "epoch": epoch, "device": str(device), **dataclasses.asdict(cfg.eval)}
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -331,8 +317,7 @@ class Trainer:
             "sizes": {s: len(self.p.splits[s]) for s in ("train", "val", "test")},
             "device": str(self.p.device),
             "train_time_s": round(sum(r["time_s"] for r in self.read_log(rd / "log.jsonl")), 2),
-            "eval": {s: {"checkpoint": "best", "epoch": self.best_epoch, "device": str(self.p.device),
-                         **dataclasses.asdict(self.cfg.eval)} for s in ("val", "test")},
+            "eval": {s: eval_record(self.cfg, "best", self.best_epoch, self.p.device) for s in ("val", "test")},
         }
         atomic_write(rd / "metrics.json", lambda f: f.write(json.dumps(result, indent=2) + "\n"), mode="w")
         return result

@@ -19,8 +19,6 @@ empty. The panel area of cell (row r, column c) starts at::
 from __future__ import annotations
 
 import math
-import os
-import secrets
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mtlbench.errors import MtlbenchError
+from mtlbench.fileio import atomic_write
 
 MARGIN = 8
 BACKGROUND = (255, 255, 255)
@@ -652,15 +651,4 @@ def save_png(image: Image.Image, path: Path) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # os.open with 0o666 so the file gets the usual umask permissions (mkstemp would give 0600)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: image.save(f, format="PNG"))

@@ -166,7 +166,7 @@ def check_writable(path: Path, option: str = "--markdown") -> None:
 
 def write_atomic(path: Path, text: str, option: str = "--markdown") -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    from mtlbench.engine.trainer import atomic_write
+    from mtlbench.fileio import atomic_write
 
     check_writable(path, option)
     try:
