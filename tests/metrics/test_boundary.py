@@ -236,7 +236,7 @@ def _f_score(a: np.ndarray, b: np.ndarray, tol: int = 1) -> float:
 @pytest.mark.parametrize("low,high", [(0.15, 0.3), (0.05, 0.1)])
 @pytest.mark.parametrize("masked", [False, True])
 def test_canny_agrees_with_skimage(low: float, high: float, masked: bool) -> None:
-    feature = pytest.importorskip("skimage.feature")
+    feature = pytest.importorskip("skimage.feature", reason="scikit-image (the test extra) is the independent Canny reference")
     rng = np.random.default_rng(6)
     # plateaus only at the iBims thresholds: above the high threshold, which plateau pixels
     # survive non-maximum suppression is float round-off in skimage too
@@ -260,7 +260,7 @@ def test_canny_agrees_with_skimage(low: float, high: float, masked: bool) -> Non
 
 def test_dbe_equals_reference_pipeline() -> None:
     """End to end against skimage Canny on min/max-normalised maps plus scipy distances."""
-    feature = pytest.importorskip("skimage.feature")
+    feature = pytest.importorskip("skimage.feature", reason="scikit-image (the test extra) is the independent Canny reference")
     rng = np.random.default_rng(7)
     h, w = 56, 72
     gt = _scenes(rng, 6, h, w)
