@@ -29,7 +29,7 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mtlbench.data.render import render_scene  # noqa: E402
+from mtlbench.data.synthrooms import render_scene  # noqa: E402
 
 NYU_LABELLED_FRAMES = 1449
 TARGET_IMG_PER_S = 50.0

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from mtlbench.data.render import (
+from mtlbench.data.synthrooms import (
     IGNORE_LABEL,
     NYU40_FURNITURE,
     NYU40_IDS,

@@ -1,0 +1,135 @@
+"""Whole frames: a layout ray cast, shaded, passed through the sensor model and stacked."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mtlbench.data.synthrooms.labels import IGNORE_LABEL
+from mtlbench.data.synthrooms.layout import scene_layout
+from mtlbench.data.synthrooms.raycast import _trace
+from mtlbench.data.synthrooms.scene import SceneLayout
+from mtlbench.data.synthrooms.sensor import (
+    _kinect_holes,
+    _parse_size,
+    _sensor_noise,
+    camera_intrinsics,
+)
+from mtlbench.data.synthrooms.shading import _F0, _col, _colour_and_labels
+
+
+def render_layout(
+    layout: SceneLayout,
+    size: int | tuple[int, int] = 256,
+    *,
+    holes: bool = False,
+    max_depth: float = 10.0,
+) -> dict[str, np.ndarray]:
+    """Render a (possibly hand-built) layout.
+
+    Args:
+        layout: Scene to render; the camera must be strictly inside the room.
+        size: ``S`` for ``S x S`` or ``(H, W)``.
+        holes: Add Kinect-like invalid depth (0) at discontinuities, blobs and glass. Labels and
+            image are unaffected.
+        max_depth: Depths beyond this many metres are set to 0 (invalid).
+
+    Returns:
+        ``image`` (H, W, 3) uint8, ``depth`` (H, W) float32 metres with 0 = invalid and ``seg``
+        (H, W) uint8 0-based NYU-40 ids (``IGNORE_LABEL`` where nothing was hit).
+    """
+    h, w = _parse_size(size)
+    if not max_depth > 0:
+        raise ValueError(f"max_depth must be positive, got {max_depth}")
+    n = h * w
+    tr = _trace(layout, h, w)
+    order, rgb, seg_sorted = _colour_and_labels(layout, tr)
+
+    # sensor noise and quantisation, still in surface order (the noise is i.i.d. anyway)
+    rng = np.random.default_rng([*layout.key, 1])
+    rgb *= _col(layout.light_tint) * np.float32(255.0)
+    if layout.noise_sigma > 0:
+        rgb += _sensor_noise(rng, rgb.shape) * np.float32(layout.noise_sigma)
+    rgb += np.float32(0.5)  # round rather than truncate in the uint8 cast
+    np.clip(rgb, _F0, np.float32(255.0), out=rgb)
+    rgb8 = rgb.astype(np.uint8)
+
+    # back to raster order: one inverse permutation, then 1-D gathers
+    inverse = np.empty(n, dtype=np.intp)
+    inverse[order] = np.arange(n, dtype=np.intp)
+    image = np.empty((n, 3), dtype=np.uint8)
+    for c in range(3):
+        image[:, c] = rgb8[c].take(inverse)
+    seg = seg_sorted.take(inverse)
+
+    t = tr.t
+    missed = ~np.isfinite(t.ravel())
+    if missed.any():
+        seg[missed] = IGNORE_LABEL
+        image[missed] = 0
+    depth = np.where(t <= np.float32(max_depth), t, _F0)
+    seg = seg.reshape(h, w)
+
+    if holes:
+        hole_rng = np.random.default_rng([*layout.key, 2])
+        depth[_kinect_holes(depth, seg, hole_rng, camera_intrinsics((h, w))[0])] = 0.0
+    return {"image": image.reshape(h, w, 3), "depth": depth, "seg": seg}
+
+
+def render_scene(
+    seed: int,
+    index: int,
+    size: int | tuple[int, int] = 256,
+    *,
+    holes: bool = False,
+    max_depth: float = 10.0,
+) -> dict[str, np.ndarray]:
+    """Render frame ``index`` of the synthrooms set ``seed``.
+
+    Args:
+        seed: Data-set seed (non-negative).
+        index: Frame index (non-negative).
+        size: ``S`` for ``S x S`` or ``(H, W)``.
+        holes: Add Kinect-like invalid depth; labels and image are unaffected.
+        max_depth: Depths beyond this many metres are set to 0 (invalid).
+
+    Returns:
+        ``{"image": uint8 (H, W, 3), "depth": float32 (H, W) metres (0 = invalid),
+        "seg": uint8 (H, W) 0-based NYU-40 ids, 255 = ignore}``.
+    """
+    return render_layout(scene_layout(seed, index), size, holes=holes, max_depth=max_depth)
+
+
+def render_batch(
+    seed: int,
+    indices: Sequence[int],
+    size: int | tuple[int, int] = 256,
+    *,
+    holes: bool = False,
+    max_depth: float = 10.0,
+) -> dict[str, np.ndarray]:
+    """Render several frames and stack them.
+
+    Args:
+        seed: Data-set seed.
+        indices: Frame indices; each frame is identical to ``render_scene(seed, index, ...)``.
+        size: ``S`` for ``S x S`` or ``(H, W)``.
+        holes: Add Kinect-like invalid depth.
+        max_depth: Depths beyond this many metres are set to 0 (invalid).
+
+    Returns:
+        ``image`` (N, H, W, 3) uint8, ``depth`` (N, H, W) float32, ``seg`` (N, H, W) uint8.
+    """
+    h, w = _parse_size(size)
+    n = len(indices)
+    out: dict[str, np.ndarray] = {
+        "image": np.empty((n, h, w, 3), dtype=np.uint8),
+        "depth": np.empty((n, h, w), dtype=np.float32),
+        "seg": np.empty((n, h, w), dtype=np.uint8),
+    }
+    for i, index in enumerate(indices):
+        frame = render_scene(seed, int(index), (h, w), holes=holes, max_depth=max_depth)
+        for key, arr in frame.items():
+            out[key][i] = arr
+    return out
