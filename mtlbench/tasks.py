@@ -8,14 +8,15 @@ Task factories take the dataset's :class:`DatasetInfo` (class count, maximum dep
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import torch
 from torch import Tensor
 
 from mtlbench.config import EvalConfig
-from mtlbench.metrics import DepthMetrics, EdgeMetrics, Metric, SegMetrics
+from mtlbench.errors import MtlbenchError
+from mtlbench.metrics import DepthMetrics, EdgeMetrics, Metric, SegMetrics, records
 from mtlbench.registry import TASKS
 
 
@@ -29,7 +30,7 @@ class DatasetInfo:
     ignore_index: int = 255  # 65535 where classes do not fit in a byte (NYUv2's 894)
 
 
-@lru_cache(maxsize=None)
+@cache
 def nyu40_names() -> tuple[str, ...]:
     """The 40 NYUv2 class names (Gupta et al.), in 0-based id order."""
     text = resources.files("mtlbench.resources").joinpath("nyuv2_names40.txt").read_text()
@@ -61,12 +62,20 @@ class Task:
     out_channels: int
     target_key: str
     default_loss: str
-    key_metric: str  # the metric that defines "better" in tables
+    key_metric: str = ""  # the metric that defines "better"; "": the one its records mark key
+
+    def __post_init__(self) -> None:
+        if not self.key_metric:
+            object.__setattr__(self, "key_metric", records.key_metric(self.name))
 
     @property
     def higher_is_better(self) -> bool:
-        """Direction of ``key_metric``, as its metric class declares it."""
-        return self.key_metric in self.metrics().higher_is_better
+        """Direction of ``key_metric``, as its record says (its metric class's, for a plugin
+        task without records)."""
+        record = records.find(self.name, self.key_metric)
+        if record is None:
+            return self.key_metric in self.metrics().higher_is_better
+        return bool(record.higher_is_better)
 
     def predict(self, output: Tensor) -> Tensor:
         raise NotImplementedError
@@ -135,26 +144,24 @@ class EdgeTask(Task):
 @TASKS.register("depth")
 def depth(info: DatasetInfo) -> Task:
     """Monocular depth: 1 channel, normalised to [0, 1] by the maximum depth; metrics in metres."""
-    return DepthTask("depth", 1, "depth", "structured_depth", "rmse", max_depth=info.max_depth)
+    return DepthTask("depth", 1, "depth", "structured_depth", max_depth=info.max_depth)
 
 
 @TASKS.register("seg")
 def seg(info: DatasetInfo) -> Task:
     """Semantic segmentation: one channel per class (NYU-40 by default), 255 ignored."""
     names = info.class_names or (nyu40_names() if info.num_classes == 40 else ())
-    return SegTask("seg", info.num_classes, "seg", "cross_entropy", "miou", class_names=names)
+    return SegTask("seg", info.num_classes, "seg", "cross_entropy", class_names=names)
 
 
 @TASKS.register("edge")
 def edge(info: DatasetInfo) -> Task:
     """Edge detection: 1 logit channel, targets from label boundaries."""
-    return EdgeTask("edge", 1, "edge", "balanced_bce", "ods")
+    return EdgeTask("edge", 1, "edge", "balanced_bce")
 
 
 def parse_tasks(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """``"depth,seg"`` → ``("depth", "seg")``: non-empty, known, no repeats, order kept."""
-    from mtlbench.errors import MtlbenchError
-
     names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [s.strip() for s in spec]
     names = [n for n in names if n]
     if not names:

@@ -32,12 +32,12 @@ import torch
 from torch import Tensor
 
 from mtlbench.metrics.base import Metric
+from mtlbench.metrics.boundary import depth_boundary_errors
 
 # Eigen et al.'s evaluation crop of a 480×640 NYUv2 frame: rows 45:471, columns 41:601
 EIGEN_CROP = (45 / 480, 471 / 480, 41 / 640, 601 / 640)
 
 _BASE = ("mae", "rmse", "abs_rel", "sq_rel", "rmse_log", "log10", "silog", "delta1", "delta2", "delta3")
-_HIGHER = frozenset({"delta1", "delta2", "delta3"})
 # per-pixel sums kept for each image: count, then the terms below
 _TERMS = ("abs", "sq", "rel", "sq_rel", "dlog", "dlog_sq", "log10", "d1", "d2", "d3")
 
@@ -88,6 +88,8 @@ class DepthMetrics(Metric):
         1.0
     """
 
+    task = "depth"
+
     def __init__(self, max_depth: float = 10.0, min_depth: float = 1e-3, cap: float | None = None,
                  eigen_crop: bool = False, boundaries: bool = True) -> None:
         self.max_depth = max_depth
@@ -99,7 +101,6 @@ class DepthMetrics(Metric):
         self.boundaries = boundaries
         per_image = tuple(f"{k}_img" for k in _BASE)
         self.names = _BASE + ("mae_norm", "rmse_norm") + per_image + (("dbe_acc", "dbe_comp") if boundaries else ())
-        self.higher_is_better = _HIGHER | {f"{k}_img" for k in _HIGHER}
         self.reset()
 
     def reset(self) -> None:
@@ -111,7 +112,8 @@ class DepthMetrics(Metric):
     def valid_mask(self, gt: Tensor) -> Tensor:
         valid = (gt > self.min_depth) & (gt <= self.cap)
         if self.eigen_crop:
-            valid &= eigen_mask(*gt.shape[-2:], device=gt.device)
+            height, width = gt.shape[-2:]
+            valid &= eigen_mask(height, width, device=gt.device)
         return valid
 
     def _workspace(self, b: int, n: int, device: torch.device) -> Tensor:
@@ -159,8 +161,6 @@ class DepthMetrics(Metric):
             self._per_image += torch.stack([per[k].sum() for k in _BASE]).cpu()
             self._images += int(seen.sum())
         if self.boundaries:
-            from mtlbench.metrics.boundary import depth_boundary_errors
-
             acc, comp = depth_boundary_errors(pred.float().reshape(gt.shape).clamp(self.min_depth, self.cap), gt,
                                               valid)
             has = ~torch.isnan(acc)

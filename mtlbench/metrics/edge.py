@@ -333,8 +333,8 @@ class EdgeMetrics(Metric):
         1.0
     """
 
+    task = "edge"
     names = ("ods", "ois", "ap", "ods_precision", "ods_recall", "ods_threshold")
-    higher_is_better = frozenset({"ods", "ois", "ap", "ods_precision", "ods_recall"})
 
     def __init__(self, tolerance: float = 0.011, thresholds: int = 99, nms: bool = True) -> None:
         if tolerance < 0 or thresholds < 1:

@@ -174,4 +174,5 @@ def disk_max(x: Tensor, radius: float) -> Tensor:
         hw = _half_width(radius, dy)
         part = runs[hw][:, r + dy:r + dy + h]
         out = part.clone() if out is None else torch.maximum(out, part, out=out)
+    assert out is not None  # the loop runs at least once (dy = 0)
     return out

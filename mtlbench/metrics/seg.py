@@ -34,12 +34,13 @@ class SegMetrics(Metric):
         0.5
     """
 
+    task = "seg"
+
     def __init__(self, num_classes: int, class_names: tuple[str, ...] | list[str] = ()) -> None:
         self.num_classes = num_classes
         names = list(class_names) if len(class_names) == num_classes else [str(i) for i in range(num_classes)]
         self.class_keys = tuple(f"iou/{n}" for n in names)
         self.names = _SUMMARY + self.class_keys
-        self.higher_is_better = frozenset(self.names)
         self.reset()
 
     def reset(self) -> None:

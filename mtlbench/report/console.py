@@ -5,21 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-# the metrics shown per task, in order, with a display name
-SHOWN = {
-    "depth": [("rmse", "RMSE m"), ("mae", "MAE m"), ("abs_rel", "AbsRel"), ("sq_rel", "SqRel"),
-              ("rmse_log", "RMSE log"), ("log10", "log10"), ("silog", "SILog"), ("delta1", "δ<1.25"),
-              ("delta2", "δ<1.25²"), ("delta3", "δ<1.25³"), ("rmse_img", "RMSE m (per image)"),
-              ("abs_rel_img", "AbsRel (per image)"), ("delta1_img", "δ<1.25 (per image)"),
-              ("mae_norm", "MAE (norm., the seed's)"), ("rmse_norm", "RMSE (norm., the seed's)"),
-              ("dbe_acc", "DBE accuracy px"), ("dbe_comp", "DBE completeness px")],
-    "seg": [("miou", "mIoU"), ("pixel_acc", "pixel acc."), ("mean_acc", "mean class acc."), ("fwiou", "fwIoU")],
-    "edge": [("ods", "odsF"), ("ois", "oisF"), ("ap", "AP"), ("ods_threshold", "ODS threshold")],
-}
+from mtlbench.metrics.records import find, records_for
 
 
 class RichReporter:
@@ -33,7 +22,7 @@ class RichReporter:
             TextColumn("{task.fields[losses]}"), console=console, transient=False)
         self._task: Any = None
 
-    def __enter__(self) -> "RichReporter":
+    def __enter__(self) -> RichReporter:
         self.progress.start()
         return self
 
@@ -47,7 +36,7 @@ class RichReporter:
         self._task = self.progress.add_task(desc, total=steps, losses="")
 
     def advance(self, losses: dict[str, float] | None) -> None:
-        fields = {}
+        fields: dict[str, Any] = {}  # extra task fields: Progress.update takes them as **fields
         if losses is not None:
             fields["losses"] = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
         self.progress.update(self._task, advance=1, **fields)
@@ -65,17 +54,20 @@ class RichReporter:
 
 
 def metrics_table(metrics: dict[str, Any], title: str) -> Table:
-    """One row per task metric of a ``metrics.json`` split (per-class IoU: ``mtlbench compare --per-class``);
-    depth metrics are pooled over pixels unless marked per image."""
+    """One row per task metric of a ``metrics.json`` split, labelled and ordered by the metric
+    records (per-class IoU: ``mtlbench compare --per-class``); depth metrics are pooled over
+    pixels unless marked per image. A key without a record shows under its raw name, after the
+    others, so that a forgotten record never hides a number."""
     table = Table(title=title)
     table.add_column("task")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for task, values in metrics.items():
-        if task == "total":
+        if task == "total" or not isinstance(values, dict):
             continue
-        shown = SHOWN.get(task, [(k, k) for k in values if k != "loss" and "/" not in k])
-        rows = [(label, values[key]) for key, label in shown if key in values]
+        values = {k: v for k, v in values.items() if k != "loss" and isinstance(v, (int, float))}
+        rows = [(r.label, values[r.name]) for r in records_for(task) if r.order is not None and r.name in values]
+        rows += [(k, v) for k, v in values.items() if find(task, k) is None and "/" not in k]
         for i, (label, value) in enumerate(rows):
             table.add_row(task if i == 0 else "", label, f"{value:.4f}")
         table.add_section()

@@ -299,7 +299,8 @@ def test_metric_empty_reset_and_direction():
     assert len(m.curve()["threshold"]) == 99
     m.reset()
     assert m.compute() == {}
-    assert "ods_threshold" not in EdgeMetrics.higher_is_better
+    # the threshold is an operating point, not a score: no direction
+    assert m.higher_is_better == {"ods", "ois", "ap", "ods_precision", "ods_recall"}
     with pytest.raises(ValueError):
         m.update(torch.zeros(2, 3, 8, 8), {"edge": torch.zeros(2, 3, 8, 8)})
 

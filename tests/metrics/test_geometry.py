@@ -11,7 +11,6 @@ from scipy import ndimage
 from mtlbench.metrics.geometry import disk_max, disk_offsets, truncated_edt, truncated_sq_edt, truncated_sq_edt_at
 
 
-
 def _reference_edt(mask: np.ndarray, limit: float) -> np.ndarray:
     """scipy's exact EDT per map, clamped to ``limit`` (``limit`` everywhere for an empty map)."""
     out = np.full(mask.shape, float(limit))
