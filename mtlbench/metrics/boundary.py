@@ -26,23 +26,26 @@ Canny follows ``skimage.feature.canny`` step by step (Gaussian of σ truncated a
 padding renormalised by the smoothed mask, ``scipy.ndimage.sobel`` gradients (unnormalised,
 edge-replicated), absolute thresholds on the gradient magnitude, non-maximum suppression
 interpolated between the two neighbours around the gradient direction, 8-connected hysteresis),
-in float32. On smooth images, rendered and real NYUv2 depth maps its edges are identical to
-skimage's; they can differ only at exact ties (a step exactly between two pixel rows, a perfectly
-linear ramp above the high threshold), where skimage's own choice is float round-off: scipy
-smooths in float64, which would cost three times as much here.
+in float32. The Gaussian and Sobel filters are kornia's (``gaussian_blur2d`` with zero padding,
+``spatial_gradient`` unnormalised), equal to scipy's up to float32 round-off. The magnitude,
+suppression and hysteresis are written here: ``kornia.filters.sobel`` and ``kornia.filters.canny``
+differ from skimage (``tests/metrics/test_boundary.py`` shows where). On smooth images, rendered
+and real NYUv2 depth maps the edges are identical to skimage's; they can differ only at exact ties
+(a step exactly between two pixel rows, a perfectly linear ramp above the high threshold), where
+skimage's own choice is float round-off: scipy smooths in float64, which would cost three times
+as much here.
 
-It is organised for speed on CPU: dense work runs on cache-sized groups of maps as a few shifted
-in-place passes; everything after thresholding runs on the sparse list of candidate pixels, with
-hysteresis done as connected components by hooking and pointer jumping (a handful of rounds
-instead of one dilation per pixel of edge length).
+It is organised for speed on CPU: dense filtering runs on cache-sized groups of maps;
+everything after thresholding runs on the sparse list of candidate pixels, with hysteresis done
+as connected components by hooking and pointer jumping (a handful of rounds instead of one
+dilation per pixel of edge length).
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
+from kornia.filters import gaussian_blur2d, spatial_gradient
 from torch import Tensor
 
 from mtlbench.metrics.geometry import truncated_sq_edt_at
@@ -50,52 +53,17 @@ from mtlbench.metrics.geometry import truncated_sq_edt_at
 __all__ = ["canny", "chamfer_errors", "depth_boundary_errors"]
 
 
-def _gaussian_weights(sigma: float) -> list[float]:
-    """1-D Gaussian weights of ``scipy.ndimage.gaussian_filter`` (truncated at 4σ), centre last
-    index ``r`` of ``2r+1``."""
+def _gaussian(x: Tensor, sigma: float) -> Tensor:
+    """``scipy.ndimage.gaussian_filter(mode='constant')``, truncated at 4σ, over the last two dims."""
     r = int(4.0 * sigma + 0.5)
-    w = [math.exp(-0.5 * (i / sigma) ** 2) for i in range(-r, r + 1)]
-    s = math.fsum(w)
-    return [v / s for v in w]
+    maps = x.reshape(-1, 1, *x.shape[-2:])
+    return gaussian_blur2d(maps, 2 * r + 1, (sigma, sigma), border_type="constant").view(x.shape)
 
 
-def _smooth_axis(x: Tensor, weights: list[float], dim: int) -> Tensor:
-    """Correlate ``x`` with symmetric ``weights`` along ``dim``, zero outside (mode 'constant').
-
-    float32 with one in-place shifted add per tap: scipy accumulates in float64, which costs
-    three times as much here and only changes results at exact ties (module docstring).
-    """
-    r = len(weights) // 2
-    n = x.shape[dim]
-    out = x * weights[r]
-    for i in range(1, min(r, n - 1) + 1):
-        out.narrow(dim, i, n - i).add_(x.narrow(dim, 0, n - i), alpha=weights[r - i])
-        out.narrow(dim, 0, n - i).add_(x.narrow(dim, i, n - i), alpha=weights[r + i])
-    return out
-
-
-def _gaussian(x: Tensor, weights: list[float]) -> Tensor:
-    """Separable Gaussian over the last two dims (rows first, as scipy does)."""
-    return _smooth_axis(_smooth_axis(x, weights, -2), weights, -1)
-
-
-def _sobel(x: Tensor) -> tuple[Tensor, Tensor]:
-    """``scipy.ndimage.sobel`` along rows (axis 0) and columns (axis 1) of N×H×W maps: derivative
-    [-1, 0, 1] across, smoothing [1, 2, 1] along, border replicated (scipy's 'reflect' at 1 px)."""
-    n, h, w = x.shape
-    p = x.new_empty(n, h + 2, w + 2)
-    p[:, 1:-1, 1:-1] = x
-    p[:, 0, 1:-1] = x[:, 0]
-    p[:, -1, 1:-1] = x[:, -1]
-    p[:, :, 0] = p[:, :, 1]
-    p[:, :, -1] = p[:, :, -2]
-    dr = p[:, 2:, :] - p[:, :-2, :]  # N×H×(W+2)
-    gi = dr[:, :, :-2] + dr[:, :, 2:]
-    gi.add_(dr[:, :, 1:-1], alpha=2.0)
-    dc = p[:, :, 2:] - p[:, :, :-2]  # N×(H+2)×W
-    gj = dc[:, :-2] + dc[:, 2:]
-    gj.add_(dc[:, 1:-1], alpha=2.0)
-    return gi, gj
+def _sobel(x: Tensor) -> Tensor:
+    """``scipy.ndimage.sobel`` of N×H×W maps as N×2×H×W: along columns (axis 1), then along rows
+    (axis 0); unnormalised, border replicated (scipy's 'reflect' at 1 px)."""
+    return spatial_gradient(x[:, None], mode="sobel", order=1, normalized=False)[:, 0]
 
 
 def _eroded(valid: Tensor) -> Tensor:
@@ -169,14 +137,14 @@ class _CannyState:
         self.count = 0
         self._lut: Tensor | None = None
 
-    def add_chunk(self, x: Tensor, valid: Tensor | None, weights: list[float], low: Tensor,
+    def add_chunk(self, x: Tensor, valid: Tensor | None, sigma: float, low: Tensor,
                   high: Tensor, base: int, bleed: Tensor | None, eroded: Tensor | None) -> None:
         """Canny up to hysteresis on c×H×W float32 maps whose first pixel has flat index ``base``.
 
         Args:
             x: maps, c×H×W float32 contiguous.
             valid: c×H×W bool, or ``None`` with ``bleed``/``eroded`` given for all-valid maps.
-            weights: Gaussian weights.
+            sigma: Gaussian σ.
             low: per-map low threshold, c float32.
             high: per-map high threshold, c float32.
             base: flat index of ``x[0, 0, 0]`` in the whole batch.
@@ -186,13 +154,19 @@ class _CannyState:
         c, h, w = x.shape
         eps = torch.finfo(torch.float32).eps
         if valid is None:
-            smoothed = _gaussian(x, weights).div_(bleed)
+            assert bleed is not None and eroded is not None  # the caller's contract (see Args)
+            smoothed = _gaussian(x, sigma).div_(bleed)
         else:
-            smoothed = _gaussian(torch.where(valid, x, 0.0), weights)
-            smoothed /= _gaussian(valid.float(), weights).add_(eps)
+            # the masked map and the mask itself in one call
+            both = _gaussian(torch.stack([torch.where(valid, x, 0.0), valid.float()]), sigma)
+            smoothed = both[0].div_(both[1].add_(eps))
+            del both
             eroded = _eroded(valid)
-        gi, gj = _sobel(smoothed)
+        grad = _sobel(smoothed)
         del smoothed
+        gj, gi = grad[:, 0], grad[:, 1]
+        # not kornia.filters.sobel's magnitude: its 1e-6 under the root is a 1e-3 floor, as large
+        # as a real edge once thresholds scale with a shallow map's range
         mag2 = gi * gi
         mag2.addcmul_(gj, gj)
         # candidates: squared magnitude above the low threshold with slack (the exact test on the
@@ -204,10 +178,12 @@ class _CannyState:
         del cand
         mag = mag2.view(-1)
         m = mag.index_select(0, p).sqrt_()
-        # non-maximum suppression: the magnitude, interpolated between the neighbour along the
+        # not kornia.filters.canny, which rounds the direction to 45° and keeps border edges.
+        # Non-maximum suppression: the magnitude, interpolated between the neighbour along the
         # dominant gradient axis and the diagonal neighbour next to it, on both sides
-        a = gi.view(-1).index_select(0, p)
-        b = gj.view(-1).index_select(0, p)
+        at = p + torch.div(p, h * w, rounding_mode="floor").mul_(h * w)  # p's place in grad
+        b = grad.view(-1).index_select(0, at)
+        a = grad.view(-1).index_select(0, at.add_(h * w))
         same = (a > 0) == (b > 0)  # gradient towards the main diagonal (skimage's sign rule)
         aa, ab = a.abs_(), b.abs_()
         rowmajor = aa >= ab
@@ -223,6 +199,7 @@ class _CannyState:
             near = mag.index_select(0, p + sign * diag).sqrt_().mul_(wgt).double()
             near += mag.index_select(0, p + sign * major).sqrt_().double().mul_(rest)
             keep = near <= m64 if keep is None else keep.logical_and_(near <= m64)
+        assert keep is not None
         sel = _flat_nonzero(keep)
         p, m = p.index_select(0, sel), m.index_select(0, sel)
         img = torch.div(p, h * w, rounding_mode="floor")
@@ -247,7 +224,10 @@ class _CannyState:
 
     def edges(self) -> Tensor:
         """Flat indices (sorted by chunk, then position) of the pixels kept by hysteresis: the
-        8-connected components of the thinned candidates that hold a strong pixel."""
+        8-connected components of the thinned candidates that hold a strong pixel.
+
+        kornia's hysteresis exists only inside ``kornia.filters.canny`` (after its own
+        suppression), as one dilation per round."""
         if not self.points:
             return torch.zeros(0, dtype=torch.long)
         points = torch.cat(self.points)
@@ -265,10 +245,10 @@ def _chunks(n: int, h: int, w: int) -> int:
     return max(1, min(n, _CHUNK_PIXELS // max(h * w, 1)))
 
 
-def _all_valid_aux(h: int, w: int, weights: list[float], device: torch.device) -> tuple[Tensor, Tensor]:
+def _all_valid_aux(h: int, w: int, sigma: float, device: torch.device) -> tuple[Tensor, Tensor]:
     """Smoothed all-ones map plus eps and the interior mask, shared by all-valid maps."""
     ones = torch.ones(1, h, w, device=device)
-    bleed = _gaussian(ones, weights).add_(torch.finfo(torch.float32).eps)
+    bleed = _gaussian(ones, sigma).add_(torch.finfo(torch.float32).eps)
     eroded = torch.zeros(1, h, w, dtype=torch.bool, device=device)
     eroded[:, 1:-1, 1:-1] = True
     return bleed, eroded
@@ -327,15 +307,14 @@ def _canny_flat(stacks: list[Tensor], valid: Tensor | None, sigma: float, lows: 
     state = _CannyState()
     if h < 3 or w < 3 or n == 0:
         return torch.zeros(0, dtype=torch.long, device=stacks[0].device)
-    weights = _gaussian_weights(sigma)
     bleed = eroded = None
     if valid is None:
-        bleed, eroded = _all_valid_aux(h, w, weights, stacks[0].device)
+        bleed, eroded = _all_valid_aux(h, w, sigma, stacks[0].device)
     c = _chunks(n, h, w)
     for s, (maps, lo, hi) in enumerate(zip(stacks, lows, highs)):
         for i in range(0, n, c):
             j = min(i + c, n)
-            state.add_chunk(maps[i:j], None if valid is None else valid[i:j], weights, lo[i:j], hi[i:j],
+            state.add_chunk(maps[i:j], None if valid is None else valid[i:j], sigma, lo[i:j], hi[i:j],
                             (s * n + i) * h * w, bleed, eroded)
     return state.edges().to(stacks[0].device)
 

@@ -24,6 +24,8 @@ from mtlbench.metrics.boundary import canny, chamfer_errors, depth_boundary_erro
 LIMIT = 10.0
 SIGMA = 2**0.5
 
+CANNY_REFERENCE = "scikit-image (the test extra) is the independent Canny reference"
+
 
 
 def _reference_chamfer(edges_pred: np.ndarray, edges_gt: np.ndarray, th: float = LIMIT) -> tuple[float, float]:
@@ -186,7 +188,8 @@ def test_no_edge_next_to_invalid_pixels() -> None:
     valid = torch.ones_like(depth, dtype=torch.bool)
     valid[:, 10:30, 20:25] = False
     valid[1, :, 40:] = False
-    x = (depth - depth.amin((1, 2), keepdim=True)) / (depth.amax((1, 2), keepdim=True) - depth.amin((1, 2), keepdim=True))
+    lo, hi = depth.amin((1, 2), keepdim=True), depth.amax((1, 2), keepdim=True)
+    x = (depth - lo) / (hi - lo)
     edges = canny(x, valid=valid)
     near_invalid = torch.nn.functional.max_pool2d((~valid).float()[:, None], 3, 1, 1)[:, 0] > 0
     assert edges.any() and not (edges & near_invalid).any()
@@ -236,7 +239,7 @@ def _f_score(a: np.ndarray, b: np.ndarray, tol: int = 1) -> float:
 @pytest.mark.parametrize("low,high", [(0.15, 0.3), (0.05, 0.1)])
 @pytest.mark.parametrize("masked", [False, True])
 def test_canny_agrees_with_skimage(low: float, high: float, masked: bool) -> None:
-    feature = pytest.importorskip("skimage.feature", reason="scikit-image (the test extra) is the independent Canny reference")
+    feature = pytest.importorskip("skimage.feature", reason=CANNY_REFERENCE)
     rng = np.random.default_rng(6)
     # plateaus only at the iBims thresholds: above the high threshold, which plateau pixels
     # survive non-maximum suppression is float round-off in skimage too
@@ -260,7 +263,7 @@ def test_canny_agrees_with_skimage(low: float, high: float, masked: bool) -> Non
 
 def test_dbe_equals_reference_pipeline() -> None:
     """End to end against skimage Canny on min/max-normalised maps plus scipy distances."""
-    feature = pytest.importorskip("skimage.feature", reason="scikit-image (the test extra) is the independent Canny reference")
+    feature = pytest.importorskip("skimage.feature", reason=CANNY_REFERENCE)
     rng = np.random.default_rng(7)
     h, w = 56, 72
     gt = _scenes(rng, 6, h, w)
@@ -280,3 +283,55 @@ def test_dbe_equals_reference_pipeline() -> None:
     assert not np.isnan(ref).any()
     np.testing.assert_allclose(acc.numpy(), ref[:, 0], rtol=0, atol=0.05)
     np.testing.assert_allclose(comp.numpy(), ref[:, 1], rtol=0, atol=0.05)
+
+
+# --- kornia's filters where they give the reference's result, hand-written code where not -------
+
+def test_kornia_gaussian_and_sobel_equal_scipy() -> None:
+    """The smoothing and gradients come from kornia; skimage's Canny computes them with scipy."""
+    rng = np.random.default_rng(8)
+    maps = np.stack(_synthetic(rng, plateaus=False))
+    smoothed = boundary._gaussian(torch.from_numpy(maps), SIGMA)
+    ref = np.stack([ndimage.gaussian_filter(m.astype(np.float64), SIGMA, mode="constant", truncate=4.0)
+                    for m in maps])
+    np.testing.assert_allclose(smoothed.numpy(), ref, rtol=0, atol=2e-6)
+    gj, gi = boundary._sobel(smoothed).unbind(1)
+    s = smoothed.numpy().astype(np.float64)
+    np.testing.assert_allclose(gi.numpy(), np.stack([ndimage.sobel(m, axis=0) for m in s]), rtol=0, atol=4e-6)
+    np.testing.assert_allclose(gj.numpy(), np.stack([ndimage.sobel(m, axis=1) for m in s]), rtol=0, atol=4e-6)
+
+
+def test_kornia_canny_is_not_the_reference() -> None:
+    """Why non-maximum suppression and hysteresis stay hand-written: with skimage's σ, window and
+    thresholds, ``kornia.filters.canny`` marks edges on the image border (skimage never does) and,
+    rounding the gradient direction to 45° where skimage interpolates, other pixels inside."""
+    kornia = pytest.importorskip("kornia")
+    feature = pytest.importorskip("skimage.feature", reason=CANNY_REFERENCE)
+    images = _synthetic(np.random.default_rng(6), plateaus=False)
+    x = torch.from_numpy(np.stack(images))
+    r = int(4 * SIGMA + 0.5)
+    _, theirs = kornia.filters.canny(x[:, None], 0.15, 0.3, kernel_size=2 * r + 1, sigma=(SIGMA, SIGMA))
+    theirs = theirs[:, 0].numpy() > 0
+    ref = np.stack([feature.canny(im, sigma=SIGMA, low_threshold=0.15, high_threshold=0.3) for im in images])
+    ours = canny(x, SIGMA, 0.15, 0.3).numpy()
+    assert (ours != ref).sum() <= 0.01 * (ours | ref).sum()  # measured: identical
+    border = np.ones(ref.shape[1:], dtype=bool)
+    border[1:-1, 1:-1] = False
+    assert not ref[:, border].any() and theirs[:, border].any()
+    inner = (slice(None), slice(r + 2, -r - 2), slice(r + 2, -r - 2))  # clear of any border effect
+    assert (theirs[inner] != ref[inner]).sum() > 0.05 * (theirs[inner] | ref[inner]).sum()
+
+
+def test_kornia_sobel_magnitude_is_not_the_reference() -> None:
+    """Why the gradient magnitude is computed here: ``kornia.filters.sobel`` takes
+    sqrt(gx² + gy² + 1e-6), not skimage's hypot. Thresholds scale with each map's depth range
+    (``_thresholds``), so on a shallow map the 1e-3 floor is the size of a real edge."""
+    kornia = pytest.importorskip("kornia")
+    step = torch.from_numpy(_step(12, 16, 7, low=0.0, high=0.001))  # a 1 mm step
+    theirs = kornia.filters.sobel(step[None, None], normalized=False)[0, 0].numpy()
+    gj, gi = boundary._sobel(step[None]).unbind(1)
+    ref = np.hypot(ndimage.sobel(step.numpy(), axis=0), ndimage.sobel(step.numpy(), axis=1))
+    np.testing.assert_allclose(torch.hypot(gi, gj)[0].numpy(), ref, rtol=0, atol=1e-8)
+    assert ref[:, 0].max() == 0 and theirs[:, 0].min() == pytest.approx(1e-3, rel=1e-3)
+    lo, _ = boundary._thresholds(step[None], None, 0.15, 0.3)
+    assert theirs[:, 0].min() > lo.item() > ref[:, 0].max()  # a flat pixel would pass the low threshold
