@@ -35,7 +35,7 @@ def main() -> None:
 
     from mtlbench.config import EvalConfig, RunConfig, from_dict
     from mtlbench.data.pipeline import BatchPipeline
-    from mtlbench.data.render import render_batch
+    from mtlbench.data.synthrooms import render_batch
     from mtlbench.engine.build import build_model, resolve_device
     from mtlbench.models.backbones import build_backbone
     from mtlbench.tasks import DatasetInfo, build_tasks

@@ -53,7 +53,7 @@ def main() -> None:
     from mtlbench.config import RunConfig, from_dict
     from mtlbench.data.nyuv2 import nyuv2, prepare_nyuv2
     from mtlbench.data.pipeline import BatchPipeline
-    from mtlbench.engine.build import build_losses, build_model, resolve_device
+    from mtlbench.engine.build import build_losses, build_model, build_weighting, resolve, resolve_device
     from mtlbench.engine.trainer import batches, task_losses
     from mtlbench.models.backbones import build_backbone
     from mtlbench.tasks import build_tasks
@@ -84,9 +84,10 @@ def main() -> None:
         loader_rate = n_images / (time.perf_counter() - t0)
 
         cfg = from_dict({"train": {"device": args.device}}, RunConfig())
+        resolve(cfg)
         tasks = build_tasks(("depth", "seg", "edge"), splits.info)
         model = build_model(cfg, tasks, build_backbone("resnet50", 128)).to(device)
-        losses, weighting = build_losses(cfg, tasks, splits.info)
+        losses, weighting = build_losses(cfg, tasks, splits.info), build_weighting(cfg, tasks)
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
         fixed = [pipe(raw, train=True) for raw, _ in zip(batches(splits.train, args.batch_size, True, 1),
                                                           range(args.steps + 1))]
@@ -95,7 +96,7 @@ def main() -> None:
             sync()
             t0 = time.perf_counter()
             out = model(batch["image"])
-            total = weighting(task_losses(losses, out, batch))
+            total = weighting.combine(task_losses(losses, out, batch))  # the default fixed weighting
             opt.zero_grad()
             total.backward()
             opt.step()

@@ -41,7 +41,7 @@ def main() -> None:
 
     cfg = from_dict({
         "model": {"name": args.model, "backbone": args.backbone, "width": 64},
-        "data": {"size": args.size, "frames": args.frames},
+        "data": {"size": args.size, "options": {"frames": args.frames}},
         "train": {"batch_size": args.batch_size, "device": args.device, "bf16": args.bf16,
                   "channels_last": args.channels_last},
     }, RunConfig())
@@ -63,7 +63,7 @@ def main() -> None:
                     out = model(batch["image"])
             else:
                 out = model(batch["image"])
-            total = weighting(task_losses(losses, out, batch))
+            total = weighting.combine(task_losses(losses, out, batch))  # the fixed weighting's sum
             opt.zero_grad(set_to_none=True)
             total.backward()
             opt.step()
@@ -75,7 +75,7 @@ def main() -> None:
         runners = {"bare loop": bare_epoch, "trainer": silent.train_epoch,
                    "trainer + rich progress": drawn.train_epoch}
         times: dict[str, list[float]] = {k: [] for k in runners}
-        for name, fn in runners.items():  # warm-up
+        for fn in runners.values():  # warm-up
             fn(1)
         sync()
         for r in range(args.repeats):

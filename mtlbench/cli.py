@@ -1,7 +1,8 @@
 """The ``mtlbench`` command line. Each command parses, builds a config and calls the library.
 
 Heavy modules (torch, timm, kornia, plugins) are imported inside commands, never at start-up,
-so ``mtlbench --help`` stays fast.
+so ``mtlbench --help`` stays fast; so are the light ones that ``--help`` does not load anyway.
+At module level only what ``import mtlbench`` (errors, registry) and typer's help (rich) load.
 """
 
 from __future__ import annotations
@@ -13,9 +14,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from mtlbench.errors import MtlbenchError, NonFiniteLossError
+from mtlbench.registry import REGISTRIES, registry
+
+if TYPE_CHECKING:
+    from mtlbench.config import RunConfig
 
 app = typer.Typer(help="Train and compare multi-task dense-prediction models (depth, segmentation, edges).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -28,9 +37,7 @@ EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 
 
-def _console(stderr: bool = False):
-    from rich.console import Console
-
+def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr)
 
 
@@ -47,8 +54,6 @@ def _debug() -> bool:
 def _one_line_errors() -> Iterator[None]:
     """Bad input becomes one line on stderr and exit code 2 (``MTLBENCH_DEBUG=1``: the traceback);
     a loss that stopped being finite exits 1."""
-    from mtlbench.errors import MtlbenchError, NonFiniteLossError
-
     try:
         yield
     except NonFiniteLossError as exc:
@@ -65,15 +70,10 @@ def _one_line_warnings() -> None:
 
 @app.command("list")
 def list_cmd(
-    kind: Annotated[Optional[str], typer.Argument(help="tasks, backbones, interactions, losses, weightings, "
+    kind: Annotated[str | None, typer.Argument(help="tasks, backbones, interactions, losses, weightings, "
                                                       "datasets or models; all when omitted")] = None,
 ) -> None:
     """List what is registered, and where each entry comes from (built-in or which plugin)."""
-    from rich.table import Table
-
-    from mtlbench.errors import MtlbenchError
-    from mtlbench.registry import REGISTRIES, registry
-
     _one_line_warnings()
     try:
         kinds = [registry(kind).kind] if kind else list(REGISTRIES)
@@ -84,6 +84,10 @@ def list_cmd(
                 table.add_column(col)
             for e in registry(k).entries():
                 extra = f" (tasks: {', '.join(e.meta['tasks'])})" if "tasks" in e.meta else ""
+                if e.meta.get("level"):
+                    extra += f" ({e.meta['level']} level)"
+                if e.options:
+                    extra += f" options: {', '.join(f'{n}={o.default!r}' for n, o in e.options.items())}"
                 table.add_row(e.name, e.source, e.summary + extra)
             console.print(table)
     except MtlbenchError as exc:
@@ -91,11 +95,12 @@ def list_cmd(
 
 
 def _make_config(preset: str | None, config: Path | None, overrides: dict[str, dict[str, object]],
-                 tasks: str | None):
-    """Preset (or a config file), then the options given on the command line."""
-    from mtlbench import config as C
-    from mtlbench.errors import MtlbenchError
-    from mtlbench.tasks import parse_tasks
+                 options: dict[str, dict[str, tuple[str, object]]], tasks: str | None) -> RunConfig:
+    """Preset (or a config file), then the settings given on the command line; ``options`` are
+    flags that set a factory's option: table → {option: (flag, value)}. Checked and resolved whole."""
+    from mtlbench import config as C  # lazy: tomllib and dataclasses, not needed for --help
+    from mtlbench.engine.build import resolve  # lazy: imports torch
+    from mtlbench.tasks import parse_tasks  # lazy: imports torch
 
     if config is not None and preset is not None:
         raise MtlbenchError("--preset and --config both give a whole configuration: choose one")
@@ -103,13 +108,17 @@ def _make_config(preset: str | None, config: Path | None, overrides: dict[str, d
     cfg = C.from_dict({k: v for k, v in overrides.items() if v}, cfg, where="option")
     if tasks is not None:
         cfg.tasks = list(parse_tasks(tasks))
-    C.validate(cfg)
+    flags = {}
+    for section, given in options.items():
+        target = getattr(cfg, section).options
+        for name, (_flag, value) in given.items():
+            target[name] = value
+        flags[section] = {name: flag for name, (flag, _) in given.items()}
+    resolve(cfg, flags)
     return cfg
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    from mtlbench.errors import MtlbenchError
-
     if resume and overwrite:
         raise MtlbenchError("--resume and --overwrite contradict each other: choose one")
     if resume:
@@ -128,68 +137,79 @@ def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 @app.command()
 def run(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="registered model (default mtinet)")] = None,
-    task: Annotated[Optional[str], typer.Option("--task", "-t", help="comma-separated tasks, any non-empty subset "
+    model: Annotated[str | None, typer.Option("--model", "-m", help="registered model (default mtinet)")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", help="comma-separated tasks, any non-empty subset "
                                                                      "(default depth,seg,edge)")] = None,
-    data: Annotated[Optional[str], typer.Option(help="dataset (default synthrooms, built in)")] = None,
-    data_root: Annotated[Optional[str], typer.Option(help="dataset folder; synthrooms: its cache folder")] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="timm backbone (default resnet50)")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="seed (the paper's protocol, default) or quick (CPU demo)")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="a config.toml to start from (a run's own works)")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="training batch size")] = None,
-    size: Annotated[Optional[int], typer.Option(help="square input side in pixels")] = None,
-    frames: Annotated[Optional[int], typer.Option(help="synthrooms: frames to render")] = None,
-    split: Annotated[Optional[str], typer.Option(help="seed (random 80/10/10, the paper's) or official (NYUv2 795/654)")] = None,
-    classes: Annotated[Optional[int], typer.Option(help="nyuv2: 40, 13 or 894 classes")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="training seed (init, shuffling, augmentation)")] = None,
-    select: Annotated[Optional[str], typer.Option(help="checkpoint criterion, e.g. val/depth/loss, val/seg/miou")] = None,
-    interaction: Annotated[Optional[str], typer.Option(help="mtinet: guidance module (mtlbench list interactions)")] = None,
-    pretrained: Annotated[bool, typer.Option("--pretrained", help="ImageNet weights from timm (hub or local cache)")] = False,
-    weights: Annotated[Optional[str], typer.Option(help="backbone weights from a local file")] = None,
+    data: Annotated[str | None, typer.Option(help="dataset (default synthrooms, built in)")] = None,
+    data_root: Annotated[str | None, typer.Option(help="dataset folder; synthrooms: its cache folder")] = None,
+    backbone: Annotated[str | None, typer.Option(help="timm backbone (default resnet50)")] = None,
+    preset: Annotated[str | None, typer.Option(help="seed (the paper's protocol, default) or quick (CPU demo)")] = None,
+    config: Annotated[Path | None, typer.Option(help="a config.toml to start from (a run's own works)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="training epochs")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="training batch size")] = None,
+    size: Annotated[int | None, typer.Option(help="square input side in pixels")] = None,
+    frames: Annotated[int | None, typer.Option(help="synthrooms: frames to render")] = None,
+    protocol: Annotated[str | None, typer.Option(help="nyuv2: seed (random 80/10/10, the paper's) or official "
+                                                         "(NYUv2 795/654)")] = None,
+    classes: Annotated[int | None, typer.Option(help="nyuv2: 40, 13 or 894 classes")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
+    seed: Annotated[int | None, typer.Option(help="training seed (init, shuffling, augmentation)")] = None,
+    select: Annotated[str | None, typer.Option(help="checkpoint criterion, e.g. val/depth/loss, val/seg/miou")] = None,
+    interaction: Annotated[str | None,
+                           typer.Option(help="mtinet: guidance module (mtlbench list interactions)")] = None,
+    weighting: Annotated[str | None, typer.Option(help="loss weighting or gradient method (default fixed; "
+                                                          "mtlbench list weightings)")] = None,
+    pretrained: Annotated[bool, typer.Option("--pretrained",
+                                             help="ImageNet weights from timm (hub or local cache)")] = False,
+    weights: Annotated[str | None, typer.Option(help="backbone weights from a local file")] = None,
     bf16: Annotated[bool, typer.Option("--bf16", help="bf16 autocast (GPU)")] = False,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="channels_last memory format (GPU)")] = False,
-    run_dir: Annotated[Optional[Path], typer.Option(help="where the run is written (default runs/MODEL-TASKS-TIME)")] = None,
+    run_dir: Annotated[Path | None,
+                       typer.Option(help="where the run is written (default runs/MODEL-TASKS-TIME)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --run-dir")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --run-dir")] = False,
 ) -> None:
     """Train a model on some tasks, validate every epoch, test the best checkpoint, print metrics."""
-    from mtlbench.errors import MtlbenchError
-
     _one_line_warnings()
     console = _console()
     err = _console(stderr=True)
-    overrides = {
-        "data": {"name": data, "root": data_root, "size": size, "frames": frames, "split": split, "classes": classes},
-        "model": {"name": model, "backbone": backbone, "interaction": interaction,
-                  "pretrained": pretrained or None, "weights": weights},
+    overrides: dict[str, dict[str, object]] = {
+        "data": {"name": data, "root": data_root, "size": size},
+        "model": {"name": model, "backbone": backbone, "pretrained": pretrained or None, "weights": weights},
+        "weighting": {"name": weighting},
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "device": device, "seed": seed,
                   "select": select, "bf16": bf16 or None, "channels_last": channels_last or None},
     }
     overrides = {k: {n: v for n, v in d.items() if v is not None} for k, d in overrides.items()}
+    options: dict[str, dict[str, tuple[str, object]]] = {
+        "data": {"frames": ("--frames", frames), "protocol": ("--protocol", protocol),
+                 "classes": ("--classes", classes)},
+        "model": {"interaction": ("--interaction", interaction)},
+    }
+    options = {k: {n: fv for n, fv in d.items() if fv[1] is not None} for k, d in options.items()}
     with _one_line_errors():
         if resume:
             if run_dir is None:
                 raise MtlbenchError("--resume needs --run-dir naming the run to continue")
             given = {"--model": model, "--task": task, "--data": data, "--data-root": data_root,
                      "--backbone": backbone, "--preset": preset, "--config": config, "--epochs": epochs,
-                     "--batch-size": batch_size, "--size": size, "--frames": frames, "--split": split,
+                     "--batch-size": batch_size, "--size": size, "--frames": frames, "--protocol": protocol,
                      "--classes": classes, "--lr": lr, "--seed": seed, "--select": select,
-                     "--interaction": interaction, "--weights": weights, "--pretrained": pretrained or None,
+                     "--interaction": interaction, "--weighting": weighting, "--weights": weights,
+                     "--pretrained": pretrained or None,
                      "--bf16": bf16 or None, "--channels-last": channels_last or None}
             changed = [flag for flag, v in given.items() if v is not None]
             if changed:
                 raise MtlbenchError(f"a resumed run keeps its own config.toml: drop {', '.join(sorted(changed))}")
             _prepare_run_dir(run_dir, resume, overwrite)
-            from mtlbench import config as C
+            from mtlbench import config as C  # lazy: tomllib and dataclasses, not needed for --help
 
             cfg = C.load(run_dir / "config.toml")
             if device:
                 cfg.train.device = device
         else:
-            cfg = _make_config(preset, config, overrides, task)
+            cfg = _make_config(preset, config, overrides, options, task)
             if run_dir is None:
                 stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
                 run_dir = Path("runs") / f"{cfg.model.name}-{'-'.join(cfg.tasks)}-{stamp}"
@@ -197,11 +217,11 @@ def run(
         _train(cfg, run_dir, resume, overwrite, console, err)
 
 
-def _train(cfg, run_dir: Path, resume: bool, overwrite: bool, console, err) -> None:
-    from mtlbench.config import resolved_select
-    from mtlbench.engine.build import build_run
-    from mtlbench.engine.trainer import Trainer
-    from mtlbench.report.console import RichReporter, metrics_table
+def _train(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, console: Console, err: Console) -> None:
+    from mtlbench.config import resolved_select  # lazy: tomllib and dataclasses, not needed for --help
+    from mtlbench.engine.build import build_run  # lazy: imports torch
+    from mtlbench.engine.trainer import Trainer  # lazy: imports torch
+    from mtlbench.report.console import RichReporter, metrics_table  # lazy: rich.progress, not needed for --help
 
     def progress(done: int, total: int) -> None:
         if done == total or done % 256 < 32:
@@ -212,13 +232,14 @@ def _train(cfg, run_dir: Path, resume: bool, overwrite: bool, console, err) -> N
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     n_params = sum(p.numel() for p in parts.model.parameters())
-    s = parts.splits
+    s = parts.dataset_splits()
     err.print(f"[bold]mtlbench run[/] {cfg.model.name} on {', '.join(cfg.tasks)} | backbone {cfg.model.backbone} "
               f"({n_params / 1e6:.1f} M parameters) | {cfg.data.size}x{cfg.data.size} | device {parts.device} "
               f"| preset {cfg.preset}", highlight=False)
     err.print(f"data: {s.source}; train/val/test {len(s.train)}/{len(s.val)}/{len(s.test)} | "
               f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}, Adam lr {cfg.train.lr:g} | "
-              f"select {resolved_select(cfg)} | run dir {run_dir}", highlight=False)
+              f"select {resolved_select(cfg)} | weighting {cfg.weighting.name} ({parts.weighting.level} level) | "
+              f"run dir {run_dir}", highlight=False)
     for note in parts.notes:
         err.print(note, highlight=False)
     with RichReporter(err) as reporter:
@@ -236,19 +257,25 @@ def data_prepare(
     out: Annotated[Path, typer.Option(help="folder for the cache; pass it to `run --data-root`")],
     size: Annotated[int, typer.Option(help="square side in pixels; 0 keeps 480x640")] = 256,
     classes: Annotated[int, typer.Option(help="40, 13 or 894")] = 40,
-    raw_depth: Annotated[bool, typer.Option("--raw-depth", help="rawDepths with holes (0) instead of in-painted depths")] = False,
+    raw_depth: Annotated[bool, typer.Option("--raw-depth",
+                                            help="rawDepths with holes (0) instead of in-painted depths")] = False,
 ) -> None:
     """Read the labeled NYUv2 file frame by frame and write the cache later runs read."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from mtlbench.errors import MtlbenchError
+    from rich.progress import (  # lazy: only this command draws its own bar; not needed for --help
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     err = _console(stderr=True)
     with _one_line_errors():
         if dataset != "nyuv2":
             raise MtlbenchError(f"nothing to prepare for {dataset!r}: `data prepare` knows nyuv2 "
                                 f"(synthrooms renders itself, nyud_mt folders are read directly)")
-        from mtlbench.data.nyuv2 import prepare_nyuv2
+        from mtlbench.data.nyuv2 import prepare_nyuv2  # lazy: imports torch
 
         columns = (TextColumn("[bold]preparing nyuv2"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("ETA"), TimeRemainingColumn())
@@ -276,11 +303,13 @@ def cost(
     batch_size: Annotated[int, typer.Option(help="images per forward pass (costs are per image)")] = 1,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto")] = "cpu",
     repeats: Annotated[int, typer.Option(help="timed forward passes (median), after 2 warm-up passes")] = 5,
-    markdown: Annotated[Optional[Path], typer.Option(help="also write the tables as Markdown to this file")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="also write the tables as Markdown to this file")] = None,
 ) -> None:
     """Parameters, FLOPs, activation memory and latency per image; a multi-task model against the
     sum of its single-task models."""
-    from mtlbench.report.cost import check_writable, cost_report, cost_tables, to_markdown, to_rich, write_atomic
+    from mtlbench.cost import cost_report  # lazy: imports torch
+    from mtlbench.report.cost import cost_tables  # lazy: imports mtlbench.cost (torch)
+    from mtlbench.report.tables import check_writable, to_markdown, to_rich, write_atomic  # lazy: not for --help
 
     _one_line_warnings()
     console = _console()
@@ -301,8 +330,9 @@ def cost(
             err.print(f"written: {markdown}", highlight=False)
 
 
-def _eval_overrides(min_depth, max_depth, eigen_crop, boundaries, edge_tolerance, edge_thresholds,
-                    edge_nms) -> dict:
+def _eval_overrides(min_depth: float | None, max_depth: float | None, eigen_crop: bool | None,
+                    boundaries: bool | None, edge_tolerance: float | None, edge_thresholds: int | None,
+                    edge_nms: bool | None) -> dict[str, Any]:
     given = {"min_depth": min_depth, "max_depth": max_depth, "eigen_crop": eigen_crop, "boundaries": boundaries,
              "edge_tolerance": edge_tolerance, "edge_thresholds": edge_thresholds, "edge_nms": edge_nms}
     return {k: v for k, v in given.items() if v is not None}
@@ -313,18 +343,18 @@ def eval_cmd(
     run_dir: Annotated[Path, typer.Argument(help="a run directory (from `mtlbench run`)")],
     split: Annotated[str, typer.Option(help="train, val or test")] = "test",
     checkpoint: Annotated[str, typer.Option(help="best (by validation) or last")] = "best",
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: the run's)")] = None,
-    eigen_crop: Annotated[Optional[bool], typer.Option("--eigen-crop/--no-eigen-crop",
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N (default: the run's)")] = None,
+    eigen_crop: Annotated[bool | None, typer.Option("--eigen-crop/--no-eigen-crop",
                                                        help="depth inside Eigen's crop only")] = None,
-    min_depth: Annotated[Optional[float], typer.Option(help="metres; ground truth at or below is invalid")] = None,
-    max_depth: Annotated[Optional[float], typer.Option(help="metres; evaluation cap (0: the dataset's maximum)")] = None,
-    boundaries: Annotated[Optional[bool], typer.Option("--boundaries/--no-boundaries",
+    min_depth: Annotated[float | None, typer.Option(help="metres; ground truth at or below is invalid")] = None,
+    max_depth: Annotated[float | None, typer.Option(help="metres; evaluation cap (0: the dataset's maximum)")] = None,
+    boundaries: Annotated[bool | None, typer.Option("--boundaries/--no-boundaries",
                                                        help="iBims-1 depth-boundary errors")] = None,
-    edge_tolerance: Annotated[Optional[float], typer.Option(help="edge matching distance, fraction of the "
+    edge_tolerance: Annotated[float | None, typer.Option(help="edge matching distance, fraction of the "
                                                                  "diagonal (0.011: NYUD)")] = None,
-    edge_thresholds: Annotated[Optional[int], typer.Option(help="edge thresholds K: 1/(K+1) .. K/(K+1) "
+    edge_thresholds: Annotated[int | None, typer.Option(help="edge thresholds K: 1/(K+1) .. K/(K+1) "
                                                                 "(99: 0.01 .. 0.99)")] = None,
-    edge_nms: Annotated[Optional[bool], typer.Option("--edge-nms/--no-edge-nms",
+    edge_nms: Annotated[bool | None, typer.Option("--edge-nms/--no-edge-nms",
                                                      help="thin edge maps before matching")] = None,
     figures: Annotated[int, typer.Option(help="also draw this many samples (the seed's 2×3 grid) and the "
                                               "training curves into RUN_DIR/figures")] = 0,
@@ -335,13 +365,13 @@ def eval_cmd(
     console = _console()
     err = _console(stderr=True)
     with _one_line_errors():
-        from mtlbench.engine.runs import evaluate_run
-        from mtlbench.report.console import metrics_table
+        from mtlbench.report.console import metrics_table  # lazy: rich.progress, not needed for --help
+        from mtlbench.workflows.evaluate import evaluate_with_figures  # lazy: imports torch
 
         options = _eval_overrides(min_depth, max_depth, eigen_crop, boundaries, edge_tolerance, edge_thresholds,
                                   edge_nms)
         with err.status(f"evaluating {run_dir} ({split}, {checkpoint} checkpoint)"):
-            metrics = evaluate_run(run_dir, split, checkpoint, device, options, figures)
+            metrics = evaluate_with_figures(run_dir, split, checkpoint, device, options, figures)
     info = metrics["eval"][split]
     console.print(metrics_table(metrics[split], f"{split} metrics ({metrics['model']}, {checkpoint} checkpoint, "
                                                 f"epoch {info['epoch']}, {metrics['sizes'][split]} frames)"))
@@ -354,20 +384,22 @@ def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="run directories with a metrics.json")],
     split: Annotated[str, typer.Option(help="which split of each metrics.json")] = "test",
     fmt: Annotated[str, typer.Option("--format", "-f", help="rich, md, latex, csv or json")] = "rich",
-    out: Annotated[Optional[Path], typer.Option(help="write the tables to this file instead of printing")] = None,
-    baseline: Annotated[Optional[list[Path]], typer.Option(help="a one-task run serving as Δm reference "
-                                                                "(repeatable; one-task runs compared serve too)")] = None,
+    out: Annotated[Path | None, typer.Option(help="write the tables to this file instead of printing")] = None,
+    baseline: Annotated[list[Path] | None,
+                        typer.Option(help="a one-task run serving as Δm reference "
+                                          "(repeatable; one-task runs compared serve too)")] = None,
     delta: Annotated[str, typer.Option(help="Δm variant: mti (one metric per task), all (every metric), "
                                             "both or none")] = "mti",
     published: Annotated[bool, typer.Option("--published/--no-published",
                                             help="add published numbers of the same protocol")] = True,
-    other_protocols: Annotated[bool, typer.Option("--other-protocols", help="also list published numbers of "
-                                                                          "other protocols, in their own tables")] = False,
-    columns: Annotated[Optional[str], typer.Option(help="comma-separated metric keys, e.g. depth/rmse,seg/miou")] = None,
+    other_protocols: Annotated[bool, typer.Option("--other-protocols",
+                                                  help="also list published numbers of "
+                                                       "other protocols, in their own tables")] = False,
+    columns: Annotated[str | None, typer.Option(help="comma-separated metric keys, e.g. depth/rmse,seg/miou")] = None,
     per_class: Annotated[bool, typer.Option("--per-class", help="also tabulate per-class IoU")] = False,
 ) -> None:
     """Tabulate runs side by side and beside published baselines of the same protocol, with Δm."""
-    from mtlbench.errors import MtlbenchError
+    # lazy: torch-free, but not needed for --help
     from mtlbench.report.results import comparison_tables, load_run, per_class_table
     from mtlbench.report.tables import FORMATS, check_writable, render, to_rich_fitted, write_atomic
 
@@ -404,13 +436,13 @@ def predict(
     run_dir: Annotated[Path, typer.Argument(help="a run directory (from `mtlbench run`)")],
     images: Annotated[list[Path], typer.Argument(help="RGB images (PNG or JPEG), any size")],
     out: Annotated[Path, typer.Option(help="folder for predictions and figures")] = Path("predictions"),
-    depth: Annotated[Optional[list[Path]], typer.Option(help="ground-truth depth PNG per image, in order "
+    depth: Annotated[list[Path] | None, typer.Option(help="ground-truth depth PNG per image, in order "
                                                              "(repeatable)")] = None,
-    labels: Annotated[Optional[list[Path]], typer.Option(help="ground-truth label PNG per image (class ids, "
+    labels: Annotated[list[Path] | None, typer.Option(help="ground-truth label PNG per image (class ids, "
                                                               "255 unlabelled), in order (repeatable)")] = None,
     depth_scale: Annotated[float, typer.Option(help="depth PNG value per metre (NYUv2 exports: 5000)")] = 5000.0,
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N (default: the run's)")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N (default: the run's)")] = None,
 ) -> None:
     """Predict every task of a run on image files; writes depth (.npy, metres), labels and edges
     (.png) and the seed's 2×3 figure per image, plus attention maps for guided attention."""
@@ -418,7 +450,7 @@ def predict(
     _one_line_warnings()
     err = _console(stderr=True)
     with _one_line_errors():
-        from mtlbench.engine.runs import predict_images
+        from mtlbench.workflows.predict import predict_images  # lazy: imports torch
 
         written = predict_images(run_dir, images, out, depth or (), labels or (), depth_scale, checkpoint, device)
     for path in written:

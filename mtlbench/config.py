@@ -7,11 +7,12 @@ object written out, and reading it back gives an equal object.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, TypeVar, get_type_hints, overload
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -20,21 +21,16 @@ else:  # pragma: no cover
 
 from mtlbench.errors import MtlbenchError
 
+_Config = TypeVar("_Config")  # RunConfig or one of its section dataclasses
+
 
 @dataclass
 class DataConfig:
+    """The dataset and the input pipeline; the dataset's own options go in ``[data.options]``."""
+
     name: str = "synthrooms"
     root: str = ""  # dataset folder; synthrooms: its cache (default ~/.cache/mtlbench)
     size: int = 256  # square input side, pixels
-    frames: int = 1449  # synthrooms only: frames rendered
-    split: str = "seed"  # seed: random by fractions (the paper's); official: NYUv2's 795/654
-    fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train/val/test
-    split_seed: int = 0
-    val_frames: int = 80  # official split: validation frames carved from train
-    classes: int = 40  # nyuv2: 40, 13 or 894
-    raw_depth: bool = False  # nyuv2: rawDepths (holes = 0) instead of the in-painted depths
-    scene_seed: int = 0  # synthrooms only
-    holes: bool = False  # synthrooms only: Kinect-like depth holes
     max_depth: float = 10.0  # metres mapped to 1.0 for the depth loss
     clahe: bool = True
     clahe_clip: float = 2.0
@@ -45,29 +41,36 @@ class DataConfig:
     color_jitter: float = 0.2
     edge_thickness: int = 1
     depth_edges: float = 0.0  # > 0: also mark depth discontinuities, |Sobel(log depth)| above this
+    options: dict[str, Any] = field(default_factory=dict)  # what the dataset declares (frames, split, …)
 
 
 @dataclass
 class ModelConfig:
+    """The network; the model's own options go in ``[model.options]``."""
+
     name: str = "mtinet"
     backbone: str = "resnet50"
     width: int = 128  # channels per scale after the 1×1 reduction
     pretrained: bool = False
     weights: str = ""  # a local weights file for the backbone
-    interaction: str = ""  # mtinet: guidance module (default guided_attention)
+    options: dict[str, Any] = field(default_factory=dict)  # what the model declares (interaction, …)
 
 
 @dataclass
 class LossConfig:
-    depth: str = ""  # empty: the task's default loss
-    seg: str = ""
-    edge: str = ""
-    depth_alpha: float = 1.0
-    depth_beta: float = 1.0
-    depth_gamma: float = 0.1
-    edge_pos_weight: float = 0.95
-    weighting: str = "fixed"
-    weights: dict[str, float] = field(default_factory=dict)
+    """Per task, its loss (``[loss.names]``, default: the task's) and that loss's options
+    (``[loss.options.TASK]``)."""
+
+    names: dict[str, str] = field(default_factory=dict)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class WeightingConfig:
+    """How the task losses become the step's gradients; options in ``[weighting.options]``."""
+
+    name: str = "fixed"
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,6 +109,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    weighting: WeightingConfig = field(default_factory=WeightingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -119,10 +123,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # a CPU demo (about 2 minutes on 2 cores): small backbone, 128×128, few frames and epochs;
     # lr 1e-3 because the backbone starts from random weights, not ImageNet
     "quick": {
-        "data": {"size": 128, "frames": 320},
+        "data": {"size": 128},
         "model": {"backbone": "resnet18", "width": 64},
         "train": {"epochs": 4, "batch_size": 16, "lr": 1e-3},
     },
+}
+
+# Dataset options a preset sets when (and only when) the run uses that dataset.
+PRESET_DATASET_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
+    "quick": {"synthrooms": {"frames": 320}},
 }
 
 
@@ -134,8 +143,28 @@ def preset(name: str) -> RunConfig:
     return cfg
 
 
+def preset_dataset_options(cfg: RunConfig) -> dict[str, Any]:
+    """The options ``cfg``'s preset gives its dataset (under the ones the user set)."""
+    return dict(PRESET_DATASET_OPTIONS.get(cfg.preset, {}).get(cfg.data.name, {}))
+
+
+# Keys of earlier config files and where they live now.
+MOVED = {
+    **{f"data.{k}": f"data.options.{k}" for k in ("frames", "fractions", "split_seed", "val_frames",
+                                                   "classes", "raw_depth", "scene_seed", "holes")},
+    "data.split": "data.options.protocol",
+    "model.interaction": "model.options.interaction",
+    "loss.depth": "loss.names.depth", "loss.seg": "loss.names.seg", "loss.edge": "loss.names.edge",
+    "loss.depth_alpha": "loss.options.depth.alpha", "loss.depth_beta": "loss.options.depth.beta",
+    "loss.depth_gamma": "loss.options.depth.gamma", "loss.edge_pos_weight": "loss.options.edge.pos_weight",
+    "loss.weighting": "weighting.name", "loss.weights": "weighting.options.weights",
+}
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin = getattr(hint, "__origin__", None)
+    if hint is Any:  # option tables: checked against what their factory declares
+        return value
     if hint is bool:
         if not isinstance(value, bool):
             raise MtlbenchError(f"{where}: expected true or false, got {value!r}")
@@ -165,6 +194,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     raise TypeError(f"unsupported config type {hint!r}")
 
 
+@overload
+def from_dict(data: dict[str, Any], base: None = None, where: str = "config") -> RunConfig: ...
+@overload
+def from_dict(data: dict[str, Any], base: _Config, where: str = "config") -> _Config: ...
 def from_dict(data: dict[str, Any], base: Any = None, where: str = "config") -> Any:
     """Overlay ``data`` on a copy of ``base`` (a config dataclass), checking names and types."""
     base = dataclasses.replace(base) if base is not None else RunConfig()
@@ -172,8 +205,11 @@ def from_dict(data: dict[str, Any], base: Any = None, where: str = "config") -> 
     known = {f.name for f in fields(base)}
     for key, value in data.items():
         if key not in known:
-            import difflib
-
+            section = where.rsplit(".", 1)[-1]
+            moved = MOVED.get(f"{section}.{key}")
+            if moved:
+                raise MtlbenchError(f"{where}: {section}.{key} is now {moved} (options live in the table of "
+                                    f"what takes them)")
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise MtlbenchError(f"{where}: unknown key {key!r}{hint}")
@@ -188,12 +224,10 @@ def from_dict(data: dict[str, Any], base: Any = None, where: str = "config") -> 
 
 
 def validate(cfg: RunConfig) -> None:
-    """Value checks that types alone do not catch."""
+    """Value checks that types alone do not catch (options are checked by what takes them)."""
     d, t = cfg.data, cfg.train
     if d.size < 32:
         raise MtlbenchError(f"image size {d.size} is too small: use at least 32 (a multiple of the backbone stride)")
-    if len(d.fractions) != 3 or any(f < 0 for f in d.fractions) or abs(sum(d.fractions) - 1) > 1e-6:
-        raise MtlbenchError(f"data.fractions must be three non-negative numbers summing to 1, got {d.fractions}")
     if len(d.scale) != 2 or not 0 < d.scale[0] <= d.scale[1] <= 1:
         raise MtlbenchError(f"data.scale must be [min, max] with 0 < min <= max <= 1, got {d.scale}")
     if d.depth_edges < 0:
@@ -201,44 +235,66 @@ def validate(cfg: RunConfig) -> None:
     if d.max_depth <= 0:
         raise MtlbenchError(f"data.max_depth must be positive, got {d.max_depth}")
     for name, value in [("train.epochs", t.epochs), ("train.batch_size", t.batch_size),
-                        ("train.eval_batch_size", t.eval_batch_size), ("data.frames", d.frames),
-                        ("data.edge_thickness", d.edge_thickness), ("data.val_frames", d.val_frames)]:
+                        ("train.eval_batch_size", t.eval_batch_size), ("data.edge_thickness", d.edge_thickness)]:
         if value < 1:
             raise MtlbenchError(f"{name} must be at least 1, got {value}")
-    lo = cfg.loss
-    for name, value in [("train.seed", t.seed), ("data.split_seed", d.split_seed), ("data.scene_seed", d.scene_seed),
-                        ("train.weight_decay", t.weight_decay), ("loss.depth_alpha", lo.depth_alpha),
-                        ("loss.depth_beta", lo.depth_beta), ("loss.depth_gamma", lo.depth_gamma),
-                        ("data.color_jitter", d.color_jitter)] + [(f"loss.weights.{k}", v) for k, v in lo.weights.items()]:
-        if value < 0:
-            raise MtlbenchError(f"{name} must not be negative, got {value}")
-    if not 0 < lo.edge_pos_weight < 1:
-        raise MtlbenchError(f"loss.edge_pos_weight must lie strictly between 0 and 1, got {lo.edge_pos_weight}")
+    non_negative: list[tuple[str, float]] = [("train.seed", t.seed), ("train.weight_decay", t.weight_decay),
+                                             ("data.color_jitter", d.color_jitter)]
+    for name, amount in non_negative:
+        if amount < 0:
+            raise MtlbenchError(f"{name} must not be negative, got {amount}")
     if d.clahe_clip <= 0:
         raise MtlbenchError(f"data.clahe_clip must be positive, got {d.clahe_clip}")
-    if d.classes not in (13, 40, 894):
-        raise MtlbenchError(f"data.classes must be 40, 13 or 894, got {d.classes}")
     if cfg.model.width < 8 or cfg.model.width % 4:
         raise MtlbenchError(f"model.width must be a multiple of 4 and at least 8, got {cfg.model.width}")
+    for section in ("names", "options"):
+        extra = [k for k in getattr(cfg.loss, section) if k not in cfg.tasks]
+        if extra:
+            raise MtlbenchError(f"loss.{section} names task {', '.join(extra)}, which this run does not train "
+                                f"(tasks: {', '.join(cfg.tasks)})")
     e = cfg.eval
     if e.max_depth < 0:
-        raise MtlbenchError(f"eval.max_depth (--max-depth) must be 0 (use data.max_depth) or positive, got {e.max_depth}")
+        raise MtlbenchError("eval.max_depth (--max-depth) must be 0 (use data.max_depth) or positive, "
+                            f"got {e.max_depth}")
     cap = e.max_depth or d.max_depth
     if not 0 <= e.min_depth < cap:
         raise MtlbenchError(f"eval.min_depth (--min-depth) {e.min_depth} must be at least 0 and below the cap {cap}")
     if not 0 < e.edge_tolerance < 1:
-        raise MtlbenchError(f"eval.edge_tolerance (--edge-tolerance) is a fraction of the image diagonal in (0, 1), got {e.edge_tolerance}")
+        raise MtlbenchError("eval.edge_tolerance (--edge-tolerance) is a fraction of the image diagonal in (0, 1), "
+                            f"got {e.edge_tolerance}")
     if not 1 <= e.edge_thresholds <= 999:
-        raise MtlbenchError(f"eval.edge_thresholds (--edge-thresholds) must be between 1 and 999, got {e.edge_thresholds}")
+        raise MtlbenchError("eval.edge_thresholds (--edge-thresholds) must be between 1 and 999, "
+                            f"got {e.edge_thresholds}")
     if t.lr <= 0:
         raise MtlbenchError(f"train.lr must be positive, got {t.lr}")
     if t.device not in ("auto", "cpu", "cuda") and not t.device.startswith("cuda:"):
         raise MtlbenchError(f"unknown device {t.device!r}: use auto, cpu, cuda or cuda:N")
-    parts = resolved_select(cfg).split("/")
-    if len(parts) != 3 or parts[0] != "val" or parts[1] not in cfg.tasks + ["total"]:
+    criterion(cfg)
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """The checkpoint criterion ``val/TASK/METRIC`` (METRIC may be ``loss``), parsed once."""
+
+    task: str
+    metric: str
+
+    def __str__(self) -> str:
+        return f"val/{self.task}/{self.metric}"
+
+
+def criterion(cfg: RunConfig) -> Criterion:
+    """``train.select`` parsed ("auto": val/depth/loss, the seed's, when depth is trained, else
+    val/total/loss). Whether the metric exists is checked where the task's metrics are known."""
+    select = resolved_select(cfg)
+    parts = select.split("/")
+    if len(parts) != 3 or parts[0] != "val" or parts[1] not in list(cfg.tasks) + ["total"] or not parts[2]:
         raise MtlbenchError(
-            f"train.select {t.select!r} must read val/TASK/METRIC with TASK one of {', '.join(cfg.tasks)} "
+            f"train.select {cfg.train.select!r} must read val/TASK/METRIC with TASK one of {', '.join(cfg.tasks)} "
             f"or total, e.g. val/depth/loss or val/seg/miou")
+    if parts[1] == "total" and parts[2] != "loss":
+        raise MtlbenchError(f"train.select {select!r}: total has only a loss; use val/total/loss")
+    return Criterion(parts[1], parts[2])
 
 
 def resolved_select(cfg: RunConfig) -> str:
@@ -282,11 +338,21 @@ def _toml_key(k: str) -> str:
     return k if k.replace("_", "").replace("-", "").isalnum() else _toml_value(k)
 
 
+def _toml_table(name: str, values: dict[str, Any], nested: list[str]) -> list[str]:
+    """``[name]`` with its scalars, then its ``nested`` keys as sub-tables."""
+    lines = ["", f"[{name}]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items() if k not in nested]
+    for k in nested:
+        lines += _toml_table(f"{name}.{k}", values[k], [])
+    return lines
+
+
 def dumps(cfg: RunConfig) -> str:
-    """``cfg`` as TOML: top-level scalars first, then one table per section."""
+    """``cfg`` as TOML: top-level scalars first, then one table per section, options tables under
+    their section."""
     data = cfg.to_dict()
     lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
     for section, values in data.items():
         if isinstance(values, dict):
-            lines += ["", f"[{section}]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items()]
+            nested = [k for k, v in values.items() if isinstance(v, dict)]
+            lines += _toml_table(section, values, nested)
     return "\n".join(lines) + "\n"

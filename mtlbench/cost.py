@@ -1,8 +1,9 @@
 """What a model costs: parameters, FLOPs, activation memory and latency per image.
 
 :func:`cost_report` measures a registered model on some tasks and, when it serves more than one,
-the same model given each task alone (the single-task models a multi-task model replaces); the
-tables set the multi-task model against their sum (the seed's "reduced computational redundancy").
+the same model given each task alone (the single-task models a multi-task model replaces);
+:mod:`mtlbench.report.cost` tables set the multi-task model against their sum (the seed's "reduced
+computational redundancy").
 
 Measures, all per image (batch totals divided by the batch size):
 
@@ -11,7 +12,8 @@ Measures, all per image (batch totals divided by the batch size):
   matrix products and convolutions (2 FLOPs per multiply-add, bias, normalisation, activations,
   pooling and interpolation not counted).
 - activation memory, one inference forward pass with autograd on (what it saves for backward; in
-  training, train-mode-only branches such as auxiliary heads add to it), model in eval mode (BatchNorm with running statistics, so any batch size works):
+  training, train-mode-only branches such as auxiliary heads add to it), model in eval mode (BatchNorm
+  with running statistics, so any batch size works):
   on CUDA, ``torch.cuda.max_memory_allocated`` during the pass minus what was allocated before it
   (parameters, buffers, input), so transient buffers count; on CPU, the bytes of the distinct
   storages autograd saves for backward plus the outputs (``torch.autograd.graph.saved_tensors_hooks``),
@@ -25,21 +27,19 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from mtlbench import config as C
+from mtlbench.engine.build import build_model, resolve, resolve_device
 from mtlbench.errors import MtlbenchError
-from mtlbench.report.tables import (  # noqa: F401
-    TableData,
-    check_writable,
-    to_markdown,
-    to_rich,
-    write_atomic,
-)
+from mtlbench.models.backbones import build_backbone
+from mtlbench.tasks import DatasetInfo, build_tasks, parse_tasks
 
 # ----------------------------------------------------------------------------- measures
 
@@ -206,11 +206,6 @@ def cost_report(model: str, tasks: str | Sequence[str], backbone: str = "resnet5
     Raises:
         MtlbenchError: bad input, one line.
     """
-    from mtlbench import config as C
-    from mtlbench.engine.build import build_model, check_names, resolve_device
-    from mtlbench.models.backbones import build_backbone
-    from mtlbench.tasks import DatasetInfo, build_tasks, parse_tasks
-
     if batch_size < 1:
         raise MtlbenchError(f"batch size must be at least 1, got {batch_size}")
     if repeats < 1:
@@ -220,8 +215,8 @@ def cost_report(model: str, tasks: str | Sequence[str], backbone: str = "resnet5
     cfg.model.name, cfg.model.backbone, cfg.data.size, cfg.train.device = model, backbone, size, device
     if width is not None:
         cfg.model.width = width
-    C.validate(cfg)
-    task_names = check_names(cfg)
+    resolve(cfg)
+    task_names = tuple(cfg.tasks)
     dev = resolve_device(device)
     info = DatasetInfo()
 
@@ -253,42 +248,3 @@ def cost_report(model: str, tasks: str | Sequence[str], backbone: str = "resnet5
     singles = [run(build((t,)), (t,), f"{model} ({t})") for t in task_names] if len(task_names) > 1 else []
     return CostReport(model, task_names, backbone, size, batch_size, str(dev), memory_method(dev), main, singles,
                       torch.get_num_threads(), repeats, WARMUP)
-
-
-# ----------------------------------------------------------------------------- tables
-
-
-COLUMNS = ["model", "params M", "GFLOP/img", "act. MiB/img", "ms/img"]
-
-
-def _cells(c: ModelCost) -> list[str]:
-    return [c.label, f"{c.params / 1e6:.2f}", f"{c.flops / 1e9:.2f}", f"{c.act_bytes / 2**20:.1f}",
-            f"{c.latency_s * 1e3:.1f}"]
-
-
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.3f}" if b else "n/a"
-
-
-def cost_tables(report: CostReport) -> list[TableData]:
-    """The cost table, and the multi-task against single-task table when there are several tasks."""
-    r = report
-    setting = (f"{r.backbone}, {r.size}×{r.size}, batch {r.batch_size}, {r.device}"
-               + (f" ({r.threads} threads)" if r.device == "cpu" else "") + ", seg 40 classes")
-    caption = (f"params M: parameters in millions. GFLOP/img: torch.utils.flop_counter, conv/matmul only, 2 per "
-               f"multiply-add. act. MiB/img: {r.memory_method}. ms/img: median of {r.repeats} timed inference "
-               f"passes after {r.warmup} warm-up passes.")
-    tables = [TableData(f"cost of {r.model} on {','.join(r.tasks)} ({setting})", caption, list(COLUMNS),
-                        [_cells(r.main)])]
-    s = r.summed
-    if s is not None:
-        m = r.main
-        rows = [_cells(c) for c in r.singles] + [_cells(s), _cells(m),
-                                                 ["ratio multi / sum", _ratio(m.params, s.params),
-                                                  _ratio(m.flops, s.flops), _ratio(m.act_bytes, s.act_bytes),
-                                                  _ratio(m.latency_s, s.latency_s)]]
-        n = len(r.singles)
-        note = "Single-task rows: the same model given one task; ratio: multi-task row / sum row. "
-        tables.append(TableData(f"{r.model} multi-task against its single-task models ({setting})", note + caption,
-                                list(COLUMNS), rows, sections=[n, n + 2]))
-    return tables

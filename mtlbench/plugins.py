@@ -14,10 +14,13 @@ turns discovery off.
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+
+from mtlbench.registry import REGISTRIES, registering_as
 
 GROUP = "mtlbench.plugins"
 DISABLE_ENV = "MTLBENCH_DISABLE_PLUGINS"
@@ -55,19 +58,17 @@ def load_plugins() -> dict[str, PluginStatus]:
     """Load every plugin not yet loaded; returns the status of each, keyed "distribution:name"."""
     if plugins_disabled():
         return dict(_status)
-    from mtlbench.registry import REGISTRIES, _current_source
-
     for ep in discover():
         dist = ep.dist.name if ep.dist is not None else "unknown distribution"
         key = f"{dist}:{ep.name}"
         if key in _status:
             continue
         status = PluginStatus(ep.name, ep.value, dist)
-        token = _current_source.set(status.source)
         try:
-            obj = ep.load()
-            if ep.attr and callable(obj):
-                obj()
+            with registering_as(status.source):
+                obj = ep.load()
+                if ep.attr and callable(obj):
+                    obj()
         except Exception as exc:  # a plugin must never take the host down
             status = PluginStatus(ep.name, ep.value, dist, f"{type(exc).__name__}: {exc}")
             for reg in REGISTRIES.values():  # a half-loaded plugin leaves nothing behind
@@ -77,8 +78,6 @@ def load_plugins() -> dict[str, PluginStatus]:
                 PluginWarning,
                 stacklevel=2,
             )
-        finally:
-            _current_source.reset(token)
         _status[key] = status
     return dict(_status)
 
@@ -86,3 +85,26 @@ def load_plugins() -> dict[str, PluginStatus]:
 def plugin_status() -> dict[str, PluginStatus]:
     """What :func:`load_plugins` has seen: loaded plugins and failures."""
     return dict(_status)
+
+
+# Each registers its entries when imported.
+BUILTIN_MODULES = (
+    "mtlbench.tasks",
+    "mtlbench.models.backbones",
+    "mtlbench.models.interactions",
+    "mtlbench.models.multitask",
+    "mtlbench.models.mtinet_eccv20",
+    "mtlbench.models.zoo",
+    "mtlbench.models.smp_baselines",
+    "mtlbench.losses",
+    "mtlbench.weighting",
+    "mtlbench.data.datasets",
+    "mtlbench.data.nyuv2",
+)
+
+
+def populate() -> None:
+    """Import the built-in entries, then load the plugins (the registries' first-lookup hook)."""
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+    load_plugins()

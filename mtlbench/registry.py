@@ -7,29 +7,47 @@ Entries are plain factory functions (or classes) registered with a decorator::
     @MODELS.register("my_model", tasks=("depth", "seg"))
     def my_model(tasks, backbone, **kwargs) -> nn.Module: ...
 
-Lookups populate the registries on first use: the built-in modules are imported, then the
-``mtlbench.plugins`` entry points are loaded (see :mod:`mtlbench.plugins`). Importing this
-module is cheap: it imports neither torch nor any plugin.
+A factory declares the options it takes (``options={"dim": 64}``: names and defaults, or
+:class:`~mtlbench.options.Option` for help and value checks); the configuration's option tables
+are validated against them before anything is built (:func:`mtlbench.options.resolve_options`).
+
+This module is a leaf: it knows nothing of what fills it. Lookups run the populators installed
+with :func:`on_first_lookup` once (the package installs one that imports the built-in modules
+and loads the entry-point plugins, see :mod:`mtlbench.plugins`). Code that registers on behalf
+of someone else (the plugin loader) names them with :func:`registering_as`. Importing this module
+is cheap: it imports neither torch nor any plugin.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-import importlib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
+from typing import Any, Generic, TypeVar
 
 from mtlbench.errors import MtlbenchError, UnknownNameError
+from mtlbench.options import OptionSpec, declare_options, resolve_options
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Callable[..., Any])  # what registries hold: factories (functions or classes)
 
 BUILTIN = "built-in"
 
-# Set by the plugin loader while a plugin runs, so that its registrations name it.
+# Set by registering_as while a plugin runs, so that its registrations name it.
 _current_source: ContextVar[str] = ContextVar("mtlbench_registry_source", default=BUILTIN)
+
+
+@contextmanager
+def registering_as(source: str) -> Iterator[None]:
+    """Entries registered inside are attributed to ``source`` (e.g. "plugin x (dist)")."""
+    token = _current_source.set(source)
+    try:
+        yield
+    finally:
+        _current_source.reset(token)
 
 
 @dataclass(frozen=True)
@@ -41,6 +59,7 @@ class Entry(Generic[T]):
     source: str
     summary: str
     meta: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, OptionSpec] = field(default_factory=dict)  # declared options, in order
 
 
 def _first_doc_line(obj: object) -> str:
@@ -59,22 +78,26 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str | None = None, **meta: Any) -> Callable[[T], T]:
+    def register(self, name: str | None = None, *, options: Mapping[str, Any] | None = None,
+                 **meta: Any) -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name`` (default: its ``__name__``).
 
-        Extra keyword arguments are kept as metadata (for example the tasks a model serves).
+        Args:
+            options: the options the factory takes from the configuration, name → default (or
+                an :class:`~mtlbench.options.Option`); the factory is called with all of them.
+            meta: kept as metadata (for example the tasks a model serves).
 
         Raises:
             MtlbenchError: the name is already registered.
         """
 
         def decorator(obj: T) -> T:
-            self.add(name or obj.__name__, obj, **meta)  # type: ignore[attr-defined]
+            self.add(name or obj.__name__, obj, options=options, **meta)
             return obj
 
         return decorator
 
-    def add(self, name: str, obj: T, **meta: Any) -> None:
+    def add(self, name: str, obj: T, *, options: Mapping[str, Any] | None = None, **meta: Any) -> None:
         """Register ``obj`` under ``name``; see :meth:`register`."""
         if not name or not isinstance(name, str):
             raise MtlbenchError(f"{self.kind}: a registered name must be a non-empty string, got {name!r}")
@@ -84,7 +107,7 @@ class Registry(Generic[T]):
                 f"{self.kind}: {name!r} is already registered (by {old.source}); choose another name"
             )
         self._entries[name] = Entry(name, obj, _current_source.get(), _first_doc_line(obj),
-                                    MappingProxyType(dict(meta)))
+                                    MappingProxyType(dict(meta)), declare_options(options or {}))
 
     def discard_source(self, source: str) -> None:
         """Unregister every entry that ``source`` registered."""
@@ -108,8 +131,16 @@ class Registry(Generic[T]):
         return self.entry(name).obj
 
     def build(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Call the factory registered under ``name``."""
-        return self.get(name)(*args, **kwargs)  # type: ignore[operator]
+        """Call the factory registered under ``name``. Where it declares options, ``kwargs`` are
+        checked against them and completed with their defaults; otherwise passed as they are."""
+        entry = self.entry(name)
+        if entry.options:
+            kwargs = resolve_options(f"{self._singular} {name}", entry.options, kwargs, "options")
+        return entry.obj(*args, **kwargs)
+
+    @property
+    def _singular(self) -> str:
+        return self.kind[:-1] if self.kind.endswith("s") else self.kind
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell-style wildcard, sorted."""
@@ -135,8 +166,7 @@ class Registry(Generic[T]):
         close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
         known = ", ".join(sorted(self._entries)) or "none"
-        singular = self.kind[:-1] if self.kind.endswith("s") else self.kind
-        return f"unknown {singular} {name!r}: {hint}known {self.kind}: {known}"
+        return f"unknown {self._singular} {name!r}: {hint}known {self.kind}: {known}"
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {len(self._entries)} entries)"
@@ -154,37 +184,26 @@ REGISTRIES: dict[str, Registry[Any]] = {
     r.kind: r for r in (TASKS, BACKBONES, INTERACTIONS, LOSSES, WEIGHTINGS, DATASETS, MODELS)
 }
 
-# Imported on first lookup; each registers its entries at import time.
-_BUILTIN_MODULES = (
-    "mtlbench.tasks",
-    "mtlbench.models.backbones",
-    "mtlbench.models.interactions",
-    "mtlbench.models.multitask",
-    "mtlbench.models.mtinet_eccv20",
-    "mtlbench.models.zoo",
-    "mtlbench.models.smp_baselines",
-    "mtlbench.losses",
-    "mtlbench.losses.weighting",
-    "mtlbench.data.datasets",
-    "mtlbench.data.nyuv2",
-)
-
+_populators: list[Callable[[], None]] = []
 _populated = False
 _populating = False
 
 
+def on_first_lookup(populate: Callable[[], None]) -> None:
+    """Run ``populate`` before the first lookup of any registry (once per process)."""
+    if populate not in _populators:
+        _populators.append(populate)
+
+
 def ensure_populated() -> None:
-    """Import the built-in entries, then load the plugins, once per process."""
+    """Run the populators once (a lookup made while they run sees what is registered so far)."""
     global _populated, _populating
     if _populated or _populating:
         return
     _populating = True
     try:
-        for module in _BUILTIN_MODULES:
-            importlib.import_module(module)
-        from mtlbench.plugins import load_plugins
-
-        load_plugins()
+        for populate in list(_populators):
+            populate()
         _populated = True
     finally:
         _populating = False

@@ -1,12 +1,51 @@
+"""Fixtures and helpers the tests share: tiny run settings, CLI invocation, the bad-input check."""
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MTLBENCH_SHARED", REPO.parent / "shared"))
+
+# a run that trains in seconds on a CPU, as `mtlbench run` flags and as a config
+TINY_ARGS = ["--backbone", "test_resnet", "--size", "64", "--frames", "24", "--epochs", "1",
+             "--batch-size", "8", "--device", "cpu"]
+TINY = {
+    "data": {"size": 64, "scale": [0.7, 1.0], "options": {"frames": 40}},
+    "model": {"backbone": "test_resnet", "width": 16},
+    "train": {"epochs": 3, "batch_size": 8, "lr": 1e-3, "device": "cpu"},
+}
+
+
+def tiny_config(**sections: dict[str, Any]):
+    """:data:`TINY` as a RunConfig, with ``sections`` laid over it."""
+    from mtlbench.config import RunConfig, from_dict
+
+    cfg = from_dict(TINY, RunConfig())
+    return from_dict(sections, cfg) if sections else cfg
+
+
+def invoke(*args: Any):
+    """Run the ``mtlbench`` CLI in-process; arguments are turned into strings."""
+    from typer.testing import CliRunner
+
+    from mtlbench.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_bad_input(result, *fragments: str) -> None:
+    """Exit code 2 and exactly one ``error:`` line on stderr containing every fragment."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    for f in fragments:
+        assert f in lines[0], lines[0]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -3,39 +3,26 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from mtlbench.cli import app
-
-TINY = ["--backbone", "test_resnet", "--size", "64", "--frames", "24", "--epochs", "1",
-        "--batch-size", "8", "--device", "cpu"]
+from tests.conftest import TINY_ARGS as TINY
+from tests.conftest import assert_bad_input, invoke
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(app, list(args))
-
-
-def assert_bad_input(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for f in fragments:
-        assert f in lines[0], lines[0]
-
-
+@pytest.mark.slow
 def test_run_prints_the_table_and_writes_the_run_directory(tmp_path):
     run_dir = tmp_path / "run"
     result = invoke("run", "--model", "hps", "--task", "depth,seg", *TINY, "--run-dir", str(run_dir))
     assert result.exit_code == 0, result.output
     assert "test metrics (hps" in result.stdout
-    assert "RMSE m" in result.stdout and "mIoU" in result.stdout and "F@0.5" not in result.stdout and "odsF" not in result.stdout
+    assert "RMSE m" in result.stdout and "mIoU" in result.stdout
+    assert "F@0.5" not in result.stdout and "odsF" not in result.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["test"]) == {"depth", "seg", "total"}
     assert metrics["tasks"] == ["depth", "seg"]
     assert 'tasks = ["depth", "seg"]' in (run_dir / "config.toml").read_text()
 
 
+@pytest.mark.slow
 def test_run_header_says_which_guidance_is_off(tmp_path):
     result = invoke("run", "--task", "depth,seg", *TINY, "--run-dir", str(tmp_path / "r"))
     assert result.exit_code == 0, result.output
@@ -43,6 +30,7 @@ def test_run_header_says_which_guidance_is_off(tmp_path):
     assert "edge→depth guidance: off (edge not requested)" in result.stderr
 
 
+@pytest.mark.slow
 def test_resume_of_a_finished_run_reprints_its_metrics(tmp_path):
     run_dir = tmp_path / "run"
     first = invoke("run", "--task", "edge", *TINY, "--run-dir", str(run_dir))
@@ -64,6 +52,7 @@ def test_resume_refuses_options_that_would_change_the_run(tmp_path):
                      "a resumed run keeps its own config.toml: drop --epochs, --task")
 
 
+@pytest.mark.slow
 def test_a_config_file_keeps_its_model_and_tasks(tmp_path):
     first = tmp_path / "first"
     assert invoke("run", "--model", "hps", "--task", "depth", *TINY, "--run-dir", str(first)).exit_code == 0
@@ -90,7 +79,13 @@ def test_a_config_file_keeps_its_model_and_tasks(tmp_path):
         (["--device", "tpu"], ["unknown device 'tpu'"]),
         (["--select", "val/normals/loss"], ["train.select"]),
         (["--select", "val/seg/mIoU"], ["seg has no metric 'mIoU'", "miou"]),
-        (["--model", "hps", "--interaction", "guided_attention"], ["model hps takes no option interaction"]),
+        (["--model", "hps", "--interaction", "guided_attention"],
+         ["model hps takes no option --interaction (interaction)", "it takes no options"]),
+        (["--data", "nyuv2", "--data-root", "x"], ["dataset nyuv2 takes no option --frames (frames)",
+                                                   "it takes protocol, fractions"]),
+        (["--classes", "13"], ["dataset synthrooms takes no option --classes (classes)"]),
+        (["--protocol", "official"], ["--protocol (dataset synthrooms): must be one of seed, got 'official'"]),
+        (["--weighting", "pcgard"], ["unknown weighting 'pcgard'", "did you mean 'pcgrad'"]),
         (["--preset", "fast"], ["unknown preset 'fast'"]),
         (["--frames", "5"], ["the val and test splits are empty (5/0/0 frames)"]),
         (["--interaction", "nonexistent"], ["unknown interaction 'nonexistent'"]),
@@ -99,7 +94,9 @@ def test_a_config_file_keeps_its_model_and_tasks(tmp_path):
     ],
     ids=lambda v: v[0] if isinstance(v, list) and v and v[0].startswith("--") else None,
 )
-def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, args, fragments):
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, monkeypatch, args, fragments):
+    cache = tmp_path / "cache"  # cold: a check made after rendering would print progress first
+    monkeypatch.setenv("MTLBENCH_CACHE", str(cache))
     run_dir = tmp_path / "run"
     base = dict(zip(TINY[::2], TINY[1::2]))
     base.update(dict(zip(args[::2], args[1::2])))
@@ -107,6 +104,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, args, fragme
     result = invoke("run", *flat, "--run-dir", str(run_dir))
     assert_bad_input(result, *fragments)
     assert not run_dir.exists()
+    assert not cache.exists()  # nothing rendered
 
 
 def test_a_task_the_model_cannot_serve(tmp_path, isolated_registries):
@@ -148,12 +146,15 @@ def test_an_unreadable_config_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("[loss]\nedge_pos_weight = 1.0\n", "loss.edge_pos_weight must lie strictly between 0 and 1"),
+    ("[loss.options.edge]\npos_weight = 1.0\n",
+     "loss.options.edge.pos_weight (loss balanced_bce): must lie strictly between 0 and 1"),
     ("[train]\nweight_decay = -1.0\n", "train.weight_decay must not be negative"),
-    ("[data]\nscene_seed = -1\n", "data.scene_seed must not be negative"),
-    ("[loss]\ndepth_alpha = -1.0\n", "loss.depth_alpha must not be negative"),
+    ("[data.options]\nscene_seed = -1\n", "data.options.scene_seed (dataset synthrooms): must be at least 0"),
+    ("[loss.options.depth]\nalpha = -1.0\n", "loss.options.depth.alpha (loss structured_depth): must be at least 0"),
     ("[data]\nclahe_clip = 0.0\n", "data.clahe_clip must be positive"),
-    ("[data]\nfractions = [0.9, 0.1, 0.0]\nframes = 24\n", "the test split is empty"),
+    ("[data.options]\nfractions = [0.9, 0.1, 0.0]\nframes = 24\n", "the test split is empty"),
+    ("[data.options]\nfractions = [0.9, 0.2, 0.0]\n",
+     "must be three non-negative numbers (train/val/test) summing to 1"),
 ])
 def test_out_of_range_config_values(tmp_path, text, fragment):
     path = tmp_path / "c.toml"
@@ -161,6 +162,38 @@ def test_out_of_range_config_values(tmp_path, text, fragment):
     result = invoke("run", "--config", str(path), "--size", "64", "--run-dir", str(tmp_path / "r"))
     assert_bad_input(result, fragment)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("[data.options]\nframe = 24\n", ["dataset synthrooms takes no option 'frame'", "did you mean 'frames'?"]),
+    ("[model.options]\ninteractoin = \"guided_attention\"\n",
+     ["model mtinet takes no option 'interactoin'", "did you mean 'interaction'?"]),
+    ("[loss.options.depth]\nalpah = 1.0\n", ["loss structured_depth takes no option 'alpah'", "did you mean 'alpha'?"]),
+    ("[weighting]\nname = \"fixed\"\n[weighting.options]\nweight = {depth = 2.0}\n",
+     ["weighting fixed takes no option 'weight'", "did you mean 'weights'?"]),
+    ("[loss.options.normals]\nalpha = 1.0\n", ["loss.options names task normals, which this run does not train"]),
+    ("[data]\nframes = 24\n", ["data.frames is now data.options.frames"]),
+    ("[loss]\nweighting = \"uncertainty\"\n", ["loss.weighting is now weighting.name"]),
+])
+def test_a_misspelt_option_in_a_config_file_is_refused_with_close_matches(tmp_path, text, fragments):
+    path = tmp_path / "c.toml"
+    path.write_text(text + "[model]\nbackbone = \"test_resnet\"\n" if "[model]" not in text else text)
+    result = invoke("run", "--config", path, "--size", "64", "--run-dir", tmp_path / "r")
+    assert_bad_input(result, *fragments)
+    assert not (tmp_path / "r").exists()
+
+
+def test_preset_dataset_options_apply_only_to_their_dataset():
+    from mtlbench import config as C
+    from mtlbench.engine.build import resolve
+
+    quick = C.preset("quick")
+    resolve(quick)
+    assert quick.data.options["frames"] == 320  # the quick preset's synthrooms size
+    other = C.preset("quick")
+    other.data.name, other.data.root = "nyud_mt", "somewhere"
+    resolve(other)  # no frames for a dataset that does not take them
+    assert other.data.options == {"split_seed": 0, "val_frames": 80}
 
 
 def test_overwrite_of_a_file_is_refused(tmp_path):

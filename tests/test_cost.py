@@ -5,14 +5,15 @@ import itertools
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
-from mtlbench.cli import app
+from mtlbench import cost as C
 from mtlbench.errors import MtlbenchError, UnknownNameError
 from mtlbench.models.backbones import build_backbone
 from mtlbench.registry import MODELS
-from mtlbench.report import cost as C
+from mtlbench.report import cost as T
+from mtlbench.report import tables
 from mtlbench.tasks import DatasetInfo, build_tasks
+from tests.conftest import invoke as cli
 
 TINY = ["--backbone", "test_resnet", "--size", "64", "--repeats", "1"]
 
@@ -86,7 +87,7 @@ def test_report_sets_the_multi_task_model_against_its_single_task_models():
     assert r.main.params == s.params - backbone
     assert r.main.flops < s.flops
     assert all(c.act_bytes > 0 and c.latency_s > 0 for c in [r.main, *r.singles])
-    tables = C.cost_tables(r)
+    tables = T.cost_tables(r)
     assert len(tables) == 2
     ratio = tables[1].rows[-1]
     assert ratio[0] == "ratio multi / sum" and float(ratio[1]) == pytest.approx(r.main.params / s.params, abs=1e-3)
@@ -95,7 +96,7 @@ def test_report_sets_the_multi_task_model_against_its_single_task_models():
 def test_one_task_gives_one_table():
     r = C.cost_report("smp_fpn", ["seg"], backbone="test_resnet", size=64, repeats=1)
     assert r.singles == [] and r.summed is None
-    assert len(C.cost_tables(r)) == 1
+    assert len(T.cost_tables(r)) == 1
 
 
 @pytest.mark.parametrize("kwargs, error, fragment", [
@@ -115,17 +116,17 @@ def test_bad_input_is_one_line_error(kwargs, error, fragment):
 
 
 def test_markdown_and_atomic_write(tmp_path):
-    table = C.TableData("title | x", "caption", ["model", "n"], [["a", "1"], ["b", "2"]], sections=[1])
-    text = C.to_markdown([table])
+    table = tables.TableData("title | x", "caption", ["model", "n"], [["a", "1"], ["b", "2"]], sections=[1])
+    text = tables.to_markdown([table])
     assert "**title \\| x**" in text
     assert "| model | n |\n|---|---:|\n| a | 1 |\n| b | 2 |" in text
     path = tmp_path / "cost.md"
     path.write_text("old")
-    C.write_atomic(path, text)
+    tables.write_atomic(path, text)
     assert path.read_text() == text
     assert [p.name for p in tmp_path.iterdir()] == ["cost.md"]  # no temporary file left
     with pytest.raises(MtlbenchError, match="does not exist"):
-        C.write_atomic(tmp_path / "missing" / "cost.md", text)
+        tables.write_atomic(tmp_path / "missing" / "cost.md", text)
 
 
 def test_a_failed_markdown_write_is_one_error_and_leaves_the_old_file(tmp_path, monkeypatch):
@@ -142,13 +143,13 @@ def test_a_failed_markdown_write_is_one_error_and_leaves_the_old_file(tmp_path, 
 
     monkeypatch.setattr(fileio.os, "fsync", full)
     with pytest.raises(MtlbenchError, match="cannot be written: No space left on device"):
-        C.write_atomic(path, "new")
+        tables.write_atomic(path, "new")
     monkeypatch.setattr(fileio.os, "fsync", real)
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["cost.md"]
 
 
 def invoke(*args: str):
-    return CliRunner().invoke(app, ["cost", *args])
+    return cli("cost", *args)
 
 
 def test_cli_prints_both_tables_and_writes_markdown(tmp_path):

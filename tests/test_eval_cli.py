@@ -5,32 +5,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from mtlbench.cli import app
 from mtlbench.report import results as R
+from tests.conftest import SHARED as SHARED_ROOT
+from tests.conftest import TINY_ARGS as TINY
+from tests.conftest import assert_bad_input, invoke
 
-TINY = ["--backbone", "test_resnet", "--size", "64", "--frames", "24", "--epochs", "1",
-        "--batch-size", "8", "--device", "cpu"]
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "nyuv2_ref" / "samples_fullres"
+SHARED = SHARED_ROOT / "nyuv2_ref" / "samples_fullres"
 
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_bad_input(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for f in fragments:
-        assert f in lines[0], lines[0]
+# every test here reads runs trained by `mtlbench run` (the `runs` fixture) or trains its own
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +119,7 @@ def test_compare_bad_input(runs, tmp_path):
 
 
 def _frame_png(tmp_path, name="frame"):
-    from mtlbench.data.render import render_batch
+    from mtlbench.data.synthrooms import render_batch
 
     f = render_batch(3, [0], 96)
     rgb = tmp_path / f"{name}.png"
@@ -152,9 +141,9 @@ def test_predict_writes_what_the_model_predicts(runs, tmp_path):
     # the same prediction computed directly from the checkpoint
     from mtlbench.data.datasets import apply_clahe
     from mtlbench.data.nyuv2 import resize_frames
-    from mtlbench.engine.runs import _inference_parts
+    from mtlbench.engine.runs import inference_parts
 
-    parts = _inference_parts(runs["multi"], "cpu", "best")
+    parts = inference_parts(runs["multi"], "cpu", "best")
     img, d, s = resize_frames(torch.from_numpy(frame["image"]), torch.from_numpy(frame["depth"]),
                               torch.from_numpy(frame["seg"]).long(), 64)
     batch = parts.pipeline({"image": apply_clahe(img, 2.0), "depth": d, "seg": s, "index": torch.tensor([0])},

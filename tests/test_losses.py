@@ -1,4 +1,4 @@
-"""Task losses and loss weightings, checked against hand values and independent numpy code."""
+"""Task losses, checked against hand values and independent numpy code."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from mtlbench.losses import (
     l1_depth,
     structured_depth,
 )
-from mtlbench.losses.weighting import FixedWeighting, UncertaintyWeighting, fixed, uncertainty
+from mtlbench.tasks import DatasetInfo
 
 # ---------------------------------------------------------------------------------------------
 # independent numpy references
@@ -165,7 +165,8 @@ def test_structured_l1_term_is_scaled_by_alpha_and_by_max_depth():
 def test_l1_depth_loss_hand_value_and_equals_structured_without_gradient_terms():
     l1 = L1DepthLoss(max_depth=10.0)
     assert l1(_t(PRED_3x3), _batch(DEPTH_3x3)).item() == pytest.approx(L1_3x3, rel=1e-6)
-    assert l1_depth(10.0)(_t(PRED_3x3), _batch(DEPTH_3x3)).item() == pytest.approx(L1_3x3, rel=1e-6)
+    l1_registered = l1_depth(DatasetInfo(max_depth=10.0))
+    assert l1_registered(_t(PRED_3x3), _batch(DEPTH_3x3)).item() == pytest.approx(L1_3x3, rel=1e-6)
 
     max_depth, depth, pred, image, _ = _five_by_five(seed=3)
     structured = StructuredDepthLoss(max_depth, alpha=1.0, beta=0.0, gamma=0.0)
@@ -225,7 +226,7 @@ def test_structured_loss_is_weighted_sum_of_the_three_terms():
     edge = edge_aware_term_np(pred, image, valid)
     alpha, beta, gamma = 1.0, 0.5, 0.1
     expected = alpha * l1 + beta * grad + gamma * edge
-    got = structured_depth(max_depth, alpha, beta, gamma)(_t(pred), _batch(depth, image))
+    got = structured_depth(DatasetInfo(max_depth=max_depth), alpha, beta, gamma)(_t(pred), _batch(depth, image))
     assert got.item() == pytest.approx(expected, rel=1e-5)
     # defaults are alpha=1, beta=1, gamma=0.1
     got = StructuredDepthLoss(max_depth)(_t(pred), _batch(depth, image))
@@ -305,7 +306,7 @@ def test_balanced_bce_hand_value():
     edge = torch.tensor([[[[1.0, 0.0, 0.0]]]])
     expected = 1.1 * math.log(2.0) / 3
     assert BalancedBCE(0.95)(logits, {"edge": edge}).item() == pytest.approx(expected, rel=1e-6)
-    assert balanced_bce()(logits, {"edge": edge}).item() == pytest.approx(expected, rel=1e-6)
+    assert balanced_bce(DatasetInfo(), 0.95)(logits, {"edge": edge}).item() == pytest.approx(expected, rel=1e-6)
     # pos_weight 0.5 weights every pixel 1/2: (ln2 + ln4 + ln2) / 3 / 2 = 4 ln 2 / 6
     assert BalancedBCE(0.5)(logits, {"edge": edge}).item() == pytest.approx(4 * math.log(2.0) / 6, rel=1e-6)
 
@@ -315,60 +316,4 @@ def test_balanced_bce_rejects_pos_weight_outside_open_unit_interval(bad):
     with pytest.raises(ValueError, match="pos_weight"):
         BalancedBCE(bad)
     with pytest.raises(ValueError, match="pos_weight"):
-        balanced_bce(bad)
-
-
-# ---------------------------------------------------------------------------------------------
-# weightings
-# ---------------------------------------------------------------------------------------------
-
-
-def test_fixed_weighting_weighted_sum_and_default_one():
-    w = FixedWeighting(["depth", "seg", "edge"], {"depth": 2.0, "edge": 0.5})
-    losses = {"depth": torch.tensor(1.5, requires_grad=True), "seg": torch.tensor(0.7, requires_grad=True),
-              "edge": torch.tensor(4.0, requires_grad=True)}
-    total = w(losses)
-    # 2·1.5 + 1·0.7 (seg not named → 1) + 0.5·4 = 5.7
-    assert total.item() == pytest.approx(5.7, rel=1e-6)
-    total.backward()
-    assert losses["depth"].grad.item() == pytest.approx(2.0)
-    assert losses["seg"].grad.item() == pytest.approx(1.0)
-    assert losses["edge"].grad.item() == pytest.approx(0.5)
-    # no weights: equal weighting, plain sum 1.5 + 0.7 + 4 = 6.2
-    assert fixed(["depth", "seg", "edge"])({k: v.detach() for k, v in losses.items()}).item() == \
-        pytest.approx(6.2, rel=1e-6)
-
-
-def test_fixed_weighting_rejects_weights_for_untrained_tasks():
-    with pytest.raises(ValueError, match="normals"):
-        FixedWeighting(["depth", "seg"], {"depth": 1.0, "normals": 2.0})
-    with pytest.raises(ValueError, match="normals"):
-        fixed(["depth"], {"normals": 2.0})
-
-
-def test_uncertainty_weighting_at_init_is_plain_sum():
-    w = UncertaintyWeighting(["depth", "seg"])
-    assert list(w.parameters())[0] is w.log_vars
-    assert torch.equal(w.log_vars.detach(), torch.zeros(2))
-    # exp(0)·L + 0 for each task: 1.5 + 0.25
-    total = w({"depth": torch.tensor(1.5), "seg": torch.tensor(0.25)})
-    assert total.item() == pytest.approx(1.75, rel=1e-6)
-
-
-def test_uncertainty_weighting_with_known_log_vars_and_its_gradient():
-    w = UncertaintyWeighting(["depth", "seg"])
-    with torch.no_grad():
-        w.log_vars.copy_(torch.tensor([0.5, -1.0]))
-    total = w({"depth": torch.tensor(2.0), "seg": torch.tensor(0.3)})
-    # exp(-0.5)·2 + 0.5 + exp(1)·0.3 - 1
-    expected = math.exp(-0.5) * 2.0 + 0.5 + math.exp(1.0) * 0.3 - 1.0
-    assert total.item() == pytest.approx(expected, rel=1e-6)
-    total.backward()
-    # d/ds (exp(-s)·L + s) = 1 - exp(-s)·L
-    assert_close(w.log_vars.grad, torch.tensor([1 - math.exp(-0.5) * 2.0, 1 - math.exp(1.0) * 0.3]))
-
-
-def test_uncertainty_factory_refuses_fixed_weights():
-    with pytest.raises(ValueError):
-        uncertainty(["depth", "seg"], {"depth": 2.0})
-    assert isinstance(uncertainty(["depth", "seg"]), UncertaintyWeighting)
+        balanced_bce(DatasetInfo(), bad)

@@ -27,9 +27,10 @@ def test_output_shapes_for_every_task_subset(model, subset, x):
     tasks = build_tasks(subset, INFO)
     net = MODELS.build(model, tasks, build_backbone("test_resnet", width=16))
     out = net(x)
-    assert set(out) == set(subset)
+    assert set(out) == set(subset) | {"shared"}  # training mode: the encoder features too
     channels = {"depth": 1, "seg": 40, "edge": 1}
-    for t, y in out.items():
+    for t in subset:
+        y = out[t]
         assert y.shape == (2, channels[t], 64, 96), t
 
 
@@ -75,8 +76,9 @@ def test_guided_attention_matches_an_explicit_computation():
 def test_image_size_must_fit_the_backbone():
     backbone = build_backbone("test_resnet", width=16)
     backbone.check_size((64, 64))
-    with pytest.raises(MtlbenchError, match=r"image size 100x100 does not fit backbone test_resnet \(total stride 32\): "
-                                            r"use a multiple of 32, e.g. --size 96 or 128"):
+    with pytest.raises(MtlbenchError,
+                       match=r"image size 100x100 does not fit backbone test_resnet \(total stride 32\): "
+                             r"use a multiple of 32, e.g. --size 96 or 128"):
         backbone.check_size((100, 100))
 
 

@@ -40,14 +40,17 @@ def test_delta_m_mti_hand_value():
 
 
 def test_delta_m_all_metrics_is_a_flat_mean():
-    keys = {"depth": R.DELTA_ALL["depth"], "seg": R.DELTA_ALL["seg"]}
-    single = {f"{t}/{m}": 1.0 for t, ms in keys.items() for m in ms}
+    keys = R.delta_keys(["depth", "seg"], "all")
+    # the ten pooled depth metrics and the four seg summaries; no per-image, normalised or DBE one
+    assert sorted(keys) == sorted(
+        [f"depth/{k}" for k in ("rmse", "mae", "abs_rel", "sq_rel", "rmse_log", "log10", "silog", "delta1",
+                                "delta2", "delta3")] + [f"seg/{k}" for k in ("miou", "pixel_acc", "mean_acc", "fwiou")])
+    single = {k: 1.0 for k in keys}
     multi = dict(single)
     multi["depth/rmse"] = 0.8  # 20 % better (lower is better)
     multi["seg/miou"] = 1.1  # 10 % better
     multi["depth/delta1"] = 0.9  # 10 % worse (higher is better)
-    n = len(R.DELTA_ALL["depth"]) + len(R.DELTA_ALL["seg"])
-    assert R.delta_m(multi, single, ["depth", "seg"], "all") == pytest.approx(100 * (0.2 + 0.1 - 0.1) / n)
+    assert R.delta_m(multi, single, ["depth", "seg"], "all") == pytest.approx(100 * (0.2 + 0.1 - 0.1) / 14)
     # the one-metric variant sees only rmse and miou
     assert R.delta_m(multi, single, ["depth", "seg"], "mti") == pytest.approx(100 * (0.2 + 0.1) / 2)
 
@@ -63,19 +66,20 @@ def test_published_rows_carry_sources_and_protocols():
 
 
 def test_protocol_of_a_run():
-    def proto(**data):
-        return R.run_protocol(C.from_dict({"data": data}, C.RunConfig()))
+    def proto(name, **options):
+        return R.run_protocol(C.from_dict({"data": {"name": name, "options": options}}, C.RunConfig()))
 
-    assert proto(name="synthrooms") is None
-    assert proto(name="nyuv2", split="seed") == "seed"
-    assert proto(name="nyuv2", split="official") == "nyud-mt"
-    assert proto(name="nyuv2", split="official", classes=13) == "nyuv2-13-mtan"
-    assert proto(name="nyuv2", split="official", classes=894) is None
-    assert proto(name="nyuv2", split="seed", classes=13) is None  # no paper used it
+    assert proto("synthrooms") is None
+    assert proto("nyuv2", protocol="seed") == "seed"
+    assert proto("nyuv2", protocol="official") == "nyud-mt"
+    assert proto("nyuv2", protocol="official", classes=13) == "nyuv2-13-mtan"
+    assert proto("nyuv2", protocol="official", classes=894) is None
+    assert proto("nyuv2", protocol="seed", classes=13) is None  # no paper used it
+    assert proto("nyud_mt") == "nyud-mt"
 
 
 def test_tables_keep_protocols_apart_and_compute_delta(tmp_path):
-    official = {"name": "nyuv2", "split": "official"}
+    official = {"name": "nyuv2", "options": {"protocol": "official"}}
     multi = _run_dir(tmp_path, "multi", ["depth", "seg", "edge"], MULTI, official)
     singles = [_run_dir(tmp_path, t, [t], {t: SINGLE[t]}, official) for t in ("depth", "seg", "edge")]
     synth = _run_dir(tmp_path, "synth", ["depth", "seg", "edge"], MULTI)
@@ -104,7 +108,8 @@ def test_tables_keep_protocols_apart_and_compute_delta(tmp_path):
 
 
 def test_other_protocols_only_on_request(tmp_path):
-    run = R.load_run(_run_dir(tmp_path, "a", ["depth"], {"depth": {"rmse": 0.6}}, {"name": "nyuv2", "split": "seed"}))
+    run = R.load_run(_run_dir(tmp_path, "a", ["depth"], {"depth": {"rmse": 0.6}},
+                              {"name": "nyuv2", "options": {"protocol": "seed"}}))
     assert [t.title.split(":")[0] for t in R.comparison_tables([run])] == ["test metrics, protocol seed"]
     more = R.comparison_tables([run], other_protocols=True)
     assert len(more) == 1 + len(R.PROTOCOLS) - 1
@@ -155,7 +160,8 @@ def test_formats_round_trip():
 
 
 def test_protocol_follows_the_eval_settings_of_the_split(tmp_path):
-    d = _run_dir(tmp_path, "e", ["depth"], {"depth": {"rmse_img": 0.4}}, {"name": "nyuv2", "split": "official"})
+    d = _run_dir(tmp_path, "e", ["depth"], {"depth": {"rmse_img": 0.4}},
+                 {"name": "nyuv2", "options": {"protocol": "official"}})
     data = json.loads((d / "metrics.json").read_text())
     data["eval"] = {"test": {"eigen_crop": True}}
     (d / "metrics.json").write_text(json.dumps(data))
@@ -166,7 +172,8 @@ def test_protocol_follows_the_eval_settings_of_the_split(tmp_path):
 
 
 def test_custom_eval_settings_leave_every_published_protocol(tmp_path):
-    d = _run_dir(tmp_path, "c", ["depth"], {"depth": {"rmse": 0.5}}, {"name": "nyuv2", "split": "official"})
+    d = _run_dir(tmp_path, "c", ["depth"], {"depth": {"rmse": 0.5}},
+                 {"name": "nyuv2", "options": {"protocol": "official"}})
     data = json.loads((d / "metrics.json").read_text())
     data["eval"] = {"test": {"edge_tolerance": 0.0075, "max_depth": 5.0}}
     (d / "metrics.json").write_text(json.dumps(data))
@@ -177,7 +184,8 @@ def test_custom_eval_settings_leave_every_published_protocol(tmp_path):
     assert len(table.rows) == 1 and "settings no published protocol uses" in table.caption
     assert "eval max_depth 5.0, edge_tolerance 0.0075" in table.rows[0][-1]
     # Eigen's crop on the seed split: the seed paper did not crop
-    cfg = C.from_dict({"data": {"name": "nyuv2", "split": "seed"}, "eval": {"eigen_crop": True}}, C.RunConfig())
+    cfg = C.from_dict({"data": {"name": "nyuv2", "options": {"protocol": "seed"}}, "eval": {"eigen_crop": True}},
+                      C.RunConfig())
     assert R.run_protocol(cfg) is None
 
 
@@ -197,14 +205,30 @@ def test_delta_m_needs_references_of_the_same_setting(tmp_path):
 def test_every_metric_has_a_column():
     from mtlbench.metrics import DepthMetrics, EdgeMetrics, SegMetrics
 
-    keys = ([f"depth/{k}" for k in DepthMetrics().names] + [f"seg/{k}" for k in SegMetrics(3).names[:4]]
-            + [f"edge/{k}" for k in EdgeMetrics().names if k != "ods_threshold"])
-    assert [k for k in keys if k not in R.COLUMNS] == []
-    # direction agrees with what each metric declares
-    for task, m in (("depth", DepthMetrics()), ("edge", EdgeMetrics())):
-        for k in m.names:
-            if f"{task}/{k}" in R.COLUMNS:
-                assert R.COLUMNS[f"{task}/{k}"][1] == (k not in m.higher_is_better), k
+    keys = ([f"depth/{k}" for k in DepthMetrics().names] + [f"seg/{k}" for k in SegMetrics(3, ("a", "b", "c")).names]
+            + [f"edge/{k}" for k in EdgeMetrics().names])
+    assert [k for k in keys if R.column_record(k) is None] == []
+    # headers, units and percent flags as the tables have always shown them
+    heads = {k: R.column_record(k).header for k in ("depth/rmse", "depth/rmse_img", "depth/delta1_img",
+                                                     "depth/dbe_acc", "seg/miou", "seg/iou/b", "edge/ods_threshold")}
+    assert heads == {"depth/rmse": "RMSE m", "depth/rmse_img": "RMSE/img m", "depth/delta1_img": "δ1/img %",
+                     "depth/dbe_acc": "DBE acc px", "seg/miou": "mIoU %", "seg/iou/b": "IoU b %",
+                     "edge/ods_threshold": "ODS threshold"}
+
+
+def test_default_columns_have_records():
+    for protocol, keys in R.DEFAULT_COLUMNS.items():
+        assert [k for k in keys if R.column_record(k) is None] == [], protocol
+    assert R.column_record("depth/delta1_seed").header == "δ1 as seed %"
+
+
+def test_columns_follow_the_records_direction_and_percent(tmp_path):
+    d = _run_dir(tmp_path, "r", ["depth", "edge"], {"depth": {"rmse": 0.5, "delta1": 0.8125},
+                                                    "edge": {"ods": 0.7, "ods_threshold": 0.25}})
+    (table,) = R.comparison_tables([R.load_run(d)], columns=["depth/rmse", "depth/delta1", "edge/ods_threshold"],
+                                   delta=())
+    assert table.columns == ["model", "backbone", "RMSE m ↓", "δ1 % ↑", "ODS threshold", "source"]
+    assert table.rows[0][2:5] == ["0.5000", "81.25", "0.2500"]
 
 
 def test_metrics_file_that_is_not_an_object(tmp_path):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mtlbench.tasks import DatasetInfo, build_tasks, nyu40_names, parse_tasks, voc_palette
 from mtlbench.errors import MtlbenchError
+from mtlbench.tasks import DatasetInfo, build_tasks, nyu40_names, parse_tasks, voc_palette
 from tests.conftest import shared_meta
 
 INFO = DatasetInfo()

@@ -5,21 +5,11 @@ import json
 import pytest
 import torch
 
-from mtlbench.config import RunConfig, from_dict, load
+from mtlbench.config import load
 from mtlbench.engine.build import build_run
 from mtlbench.engine.trainer import Trainer, batches, load_checkpoint
 from mtlbench.errors import NonFiniteLossError
-
-TINY = {
-    "data": {"size": 64, "frames": 40, "scale": [0.7, 1.0]},
-    "model": {"backbone": "test_resnet", "width": 16},
-    "train": {"epochs": 3, "batch_size": 8, "lr": 1e-3, "device": "cpu"},
-}
-
-
-def tiny_config(**sections) -> RunConfig:
-    cfg = from_dict(TINY, RunConfig())
-    return from_dict(sections, cfg) if sections else cfg
+from tests.conftest import tiny_config
 
 
 class Interrupt(Exception):
@@ -54,11 +44,18 @@ def uninterrupted(tmp_path_factory):
     return run_dir, result
 
 
+@pytest.mark.slow
 def test_run_directory_contents(uninterrupted):
     run_dir, result = uninterrupted
     assert {p.name for p in run_dir.iterdir()} == {"config.toml", "log.jsonl", "last.pt", "best.pt", "metrics.json"}
-    expected = tiny_config(train={"select": "val/depth/loss"}, model={"interaction": "guided_attention"},
-                           loss={"depth": "structured_depth", "seg": "cross_entropy", "edge": "balanced_bce"})
+    expected = tiny_config(
+        train={"select": "val/depth/loss"},
+        data={"options": {"frames": 40, "protocol": "seed", "fractions": [0.8, 0.1, 0.1], "split_seed": 0,
+                          "scene_seed": 0, "holes": False}},
+        model={"options": {"interaction": "guided_attention"}},
+        loss={"names": {"depth": "structured_depth", "seg": "cross_entropy", "edge": "balanced_bce"},
+              "options": {"depth": {"alpha": 1.0, "beta": 1.0, "gamma": 0.1}, "seg": {}, "edge": {"pos_weight": 0.95}}},
+        weighting={"name": "fixed", "options": {"weights": {}}})
     assert load(run_dir / "config.toml") == expected  # defaults spelled out
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3]
@@ -74,12 +71,14 @@ def test_run_directory_contents(uninterrupted):
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss(uninterrupted):
     run_dir, _ = uninterrupted
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert log[-1]["train"]["total"] < log[0]["train"]["total"]
 
 
+@pytest.mark.slow
 def test_resume_after_an_interruption_reaches_identical_metrics(uninterrupted, tmp_path):
     _, expected = uninterrupted
     with pytest.raises(Interrupt):
@@ -93,6 +92,7 @@ def test_resume_after_an_interruption_reaches_identical_metrics(uninterrupted, t
     assert [r["epoch"] for r in log] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_files_are_readable_by_others_as_the_umask_allows(uninterrupted):
     import os
     import stat
@@ -104,6 +104,7 @@ def test_files_are_readable_by_others_as_the_umask_allows(uninterrupted):
         assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o666 & ~umask, name
 
 
+@pytest.mark.slow
 def test_resume_skips_a_log_line_cut_short_by_a_crash(uninterrupted, tmp_path):
     import shutil
 
@@ -118,6 +119,7 @@ def test_resume_skips_a_log_line_cut_short_by_a_crash(uninterrupted, tmp_path):
     assert [json.loads(line)["epoch"] for line in (copy / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     parts = build_run(tiny_config())
     real = parts.losses["depth"]
@@ -161,3 +163,14 @@ def test_deep_supervision_adds_one_term_per_scale():
     losses = task_losses({"depth": Mean()}, out, {})
     # 1 (final) + 2 + 4 (two scales, upsampled to 4×4 keep their constant values)
     assert losses["depth"].item() == 7.0
+
+
+@pytest.mark.slow
+def test_a_gradient_level_weighting_trains_through_the_same_trainer(tmp_path):
+    cfg = tiny_config(weighting={"name": "pcgrad"}, train={"epochs": 2})
+    result = Trainer(build_run(cfg), tmp_path).fit()
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert all(torch.isfinite(torch.tensor(r["train"]["total"])) for r in log)
+    assert load(tmp_path / "config.toml").weighting.name == "pcgrad"
+    assert set(result["test"]) == {"depth", "seg", "edge", "total"}

@@ -17,15 +17,20 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from kornia.enhance import equalize_clahe
 from torch import Tensor
 
+from mtlbench.data.pipeline import label_edges
+from mtlbench.data.synthrooms import render_batch
 from mtlbench.errors import MtlbenchError
+from mtlbench.options import Option, at_least, one_of, resolve_options
 from mtlbench.registry import DATASETS
 from mtlbench.tasks import DatasetInfo
 
@@ -44,7 +49,7 @@ class Arrays:
     def __len__(self) -> int:
         return int(self.index.shape[0])
 
-    def take(self, idx: Tensor | Sequence[int]) -> "Arrays":
+    def take(self, idx: Tensor | Sequence[int]) -> Arrays:
         idx = torch.as_tensor(idx, dtype=torch.long)
         return Arrays(self.image[idx], self.depth[idx], self.seg[idx], self.index[idx])
 
@@ -71,9 +76,7 @@ class DenseDataset(torch.utils.data.Dataset):
         a = self.arrays.take(idx)
         return {"image": a.image, "depth": a.depth, "seg": a.seg, "index": a.index}
 
-    def __getitem__(self, i: int) -> dict[str, Tensor]:
-        from mtlbench.data.pipeline import label_edges
-
+    def __getitem__(self, i: int) -> dict[str, Tensor | int]:
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for a split of {len(self)} frames")
         a = self.arrays
@@ -123,7 +126,8 @@ def seed_split(n: int, fractions: Sequence[float], seed: int) -> tuple[Tensor, T
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_train, n_val, n_test = split_sizes(n, fractions)
     parts = perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
-    return tuple(p.sort().values for p in parts)  # type: ignore[return-value]
+    train, val, test = (p.sort().values for p in parts)
+    return train, val, test
 
 
 def carve_val(train: Tensor, val_frames: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -166,9 +170,7 @@ SYNTHROOMS_FORMAT = 1
 
 def _render_all(seed: int, frames: int, size: int, holes: bool, max_depth: float,
                 progress: Callable[[int], None] | None) -> dict[str, np.ndarray]:
-    from mtlbench.data.render import render_batch
-
-    out = {
+    out: dict[str, np.ndarray] = {
         "image": np.empty((frames, size, size, 3), np.uint8),
         "depth": np.empty((frames, size, size), np.float32),
         "seg": np.empty((frames, size, size), np.uint8),
@@ -221,8 +223,6 @@ def synthrooms_arrays(root: Path, seed: int, frames: int, size: int, holes: bool
 def apply_clahe(images: Tensor, clip: float, device: torch.device | str = "cpu",
                 chunk: int = 64) -> Tensor:
     """CLAHE (kornia, 8×8 tiles) on N×H×W×3 uint8 frames, computed in chunks on ``device``."""
-    from kornia.enhance import equalize_clahe
-
     out = torch.empty_like(images)
     for s in range(0, images.shape[0], chunk):
         x = images[s:s + chunk].to(device).permute(0, 3, 1, 2).float() / 255.0
@@ -231,29 +231,49 @@ def apply_clahe(images: Tensor, clip: float, device: torch.device | str = "cpu",
     return out
 
 
-@DATASETS.register("synthrooms")
-def synthrooms(root: str = "", size: int = 256, frames: int = 1449, protocol: str = "seed",
-               fractions: Sequence[float] = (0.8, 0.1, 0.1), split_seed: int = 0, scene_seed: int = 0, holes: bool = False, max_depth: float = 10.0,
-               edge_thickness: int = 1,
-               progress: Callable[[int, int], None] | None = None) -> DatasetSplits:
+def fractions_check(v: Sequence[float]) -> str | None:
+    ok = len(v) == 3 and all(isinstance(f, (int, float)) and f >= 0 for f in v) and abs(sum(v) - 1) <= 1e-6
+    return None if ok else f"must be three non-negative numbers (train/val/test) summing to 1, got {list(v)}"
+
+
+# options every dataset with a seeded random split shares
+SPLIT_OPTIONS = {
+    "fractions": Option([0.8, 0.1, 0.1], "train/val/test fractions of the random (seed) split", fractions_check),
+    "split_seed": Option(0, "seed of the random split", at_least(0)),
+}
+
+
+@DATASETS.register("synthrooms", options={
+    "frames": Option(1449, "frames rendered", at_least(1)),
+    "protocol": Option("seed", "split protocol: seed (random, by fractions) is the only one", one_of("seed")),
+    **SPLIT_OPTIONS,
+    "scene_seed": Option(0, "seed of the procedural scenes", at_least(0)),
+    "holes": Option(False, "Kinect-like depth holes"),
+})
+def synthrooms(root: str, size: int, max_depth: float, edge_thickness: int,
+               progress: Callable[[int, int], None] | None = None, *, frames: int, protocol: str,
+               fractions: Sequence[float], split_seed: int, scene_seed: int, holes: bool) -> DatasetSplits:
     """Procedural indoor rooms with exact metric depth and NYU-40 labels; no download needed."""
-    if protocol != "seed":
-        raise MtlbenchError(f"synthrooms has only the seed split (random, by fractions), not {protocol!r}: "
-                            f"drop --split")
     check_nonempty(split_sizes(frames, fractions))  # before rendering anything
     cache = Path(root).expanduser() if root else default_cache_root()
     arrays = synthrooms_arrays(cache, scene_seed, frames, size, holes, max_depth, progress)
     info = DatasetInfo(num_classes=40, max_depth=max_depth)
     parts = seed_split(frames, fractions, split_seed)
-    ds = [DenseDataset(arrays.take(p), info, edge_thickness) for p in parts]
-    return DatasetSplits(*ds, info=info, source=f"synthrooms ({frames} frames, cache {cache})")
+    train, val, test = (DenseDataset(arrays.take(p), info, edge_thickness) for p in parts)
+    return DatasetSplits(train, val, test, info=info, source=f"synthrooms ({frames} frames, cache {cache})")
 
 
-def build_splits(name: str, **options: object) -> DatasetSplits:
-    """All three splits of a registered dataset."""
-    return DATASETS.build(name, **options)
+def build_splits(name: str, root: str = "", size: int = 256, max_depth: float = 10.0, edge_thickness: int = 1,
+                 progress: Callable[[int, int], None] | None = None, **options: Any) -> DatasetSplits:
+    """All three splits of a registered dataset; ``options`` are checked against what it declares
+    (``mtlbench list datasets``), the rest take their defaults."""
+    entry = DATASETS.entry(name)
+    resolved = resolve_options(f"dataset {name}", entry.options, options, "options")
+    return entry.obj(root, size, max_depth, edge_thickness, progress, **resolved)
 
 
-def build_dataset(name: str, split: str = "train", **options: object) -> DenseDataset:
-    """One split of a registered dataset, e.g. ``build_dataset("synthrooms", split="test")``."""
+def build_dataset(name: str, split: str = "train", **options: Any) -> DenseDataset:
+    """One split of a registered dataset, e.g. ``build_dataset("synthrooms", split="test", size=128)``."""
+    if split not in SPLITS:
+        raise MtlbenchError(f"split {split!r}: choose from {', '.join(SPLITS)}")
     return build_splits(name, **options)[split]

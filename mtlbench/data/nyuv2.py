@@ -17,19 +17,27 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mtlbench.data.datasets import (Arrays, DatasetSplits, DenseDataset, carve_val, seed_split,
-                                    write_cache_atomically)
+from mtlbench.data.datasets import (
+    SPLIT_OPTIONS,
+    Arrays,
+    DatasetSplits,
+    DenseDataset,
+    carve_val,
+    seed_split,
+    write_cache_atomically,
+)
 from mtlbench.errors import MtlbenchError
+from mtlbench.options import Option, at_least, one_of
 from mtlbench.registry import DATASETS
 from mtlbench.tasks import DatasetInfo
 
@@ -48,7 +56,7 @@ def _resource_ints(name: str) -> np.ndarray:
     return np.array([int(v) for v in text.split()], dtype=np.int64)
 
 
-@lru_cache(maxsize=None)
+@cache
 def label_lut(classes: int) -> np.ndarray:
     """Lookup table from raw labels (0 = unlabelled, 1..894) to 0-based ``classes`` ids + ignore."""
     if classes not in IGNORE:
@@ -72,13 +80,13 @@ def map_labels(raw: np.ndarray, classes: int) -> np.ndarray:
     return label_lut(classes)[raw]
 
 
-@lru_cache(maxsize=None)
+@cache
 def class_names(classes: int) -> tuple[str, ...]:
     text = resources.files("mtlbench.resources").joinpath(f"nyuv2_names{classes}.txt").read_text()
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
-@lru_cache(maxsize=None)
+@cache
 def official_split() -> tuple[np.ndarray, np.ndarray]:
     """Silberman et al.'s 795 train and 654 test frames, 1-based."""
     return _resource_ints("nyuv2_train_1based.txt"), _resource_ints("nyuv2_test_1based.txt")
@@ -135,7 +143,7 @@ class LabeledMat:
     """
 
     def __init__(self, path: Path, raw_depth: bool = False) -> None:
-        import h5py
+        import h5py  # lazy: only `data prepare` reads the .mat; runs on the cache never load libhdf5
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -191,7 +199,7 @@ class LabeledMat:
     def close(self) -> None:
         self.file.close()
 
-    def __enter__(self) -> "LabeledMat":
+    def __enter__(self) -> LabeledMat:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -323,14 +331,24 @@ def load_cache(root: Path, size: int, classes: int, raw_depth: bool) -> tuple[Ar
 def _splits(arrays: Arrays, info: DatasetInfo, protocol: str, fractions: Sequence[float], split_seed: int,
             val_frames: int, edge_thickness: int, source: str) -> DatasetSplits:
     parts = split_positions(arrays.index.numpy(), protocol, fractions, split_seed, val_frames)
-    ds = [DenseDataset(arrays.take(p), info, edge_thickness) for p in parts]
-    return DatasetSplits(*ds, info=info, source=source)
+    train, val, test = (DenseDataset(arrays.take(p), info, edge_thickness) for p in parts)
+    return DatasetSplits(train, val, test, info=info, source=source)
 
 
-@DATASETS.register("nyuv2")
-def nyuv2(root: str = "", size: int = 256, protocol: str = "seed", fractions: Sequence[float] = (0.8, 0.1, 0.1),
-          split_seed: int = 0, val_frames: int = 80, classes: int = 40, raw_depth: bool = False,
-          max_depth: float = 10.0, edge_thickness: int = 1) -> DatasetSplits:
+VAL_FRAMES = Option(80, "official split: validation frames carved from train", at_least(1))
+
+
+@DATASETS.register("nyuv2", options={
+    "protocol": Option("seed", "seed: random by fractions (the paper's); official: NYUv2's 795/654",
+                       one_of("seed", "official")),
+    **SPLIT_OPTIONS,
+    "val_frames": VAL_FRAMES,
+    "classes": Option(40, "class set: 40, 13 or 894", one_of(40, 13, 894)),
+    "raw_depth": Option(False, "rawDepths (holes = 0) instead of the in-painted depths"),
+})
+def nyuv2(root: str, size: int, max_depth: float, edge_thickness: int,
+          progress: Callable[[int, int], None] | None = None, *, protocol: str, fractions: Sequence[float],
+          split_seed: int, val_frames: int, classes: int, raw_depth: bool) -> DatasetSplits:
     """NYU Depth V2 labeled set (1449 frames) from a cache made by `mtlbench data prepare nyuv2`."""
     if not root:
         raise MtlbenchError(f"--data nyuv2 needs --data-root DIR, a folder made by "
@@ -352,7 +370,7 @@ def _frame_id(stem: str, fallback: int) -> int:
 def read_nyud_mt(root: Path, size: int, progress: Callable[[int, int], None] | None = None
                  ) -> tuple[Arrays, dict[str, list[int]]]:
     """All frames listed in ``gt_sets/*.txt``, resized; returns arrays and positions per list."""
-    from torchvision.io import ImageReadMode, read_image
+    from torchvision.io import ImageReadMode, read_image  # heavy: torchvision import ~2 s, only this reader
 
     lists = {}
     for name in ("train", "val"):
@@ -366,7 +384,7 @@ def read_nyud_mt(root: Path, size: int, progress: Callable[[int, int], None] | N
     for k, stem in enumerate(stems):
         paths = {"image": root / "images" / f"{stem}.jpg", "depth": root / "depth" / f"{stem}.npy",
                  "seg": root / "segmentation" / f"{stem}.png"}
-        for key, p in paths.items():
+        for p in paths.values():
             if not p.is_file():
                 raise MtlbenchError(f"NYUD-MT frame {stem}: {p} not found")
         image = read_image(str(paths["image"]), ImageReadMode.RGB).permute(1, 2, 0).numpy()
@@ -378,7 +396,10 @@ def read_nyud_mt(root: Path, size: int, progress: Callable[[int, int], None] | N
         seg = np.where(seg == 0, 255, seg.astype(np.int64) - 1).astype(np.uint8)  # 0 = ignore, c → c−1
         image, depth, seg = (x[0] for x in resize_frames(torch.from_numpy(image)[None], torch.from_numpy(depth)[None],
                                                          torch.from_numpy(seg)[None], size))
-        images.append(image), depths.append(depth), segs.append(seg), ids.append(_frame_id(stem, k + 1))
+        images.append(image)
+        depths.append(depth)
+        segs.append(seg)
+        ids.append(_frame_id(stem, k + 1))
         if progress:
             progress(k + 1, len(stems))
     arrays = Arrays(torch.stack(images), torch.stack(depths), torch.stack(segs), torch.tensor(ids, dtype=torch.int64))
@@ -386,9 +407,9 @@ def read_nyud_mt(root: Path, size: int, progress: Callable[[int, int], None] | N
     return arrays, {"train": list(range(n_train)), "val": list(range(n_train, len(stems)))}
 
 
-@DATASETS.register("nyud_mt")
-def nyud_mt(root: str = "", size: int = 256, split_seed: int = 0, val_frames: int = 80, max_depth: float = 10.0,
-            edge_thickness: int = 1, progress: Callable[[int, int], None] | None = None) -> DatasetSplits:
+@DATASETS.register("nyud_mt", options={"split_seed": SPLIT_OPTIONS["split_seed"], "val_frames": VAL_FRAMES})
+def nyud_mt(root: str, size: int, max_depth: float, edge_thickness: int,
+            progress: Callable[[int, int], None] | None = None, *, split_seed: int, val_frames: int) -> DatasetSplits:
     """NYUD-MT folders of the MTI-Net code release: gt_sets/train.txt trains (val carved with a
     fixed seed), gt_sets/val.txt is the test split, as in that code."""
     if not root:
@@ -401,7 +422,7 @@ def nyud_mt(root: str = "", size: int = 256, split_seed: int = 0, val_frames: in
     train, val = carve_val(torch.tensor(lists["train"]), val_frames, split_seed)
     parts = (train, val, torch.tensor(lists["val"]))
     info = DatasetInfo(num_classes=40, max_depth=max_depth, class_names=class_names(40))
-    ds = [DenseDataset(arrays.take(p), info, edge_thickness) for p in parts]
-    return DatasetSplits(*ds, info=info, source=f"nyud_mt {len(arrays)} frames ({folder})")
+    train_ds, val_ds, test_ds = (DenseDataset(arrays.take(p), info, edge_thickness) for p in parts)
+    return DatasetSplits(train_ds, val_ds, test_ds, info=info, source=f"nyud_mt {len(arrays)} frames ({folder})")
 
 

@@ -5,8 +5,10 @@ On a GPU the CPU only slices arrays; every per-pixel step runs here, batched.
 
 from __future__ import annotations
 
+import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
+from kornia.filters import sobel
 from torch import Tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -17,10 +19,8 @@ def depth_edges(depth: Tensor, threshold: float) -> Tensor:
     """Depth discontinuities (B×1×H×W metres → {0, 1}): the magnitude of kornia's normalised
     Sobel of log depth above ``threshold``, where the whole 3×3 neighbourhood has valid depth.
     A step by a depth ratio r gives ln(r)/2 on both sides (0.35 for r = 2)."""
-    import kornia
-
     valid = depth > 0
-    grad = kornia.filters.sobel(torch.log(depth.clamp_min(1e-3)))
+    grad = sobel(torch.log(depth.clamp_min(1e-3)))
     whole = -F.max_pool2d(-valid.float(), 3, stride=1, padding=1) > 0.5
     return ((grad > threshold) & whole).float()
 
@@ -73,14 +73,13 @@ class BatchPipeline:
         self.augmentation = self._build_augmentation(size, flip, scale, color_jitter) if augment else None
 
     @staticmethod
-    def _build_augmentation(size: int, flip: bool, scale: tuple[float, float], jitter: float):
-        import kornia.augmentation as K
-
-        ops = []
+    def _build_augmentation(size: int, flip: bool, scale: tuple[float, float],
+                            jitter: float) -> K.AugmentationSequential | None:
+        ops: list[K.AugmentationBase2D] = []
         if flip:
             ops.append(K.RandomHorizontalFlip())
         if scale[0] < 1.0:
-            ops.append(K.RandomResizedCrop((size, size), scale=tuple(scale), ratio=(1.0, 1.0)))
+            ops.append(K.RandomResizedCrop((size, size), scale=(scale[0], scale[1]), ratio=(1.0, 1.0)))
         if jitter > 0:
             ops.append(K.ColorJiggle(jitter, jitter, jitter, jitter / 10, p=0.8))
         if not ops:

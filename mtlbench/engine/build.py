@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from mtlbench.config import RunConfig, resolved_select, validate
+from mtlbench.config import RunConfig, criterion, preset_dataset_options, resolved_select, validate
 from mtlbench.data.datasets import DatasetSplits, apply_clahe, check_nonempty
 from mtlbench.data.pipeline import BatchPipeline
 from mtlbench.errors import MtlbenchError
-from mtlbench.models.backbones import build_backbone
-from mtlbench.registry import DATASETS, INTERACTIONS, LOSSES, MODELS, WEIGHTINGS
+from mtlbench.metrics.records import lookup
+from mtlbench.models.backbones import Backbone, build_backbone
+from mtlbench.models.base import MultiTaskModel
+from mtlbench.options import resolve_options
+from mtlbench.registry import DATASETS, LOSSES, MODELS, TASKS, WEIGHTINGS
 from mtlbench.tasks import DatasetInfo, Task, build_tasks, parse_tasks
+from mtlbench.weighting import Weighting
+
+# CLI flags that set options, per options table: a flag the chosen factory does not take is
+# refused naming the flag
+Flags = Mapping[str, Mapping[str, str]]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -26,30 +33,28 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def call_with_accepted(factory: Callable[..., Any], *args: Any, **options: Any) -> Any:
-    """Call ``factory`` with the keyword options its signature accepts (all if it takes **kwargs)."""
-    params = inspect.signature(factory).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        options = {k: v for k, v in options.items() if k in params}
-    return factory(*args, **options)
-
-
 @dataclass
 class RunParts:
     cfg: RunConfig
     device: torch.device
     tasks: dict[str, Task]
-    model: nn.Module
+    model: MultiTaskModel
     losses: dict[str, nn.Module]
-    weighting: nn.Module
+    weighting: Weighting
     splits: DatasetSplits | None  # None when built for inference only
     pipeline: BatchPipeline
     notes: list[str]  # lines for the run header
     info: DatasetInfo  # the dataset facts tasks were built from (also without ``splits``)
 
+    def dataset_splits(self) -> DatasetSplits:
+        """``splits``, for code that trains or evaluates: only :func:`build_inference` leaves it ``None``."""
+        if self.splits is None:
+            raise RuntimeError("these run parts were built for inference: they have no dataset splits")
+        return self.splits
+
 
 def check_names(cfg: RunConfig) -> tuple[str, ...]:
-    """Names of tasks, model, dataset and losses exist and fit together; returns the tasks."""
+    """Names of tasks, model, dataset, losses and weighting exist and fit together; returns the tasks."""
     tasks = parse_tasks(cfg.tasks)
     entry = MODELS.entry(cfg.model.name)
     served = entry.meta.get("tasks")
@@ -66,76 +71,88 @@ def check_names(cfg: RunConfig) -> tuple[str, ...]:
         raise MtlbenchError(f"model {cfg.model.name} is a single-task baseline: pass one of "
                             f"{', '.join(served or ())} (got {', '.join(tasks)})")
     DATASETS.entry(cfg.data.name)
-    WEIGHTINGS.entry(cfg.loss.weighting)
-    if cfg.model.interaction:
-        INTERACTIONS.entry(cfg.model.interaction)
-    for t in tasks:
-        name = getattr(cfg.loss, t, "")
-        if name:
-            loss_task = LOSSES.entry(name).meta.get("task")
-            if loss_task not in (None, t):
-                raise MtlbenchError(f"loss {name} is a {loss_task} loss and cannot train task {t}")
+    WEIGHTINGS.entry(cfg.weighting.name)
+    for t, name in cfg.loss.names.items():
+        loss_task = LOSSES.entry(name).meta.get("task")
+        if loss_task not in (None, t):
+            raise MtlbenchError(f"loss {name} is a {loss_task} loss and cannot train task {t}")
     return tasks
 
 
-def resolve(cfg: RunConfig, tasks: dict[str, Task]) -> None:
-    """Spell out the defaults the run uses, so that ``config.toml`` reproduces it whatever later
-    versions default to."""
+def resolve(cfg: RunConfig, flags: Flags | None = None) -> None:
+    """Check ``cfg`` whole and spell out every default it uses, in place, so that ``config.toml``
+    reproduces the run whatever later versions default to: each options table is checked against
+    what its factory declares (an unknown key or a flag the factory does not take is an error
+    with the close matches), each task's loss is named. Idempotent."""
+    flags = flags or {}
+    validate(cfg)
+    tasks = check_names(cfg)
+    d, m, w = cfg.data, cfg.model, cfg.weighting
+    d.options = resolve_options(f"dataset {d.name}", DATASETS.entry(d.name).options,
+                                {**preset_dataset_options(cfg), **d.options}, "data.options", flags.get("data"))
+    m.options = resolve_options(f"model {m.name}", MODELS.entry(m.name).options, m.options, "model.options",
+                                flags.get("model"))
+    w.options = resolve_options(f"weighting {w.name}", WEIGHTINGS.entry(w.name).options, w.options,
+                                "weighting.options", flags.get("weighting"))
+    for t in tasks:
+        name = cfg.loss.names.get(t) or TASKS.build(t, DatasetInfo()).default_loss
+        cfg.loss.names[t] = name
+        cfg.loss.options[t] = resolve_options(f"loss {name}", LOSSES.entry(name).options,
+                                              cfg.loss.options.get(t, {}), f"loss.options.{t}")
+    cfg.loss.names = {t: cfg.loss.names[t] for t in tasks}
+    cfg.loss.options = {t: cfg.loss.options[t] for t in tasks}
     cfg.train.select = resolved_select(cfg)
-    for t, task in tasks.items():
-        if hasattr(cfg.loss, t) and not getattr(cfg.loss, t):
-            setattr(cfg.loss, t, task.default_loss)
-    default = inspect.signature(MODELS.get(cfg.model.name)).parameters.get("interaction")
-    if not cfg.model.interaction and default is not None and isinstance(default.default, str):
-        cfg.model.interaction = default.default
+    c = criterion(cfg)
+    if c.metric != "loss":  # a misspelt metric fails here, before any data is read
+        try:
+            lookup(c.task, c.metric)
+        except MtlbenchError as exc:
+            raise MtlbenchError(f"train.select {str(c)!r}: {exc}") from None
 
 
 def _check_select(cfg: RunConfig, tasks: dict[str, Task]) -> None:
-    _, task, metric = resolved_select(cfg).split("/")
-    known = ("loss",) + (tasks[task].metrics(cfg.eval).names if task in tasks else ())
-    if metric not in known:
-        raise MtlbenchError(f"train.select {resolved_select(cfg)!r}: {task} has no metric {metric!r}; "
+    c = criterion(cfg)
+    known = ("loss",) + (tasks[c.task].metrics(cfg.eval).names if c.task in tasks else ())
+    if c.metric not in known:
+        raise MtlbenchError(f"train.select {str(c)!r}: {c.task} has no metric {c.metric!r}; "
                             f"choose from {', '.join(known)}")
 
 
-def build_model(cfg: RunConfig, tasks: dict[str, Task], backbone: nn.Module) -> nn.Module:
-    """The model of ``cfg`` on ``backbone``."""
-    m = cfg.model
-    options: dict[str, Any] = {"interaction": m.interaction} if m.interaction else {}
-    factory = MODELS.get(m.name)
-    try:
-        inspect.signature(factory).bind(tasks, backbone, **options)
-    except TypeError:
-        raise MtlbenchError(f"model {m.name} takes no option {', '.join(options)}: drop --interaction") from None
-    return factory(tasks, backbone, **options)
+def build_model(cfg: RunConfig, tasks: dict[str, Task], backbone: Backbone) -> MultiTaskModel:
+    """The model of ``cfg`` on ``backbone`` (``cfg`` resolved)."""
+    model = MODELS.build(cfg.model.name, tasks, backbone, **cfg.model.options)
+    if not isinstance(model, MultiTaskModel):
+        raise MtlbenchError(f"model {cfg.model.name} built a {type(model).__name__}, not a MultiTaskModel "
+                            f"(mtlbench.models.base): its factory must return one")
+    return model
 
 
-def build_losses(cfg: RunConfig, tasks: dict[str, Task], info: DatasetInfo) -> tuple[dict[str, nn.Module], nn.Module]:
-    c = cfg.loss
-    options = {"max_depth": info.max_depth, "alpha": c.depth_alpha, "beta": c.depth_beta,
-               "gamma": c.depth_gamma, "pos_weight": c.edge_pos_weight, "ignore_index": info.ignore_index}
-    losses = {t: call_with_accepted(LOSSES.get(getattr(c, t, "") or task.default_loss), **options)
-              for t, task in tasks.items()}
+def build_losses(cfg: RunConfig, tasks: dict[str, Task], info: DatasetInfo) -> dict[str, nn.Module]:
+    """Each task's loss, as ``cfg.loss`` names it (``cfg`` resolved)."""
+    return {t: LOSSES.build(cfg.loss.names[t], info, **cfg.loss.options[t]) for t in tasks}
+
+
+def build_weighting(cfg: RunConfig, tasks: dict[str, Task]) -> Weighting:
+    """The weighting of ``cfg`` (resolved) for ``tasks``."""
+    w = cfg.weighting
     try:
-        weighting = WEIGHTINGS.build(c.weighting, list(tasks), c.weights or None)
+        weighting = WEIGHTINGS.build(w.name, list(tasks), **w.options)
     except ValueError as exc:
-        raise MtlbenchError(f"loss weighting {c.weighting}: {exc}") from None
-    return losses, weighting
+        raise MtlbenchError(f"weighting {w.name}: {exc}") from None
+    if not isinstance(weighting, Weighting):
+        raise MtlbenchError(f"weighting {w.name} built a {type(weighting).__name__}, not a Weighting "
+                            f"(mtlbench.weighting.base): its factory must return one")
+    return weighting
 
 
 def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None) -> RunParts:
     """Everything a run needs. Raises :class:`MtlbenchError` on any bad input."""
-    validate(cfg)
-    check_names(cfg)
+    resolve(cfg)
     d = cfg.data
     torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     backbone = _backbone(cfg)
-    splits = call_with_accepted(
-        DATASETS.get(d.name), root=d.root, size=d.size, frames=d.frames, protocol=d.split, fractions=d.fractions,
-        split_seed=d.split_seed, val_frames=d.val_frames, classes=d.classes, raw_depth=d.raw_depth,
-        scene_seed=d.scene_seed, holes=d.holes, max_depth=d.max_depth, edge_thickness=d.edge_thickness,
-        progress=progress)
+    splits = DATASETS.build(d.name, d.root, d.size, d.max_depth, d.edge_thickness, progress, **d.options)
     check_nonempty([len(splits[s]) for s in ("train", "val", "test")])
     parts = _assemble(cfg, splits.info, backbone, device, splits)
     if d.clahe:
@@ -148,30 +165,29 @@ def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None
 def build_inference(cfg: RunConfig, info: DatasetInfo) -> RunParts:
     """The model, tasks and pipeline of ``cfg`` without its dataset (``splits`` is ``None``), for
     predicting on images from elsewhere."""
-    validate(cfg)
-    check_names(cfg)
+    resolve(cfg)
     torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     return _assemble(cfg, info, _backbone(cfg), device, None)
 
 
-def _backbone(cfg: RunConfig) -> nn.Module:
+def _backbone(cfg: RunConfig) -> Backbone:
     m = cfg.model
     backbone = build_backbone(m.backbone, m.width, m.pretrained, m.weights or None)
     backbone.check_size((cfg.data.size, cfg.data.size))
     return backbone
 
 
-def _assemble(cfg: RunConfig, info: DatasetInfo, backbone: nn.Module, device: torch.device,
+def _assemble(cfg: RunConfig, info: DatasetInfo, backbone: Backbone, device: torch.device,
               splits: DatasetSplits | None) -> RunParts:
     d = cfg.data
     tasks = build_tasks(parse_tasks(cfg.tasks), info)
     _check_select(cfg, tasks)
-    resolve(cfg, tasks)
     model = build_model(cfg, tasks, backbone)
-    notes = list(getattr(model, "notes", []))
-    losses, weighting = build_losses(cfg, tasks, info)
-    pipeline = BatchPipeline(device, d.size, augment=d.augment, flip=d.flip, scale=tuple(d.scale),
+    notes = list(model.notes)
+    losses = build_losses(cfg, tasks, info)
+    weighting = build_weighting(cfg, tasks)
+    pipeline = BatchPipeline(device, d.size, augment=d.augment, flip=d.flip, scale=(d.scale[0], d.scale[1]),
                              color_jitter=d.color_jitter, normalize=d.normalize,
                              edge_thickness=d.edge_thickness, depth_edges=d.depth_edges,
                              channels_last=cfg.train.channels_last)
@@ -182,4 +198,4 @@ def _assemble(cfg: RunConfig, info: DatasetInfo, backbone: nn.Module, device: to
     return RunParts(cfg, device, tasks, model, losses, weighting, splits, pipeline, notes, info)
 
 
-__all__ = ["RunParts", "build_inference", "build_run", "check_names", "resolve_device"]
+__all__ = ["RunParts", "build_inference", "build_run", "check_names", "resolve", "resolve_device"]

@@ -1,12 +1,8 @@
 """Training, validation every epoch, best-by-validation checkpoint, test with the best.
 
-A run directory holds::
-
-    config.toml     the resolved configuration
-    log.jsonl       one line per finished epoch (train losses, validation losses and metrics)
-    last.pt         model, optimiser and bookkeeping after the last finished epoch (for --resume)
-    best.pt         the model at the best validation score so far
-    metrics.json    written once, at the end: test metrics of the best checkpoint and more
+The run directory's files are :class:`mtlbench.rundir.RunDir`'s. Each step, the model's forward
+gives the outputs, the task losses are computed, and the run's weighting owns the backward
+(:mod:`mtlbench.weighting.base`); the trainer knows nothing of weighting methods.
 
 Checkpoints and ``metrics.json`` are written to a temporary file and renamed, so a file that
 exists is complete. Every epoch reseeds from (seed, epoch), so an interrupted run resumed from
@@ -19,18 +15,22 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-from mtlbench.config import dumps, resolved_select
+from mtlbench.config import criterion, dumps
 from mtlbench.data.datasets import DenseDataset
 from mtlbench.engine.build import RunParts
 from mtlbench.errors import MtlbenchError, NonFiniteLossError
 from mtlbench.fileio import atomic_write
+from mtlbench.metrics.records import lookup
+from mtlbench.models.base import AUX, SHARED
+from mtlbench.rundir import RunDir
 
 CHECKPOINT_FORMAT = 1
 
@@ -99,9 +99,6 @@ def batches(dataset: DenseDataset, batch_size: int, shuffle: bool, seed: int,
         yield dataset.batch(order[s:s + batch_size])
 
 
-AUX_KEY = "aux"
-
-
 @torch.no_grad()
 def evaluate(parts: RunParts, dataset: DenseDataset, autocast: Any = None,
              on_batch: Callable[[dict[str, Tensor], dict[str, Any], dict[str, Tensor]], None] | None = None,
@@ -139,7 +136,7 @@ def task_losses(losses: dict[str, Any], out: dict[str, Any], batch: dict[str, Te
     ``{task: output}`` at any resolution (upsampled bilinearly to the target), each adding one
     term to its task's loss."""
     result = {t: fn(out[t], batch) for t, fn in losses.items()}
-    for extra in out.get(AUX_KEY, ()):
+    for extra in out.get(AUX, ()):
         for t, y in extra.items():
             size = out[t].shape[-2:]
             if y.shape[-2:] != size:
@@ -170,6 +167,7 @@ class Trainer:
         self.p = parts
         self.cfg = parts.cfg
         self.run_dir = Path(run_dir)
+        self.files = RunDir(run_dir)
         self.reporter = reporter or SilentReporter()
         self.callbacks = callbacks or []
         params = list(parts.model.parameters()) + list(parts.weighting.parameters())
@@ -177,10 +175,11 @@ class Trainer:
         self.epoch = 0  # epochs finished
         self.best_value: float | None = None
         self.best_epoch = 0
-        self.select_name = resolved_select(self.cfg)
-        _, task, metric = self.select_name.split("/")
-        self.select = (task, metric)
-        self.select_higher = metric in (parts.tasks[task].metrics(self.cfg.eval).higher_is_better if task in parts.tasks else ())
+        c = criterion(self.cfg)
+        self.select_name = str(c)
+        self.select = (c.task, c.metric)
+        # a metric with no better side (higher_is_better None) is minimised, as a loss is
+        self.select_higher = c.metric != "loss" and lookup(c.task, c.metric).higher_is_better is True
         dev = parts.device.type
         self.autocast = (torch.autocast(dev, dtype=torch.bfloat16) if self.cfg.train.bf16
                          else nullcontext())
@@ -190,12 +189,12 @@ class Trainer:
         return task_losses(self.p.losses, out, batch)
 
     def train_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Forward, losses, and the weighting's backward; returns the logged total and the losses."""
         with self.autocast:
             out = self.p.model(batch["image"])
         losses = self.compute_losses(out, batch)
-        total = self.p.weighting(losses)
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        total = self.p.weighting.backward(losses, self.p.model, out.get(SHARED))
         return total, losses
 
     # -- epochs ---------------------------------------------------------------------------
@@ -205,19 +204,20 @@ class Trainer:
         p.weighting.train()
         seed = epoch_seed(t.seed, epoch)
         torch.manual_seed(seed)  # augmentation draws from the global generator
-        n = len(p.splits.train)
+        train = p.dataset_splits().train
+        n = len(train)
         steps = n // t.batch_size if n >= t.batch_size else 1
         self.reporter.start("train", epoch, t.epochs, steps)
         sums: dict[str, Tensor] = {}
         count = 0
-        for step, raw in enumerate(batches(p.splits.train, t.batch_size, True, seed, drop_last=True), 1):
+        for step, raw in enumerate(batches(train, t.batch_size, True, seed, drop_last=True), 1):
             batch = p.pipeline(raw, train=True)
             total, losses = self.train_step(batch)
             if not torch.isfinite(total):
                 bad = [k for k, v in losses.items() if not torch.isfinite(v)] or ["total (weighting)"]
                 raise NonFiniteLossError(
                     f"loss of task {', '.join(bad)} became {float(total.detach())} at epoch {epoch} step {step}; "
-                    f"training stopped, last good checkpoint {self.run_dir / 'last.pt'} "
+                    f"training stopped, last good checkpoint {self.files.last} "
                     f"(epoch {self.epoch}) left intact")
             self.optimizer.step()
             for k, v in losses.items():
@@ -230,7 +230,8 @@ class Trainer:
 
     def evaluate(self, dataset: DenseDataset, phase: str = "val", epoch: int = 0) -> dict[str, dict[str, float]]:
         """Losses and metrics of every task over one split (no augmentation)."""
-        self.reporter.start(phase, epoch, self.cfg.train.epochs, math.ceil(len(dataset) / self.cfg.train.eval_batch_size))
+        self.reporter.start(phase, epoch, self.cfg.train.epochs,
+                            math.ceil(len(dataset) / self.cfg.train.eval_batch_size))
         return evaluate(self.p, dataset, self.autocast, on_batch=lambda *_: self.reporter.advance(None))
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -262,20 +263,20 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train the remaining epochs, then test the best checkpoint; returns ``metrics.json``."""
         cfg = self.cfg
-        rd = self.run_dir
-        log_path = rd / "log.jsonl"
-        if resume and (rd / "last.pt").is_file():
-            self.restore(load_checkpoint(rd / "last.pt", self.p.device))
+        rd = self.files
+        log_path = rd.log
+        if resume and rd.last.is_file():
+            self.restore(load_checkpoint(rd.last, self.p.device))
             self.reporter.message(f"resuming after epoch {self.epoch} of {cfg.train.epochs}")
             self._truncate_log(log_path)
         else:
-            atomic_write(rd / "config.toml", lambda f: f.write(dumps(cfg)), mode="w")
+            atomic_write(rd.config, lambda f: f.write(dumps(cfg)), mode="w")
             log_path.write_text("")
         while self.epoch < cfg.train.epochs:
             epoch = self.epoch + 1
             t0 = time.perf_counter()
             train_losses = self.train_epoch(epoch)
-            val = self.evaluate(self.p.splits.val, "val", epoch)
+            val = self.evaluate(self.p.dataset_splits().val, "val", epoch)
             task, metric = self.select
             value = val[task][metric] if metric in val.get(task, {}) else None
             if value is None:
@@ -286,12 +287,12 @@ class Trainer:
             if improved:
                 self.best_value, self.best_epoch = value, epoch
                 save_checkpoint({"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": self.p.model.state_dict(),
-                                 "tasks": list(self.p.tasks), "info": info_dict(self.p.info)}, rd / "best.pt")
+                                 "tasks": list(self.p.tasks), "info": info_dict(self.p.info)}, rd.best)
             record = {"epoch": epoch, "train": train_losses, "val": val, "select": value,
                       "best": improved, "time_s": round(time.perf_counter() - t0, 3)}
             with log_path.open("a") as f:  # logged before last.pt, so resume never loses the line
                 f.write(json.dumps(record) + "\n")
-            save_checkpoint(self.state(), rd / "last.pt")
+            save_checkpoint(self.state(), rd.last)
             self.reporter.finish(record)
             for cb in self.callbacks:
                 cb(epoch, record)
@@ -299,11 +300,12 @@ class Trainer:
 
     def finalize(self) -> dict[str, Any]:
         """Test the best checkpoint and write ``metrics.json``."""
-        rd = self.run_dir
-        best = load_checkpoint(rd / "best.pt", self.p.device)
+        rd = self.files
+        best = load_checkpoint(rd.best, self.p.device)
         self.p.model.load_state_dict(best["model"])
-        val = self.evaluate(self.p.splits.val, "val (best)", self.best_epoch)
-        test = self.evaluate(self.p.splits.test, "test", self.best_epoch)
+        splits = self.p.dataset_splits()
+        val = self.evaluate(splits.val, "val (best)", self.best_epoch)
+        test = self.evaluate(splits.test, "test", self.best_epoch)
         result = {
             "test": test,
             "val": val,
@@ -314,12 +316,12 @@ class Trainer:
             "backbone": self.cfg.model.backbone,
             "tasks": list(self.p.tasks),
             "dataset": self.cfg.data.name,
-            "sizes": {s: len(self.p.splits[s]) for s in ("train", "val", "test")},
+            "sizes": {s: len(splits[s]) for s in ("train", "val", "test")},
             "device": str(self.p.device),
-            "train_time_s": round(sum(r["time_s"] for r in self.read_log(rd / "log.jsonl")), 2),
+            "train_time_s": round(sum(r["time_s"] for r in self.read_log(rd.log)), 2),
             "eval": {s: eval_record(self.cfg, "best", self.best_epoch, self.p.device) for s in ("val", "test")},
         }
-        atomic_write(rd / "metrics.json", lambda f: f.write(json.dumps(result, indent=2) + "\n"), mode="w")
+        atomic_write(rd.metrics, lambda f: f.write(json.dumps(result, indent=2) + "\n"), mode="w")
         return result
 
     @staticmethod

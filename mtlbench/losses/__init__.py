@@ -1,5 +1,8 @@
 """Task losses. Each takes the raw head output and the batch and returns a scalar.
 
+A loss factory takes the dataset's :class:`~mtlbench.tasks.DatasetInfo` (maximum depth, ignore
+label) and the options it declares (``[loss.options.TASK]``).
+
 Depth targets arrive in metres (0 = invalid) and are compared on depth normalised by
 ``max_depth`` to [0, 1], as the seed paper does; heads therefore predict normalised depth.
 """
@@ -11,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtlbench.options import Option, at_least
 from mtlbench.registry import LOSSES
+from mtlbench.tasks import DatasetInfo
 
 IGNORE_INDEX = 255
 
@@ -116,26 +121,38 @@ class BalancedBCE(nn.Module):
         return F.binary_cross_entropy_with_logits(logits.float(), target, weight=weight)
 
 
-@LOSSES.register("structured_depth", task="depth")
-def structured_depth(max_depth: float = 10.0, alpha: float = 1.0, beta: float = 1.0,
-                     gamma: float = 0.1) -> nn.Module:
+def _strictly_between_0_and_1(v: float) -> str | None:
+    return None if 0 < v < 1 else f"must lie strictly between 0 and 1, got {v}"
+
+
+NON_NEGATIVE = at_least(0)
+
+
+@LOSSES.register("structured_depth", task="depth", options={
+    "alpha": Option(1.0, "weight of the L1 term", NON_NEGATIVE),
+    "beta": Option(1.0, "weight of the Sobel-gradient term", NON_NEGATIVE),
+    "gamma": Option(0.1, "weight of the edge-aware smoothness term", NON_NEGATIVE),
+})
+def structured_depth(info: DatasetInfo, alpha: float, beta: float, gamma: float) -> nn.Module:
     """Seed depth loss: α·L1 + β·Sobel-gradient + γ·edge-aware smoothness (masked)."""
-    return StructuredDepthLoss(max_depth, alpha, beta, gamma)
+    return StructuredDepthLoss(info.max_depth, alpha, beta, gamma)
 
 
 @LOSSES.register("l1_depth", task="depth")
-def l1_depth(max_depth: float = 10.0) -> nn.Module:
+def l1_depth(info: DatasetInfo) -> nn.Module:
     """Masked L1 on normalised depth."""
-    return L1DepthLoss(max_depth)
+    return L1DepthLoss(info.max_depth)
 
 
 @LOSSES.register("cross_entropy", task="seg")
-def cross_entropy(ignore_index: int = IGNORE_INDEX) -> nn.Module:
+def cross_entropy(info: DatasetInfo) -> nn.Module:
     """Pixel-wise cross-entropy, the ignore label (255) skipped."""
-    return SegCrossEntropy(ignore_index)
+    return SegCrossEntropy(info.ignore_index)
 
 
-@LOSSES.register("balanced_bce", task="edge")
-def balanced_bce(pos_weight: float = 0.95) -> nn.Module:
+@LOSSES.register("balanced_bce", task="edge", options={
+    "pos_weight": Option(0.95, "weight of edge pixels (non-edge pixels: 1 - pos_weight)", _strictly_between_0_and_1),
+})
+def balanced_bce(info: DatasetInfo, pos_weight: float) -> nn.Module:
     """Binary cross-entropy with edge pixels weighted by pos_weight."""
     return BalancedBCE(pos_weight)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -34,7 +35,7 @@ class Backbone(nn.Module):
 
     def __init__(self, encoder: nn.Module, width: int, name: str) -> None:
         super().__init__()
-        info = encoder.feature_info  # type: ignore[attr-defined]
+        info: Any = encoder.feature_info  # timm's FeatureInfo (torch types Module attributes as Tensor | Module)
         channels, reductions = info.channels(), info.reduction()
         if len(channels) < NUM_SCALES:
             raise MtlbenchError(f"backbone {name} gives {len(channels)} feature scales; models need {NUM_SCALES}")
@@ -65,7 +66,7 @@ class Backbone(nn.Module):
 
 
 def _timm_encoder(name: str, pretrained: bool, weights: str | None) -> nn.Module:
-    import timm
+    import timm  # heavy: timm pulls in torchvision (~2 s); only building a backbone needs it
 
     if name not in timm.list_models() and name not in timm.list_models(pretrained=True):
         close = difflib.get_close_matches(name, BACKBONES.names() + timm.list_models(), n=3, cutoff=0.6)

@@ -43,29 +43,37 @@ class GuidedAttention(nn.Module):
         self.key = nn.Conv2d(channels, dim, 1)
         self.value = nn.Conv2d(channels, dim, 1)
         self.out = nn.Conv2d(dim, channels, 1)
-        self.last_attention: Tensor | None = None  # kept for figures when record=True
-        self.record = False
+
+    def _pool(self, source: Tensor) -> Tensor:
+        if source.shape[-2] > self.grid or source.shape[-1] > self.grid:
+            source = F.adaptive_avg_pool2d(source, (min(self.grid, source.shape[-2]),
+                                                    min(self.grid, source.shape[-1])))
+        return source
+
+    def _heads(self, conv: nn.Module, x: Tensor) -> Tensor:
+        """B×heads×positions×(dim/heads)."""
+        return conv(x).reshape(x.shape[0], self.heads, self.dim // self.heads, -1).transpose(-1, -2)
 
     def attend(self, target: Tensor, source: Tensor) -> Tensor:
         """The attention output alone (before the residual), B×C×H×W."""
         b, _, h, w = target.shape
-        if source.shape[-2] > self.grid or source.shape[-1] > self.grid:
-            source = F.adaptive_avg_pool2d(source, (min(self.grid, source.shape[-2]),
-                                                    min(self.grid, source.shape[-1])))
-        dh = self.dim // self.heads
-        q = self.query(target).reshape(b, self.heads, dh, h * w).transpose(-1, -2)
-        k = self.key(source).reshape(b, self.heads, dh, -1).transpose(-1, -2)
-        v = self.value(source).reshape(b, self.heads, dh, -1).transpose(-1, -2)
-        if self.record:
-            self.last_attention = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh), -1).detach()
+        source = self._pool(source)
+        q, k, v = self._heads(self.query, target), self._heads(self.key, source), self._heads(self.value, source)
         out = F.scaled_dot_product_attention(q, k, v)  # B×heads×HW×dh
         return self.out(out.transpose(-1, -2).reshape(b, self.dim, h, w))
+
+    def attention_maps(self, target: Tensor, source: Tensor) -> Tensor:
+        """The attention weights, B×heads×(target positions)×(pooled source positions); read by
+        :func:`mtlbench.models.base.capture_attention` for figures."""
+        source = self._pool(source)
+        q, k = self._heads(self.query, target), self._heads(self.key, source)
+        return torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.dim // self.heads), -1)
 
     def forward(self, target: Tensor, source: Tensor) -> Tensor:
         return target + self.attend(target, source)
 
 
-@INTERACTIONS.register("guided_attention")
+@INTERACTIONS.register("guided_attention", options={"dim": 64, "heads": 1, "grid": 16})
 def guided_attention(channels: int, dim: int = 64, heads: int = 1, grid: int = 16) -> nn.Module:
     """Seed §5.2: query from the target task, key/value from the guide, residual; pooled K/V grid."""
     return GuidedAttention(channels, dim, heads, grid)

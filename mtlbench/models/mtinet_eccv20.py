@@ -26,7 +26,7 @@ so both reduce to their residual paths (the FPM keeps its squeeze-and-excitation
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,10 +34,10 @@ from torch import Tensor, nn
 
 from mtlbench.errors import MtlbenchError
 from mtlbench.models.backbones import NUM_SCALES, Backbone, conv_bn_relu
+from mtlbench.models.base import AUX, MultiTaskModel, Outputs
+from mtlbench.options import Option, at_least
 from mtlbench.registry import MODELS
 from mtlbench.tasks import Task
-
-AUX_KEY = "aux"
 
 
 def _resize(x: Tensor, size: Sequence[int]) -> Tensor:
@@ -102,7 +102,7 @@ class FeaturePropagation(nn.Module):
     features passes through the target's squeeze-and-excitation and is added to the target's
     own features.
 
-    With ``record = True`` the last forward keeps ``last_masks``: ``{target: B×N×H×W}``, the
+    :meth:`attention_maps` gives the masks, B×N(target)×N(source)×H×W: per target task, the
     weights of the N tasks (in ``task_names`` order) at every pixel.
     """
 
@@ -113,18 +113,18 @@ class FeaturePropagation(nn.Module):
         self.shared = BasicBlock(n * channels, channels)
         self.mask_logits = nn.ModuleDict({t: nn.Conv2d(channels, n, 1) for t in self.task_names})
         self.se = nn.ModuleDict({t: SqueezeExcitation(channels, se_reduction) for t in self.task_names})
-        self.record = False
-        self.last_masks: dict[str, Tensor] | None = None
 
     def masks(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Per target task, the B×N×H×W softmax weights of the tasks."""
         shared = self.shared(torch.cat([features[t] for t in self.task_names], 1))
         return {t: torch.softmax(conv(shared), dim=1) for t, conv in self.mask_logits.items()}
 
+    def attention_maps(self, features: Mapping[str, Tensor]) -> Tensor:
+        """The masks of every target task, stacked: B×N×N×H×W (target, source)."""
+        return torch.stack(list(self.masks(features).values()), 1)
+
     def forward(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
         masks = self.masks(features)
-        if self.record:
-            self.last_masks = {t: m.detach() for t, m in masks.items()}
         stacked = torch.stack([features[t] for t in self.task_names], 1)  # B×N×C×H×W
         out = {}
         for t in self.task_names:
@@ -165,7 +165,7 @@ class MultiModalDistillation(nn.Module):
         return out
 
 
-class MTINetECCV20(nn.Module):
+class MTINetECCV20(MultiTaskModel):
     """MTI-Net: initial predictions, FPM and distillation at four scales, per-task aggregation.
 
     Args:
@@ -175,7 +175,6 @@ class MTINetECCV20(nn.Module):
     """
 
     def __init__(self, tasks: Mapping[str, Task], backbone: Backbone, se_reduction: int = 4) -> None:
-        super().__init__()
         if not tasks:
             raise MtlbenchError("mtinet_eccv20 needs at least one task: pass one or more of depth, seg, edge")
         if list(backbone.strides) != [4, 8, 16, 32]:
@@ -183,7 +182,7 @@ class MTINetECCV20(nn.Module):
                                 f"mtinet_eccv20 needs its last four scales at strides 4, 8, 16, 32")
         if not isinstance(se_reduction, int) or isinstance(se_reduction, bool) or se_reduction < 1:
             raise MtlbenchError(f"mtinet_eccv20: se_reduction must be a positive integer, got {se_reduction!r}")
-        self.task_names = list(tasks)
+        super().__init__(list(tasks))
         self.backbone = backbone
         c = backbone.width
         coarsest = NUM_SCALES - 1
@@ -197,22 +196,13 @@ class MTINetECCV20(nn.Module):
         self.heads = nn.ModuleDict({t: nn.Sequential(conv_bn_relu(NUM_SCALES * c, c, k=1),
                                                      nn.Conv2d(c, task.out_channels, 1))
                                     for t, task in tasks.items()})
-        self.notes: list[str] = [f"mtinet_eccv20: {len(self.task_names)} task(s), "
+        self.notes = [f"mtinet_eccv20: {len(self.task_names)} task(s), "
                                  f"deep supervision at {NUM_SCALES} scales"]
 
-    @property
-    def record(self) -> bool:
-        return all(m.record for m in self.fpm)
+    def encode(self, x: Tensor) -> list[Tensor]:
+        return self.backbone(x)
 
-    @record.setter
-    def record(self, value: bool) -> None:
-        """Keep the FPM masks of the last forward (``model.fpm[k].last_masks``)."""
-        for m in self.fpm:
-            m.record = bool(value)
-
-    def forward(self, x: Tensor) -> dict[str, object]:
-        size = x.shape[-2:]
-        feats = self.backbone(x)
+    def decode(self, feats: Sequence[Tensor], size: tuple[int, int]) -> Outputs:
         distilled: list[dict[str, Tensor]] = [{} for _ in range(NUM_SCALES)]
         initial: list[dict[str, Tensor]] = [{} for _ in range(NUM_SCALES)]
         propagated: dict[str, Tensor] | None = None
@@ -222,16 +212,18 @@ class MTINetECCV20(nn.Module):
                 propagated = self.fpm[k - 1](task_feats)
             distilled[k] = self.distill[k](task_feats)
         fine = feats[0].shape[-2:]
-        out: dict[str, object] = {}
+        out: Outputs = {}
         for t in self.task_names:
             agg = torch.cat([_resize(distilled[k][t], fine) for k in range(NUM_SCALES)], 1)
             out[t] = _resize(self.heads[t](agg), size)
         if self.training:
-            out[AUX_KEY] = initial
+            out[AUX] = initial
         return out
 
 
-@MODELS.register("mtinet_eccv20", tasks=("depth", "seg", "edge"))
-def mtinet_eccv20(tasks: Mapping[str, Task], backbone: Backbone, se_reduction: int = 4) -> MTINetECCV20:
+@MODELS.register("mtinet_eccv20", tasks=("depth", "seg", "edge"), options={
+    "se_reduction": Option(4, "channel reduction of the FPM's squeeze-and-excitation", at_least(1)),
+})
+def mtinet_eccv20(tasks: Mapping[str, Task], backbone: Backbone, se_reduction: int) -> MTINetECCV20:
     """MTI-Net (ECCV 2020): multi-scale initial predictions, FPM, distillation, deep supervision."""
     return MTINetECCV20(tasks, backbone, se_reduction)

@@ -8,7 +8,7 @@ task's single-task baseline.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,8 @@ from torch import Tensor, nn
 
 from mtlbench.errors import MtlbenchError
 from mtlbench.models.backbones import Backbone, conv_bn_relu
+from mtlbench.models.base import MultiTaskModel, Outputs, check_tasks
+from mtlbench.options import Option
 from mtlbench.registry import INTERACTIONS, MODELS
 from mtlbench.tasks import Task
 
@@ -95,7 +97,12 @@ class TaskFeatures(nn.Module):
         return self.block(_cat(feats[2], _up(feats[3], feats[2])))
 
 
-class MultiTaskNet(nn.Module):
+def decoders(tasks: Mapping[str, Task], width: int) -> nn.ModuleDict:
+    """The seed's decoder of every task."""
+    return nn.ModuleDict({t: DECODERS[t](width, task.out_channels) for t, task in tasks.items()})
+
+
+class MultiTaskNet(MultiTaskModel):
     """Backbone → task features → interactions → decoders.
 
     Args:
@@ -103,34 +110,30 @@ class MultiTaskNet(nn.Module):
         backbone: a :class:`Backbone` (four scales, equal width).
         guidance: ``(guide, target) → interaction module``; each refines the target's features
             with the guide's, applied in order.
+        name: the model's name in messages.
     """
 
     def __init__(self, tasks: Mapping[str, Task], backbone: Backbone,
-                 guidance: Mapping[tuple[str, str], nn.Module] | None = None) -> None:
-        super().__init__()
-        unsupported = [t for t in tasks if t not in DECODERS]
-        if unsupported:
-            raise MtlbenchError(f"this model has no decoder for task {', '.join(unsupported)}: "
-                                f"it serves {', '.join(DECODERS)}")
+                 guidance: Mapping[tuple[str, str], nn.Module] | None = None, name: str = "mtinet") -> None:
+        super().__init__(check_tasks(name, tasks, tuple(DECODERS)))
         if backbone.strides[2] != 16:
             raise MtlbenchError(f"backbone {backbone.name} has strides {backbone.strides}; "
-                                f"this model needs its last four scales at strides 4, 8, 16, 32")
-        self.task_names = list(tasks)
+                                f"model {name} needs its last four scales at strides 4, 8, 16, 32")
         self.backbone = backbone
         width = backbone.width
         self.features = nn.ModuleDict({t: TaskFeatures(width) for t in tasks})
         self.guidance = nn.ModuleDict({f"{g}_to_{t}": m for (g, t), m in (guidance or {}).items()})
-        self.notes: list[str] = []  # run-header lines (which guidance is on)
-        self.decoders = nn.ModuleDict({t: DECODERS[t](width, task.out_channels) for t, task in tasks.items()})
+        self.decoders = decoders(tasks, width)
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        size = (x.shape[-2], x.shape[-1])
-        feats = self.backbone(x)
-        task_feats = {t: m(feats) for t, m in self.features.items()}
+    def encode(self, x: Tensor) -> list[Tensor]:
+        return self.backbone(x)
+
+    def decode(self, shared: Sequence[Tensor], size: tuple[int, int]) -> Outputs:
+        task_feats = {t: m(shared) for t, m in self.features.items()}
         for key, module in self.guidance.items():  # in the order given
             g, t = key.split("_to_")
             task_feats[t] = module(task_feats[t], task_feats[g])
-        return {t: self.decoders[t](task_feats[t], feats[:2], size) for t in self.task_names}
+        return {t: self.decoders[t](task_feats[t], shared[:2], size) for t in self.task_names}
 
 
 SEED_GUIDANCE = (("seg", "depth"), ("edge", "depth"))
@@ -146,12 +149,17 @@ def guidance_report(tasks: Sequence[str], pairs: Sequence[tuple[str, str]] = SEE
     return lines
 
 
-@MODELS.register("mtinet", tasks=tuple(DECODERS))
-def mtinet(tasks: Mapping[str, Task], backbone: Backbone, interaction: str = "guided_attention",
-           **interaction_options: object) -> MultiTaskNet:
+def known_interaction(name: str) -> None:
+    INTERACTIONS.entry(name)  # an unknown name raises with the close matches
+
+
+@MODELS.register("mtinet", tasks=tuple(DECODERS), options={
+    "interaction": Option("guided_attention", "guidance module (mtlbench list interactions)", known_interaction),
+})
+def mtinet(tasks: Mapping[str, Task], backbone: Backbone, interaction: str) -> MultiTaskNet:
     """Seed model: seg→depth and edge→depth guided attention on task features, task decoders."""
     pairs = [(g, t) for g, t in SEED_GUIDANCE if g in tasks and t in tasks]
-    guidance = {p: INTERACTIONS.build(interaction, backbone.width, **interaction_options) for p in pairs}
+    guidance = {p: INTERACTIONS.build(interaction, backbone.width) for p in pairs}
     model = MultiTaskNet(tasks, backbone, guidance)
     model.notes = [f"{line} [{interaction}]" if line.endswith(": on") else line
                    for line in guidance_report(list(tasks))]
@@ -161,4 +169,4 @@ def mtinet(tasks: Mapping[str, Task], backbone: Backbone, interaction: str = "gu
 @MODELS.register("hps", tasks=tuple(DECODERS))
 def hps(tasks: Mapping[str, Task], backbone: Backbone) -> MultiTaskNet:
     """Hard parameter sharing: shared backbone, independent task features and decoders."""
-    return MultiTaskNet(tasks, backbone)
+    return MultiTaskNet(tasks, backbone, name="hps")

@@ -12,19 +12,21 @@ per class; outputs have the input's size (sides must be multiples of the backbon
 from __future__ import annotations
 
 import difflib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from torch import Tensor, nn
 
 from mtlbench.errors import MtlbenchError
 from mtlbench.models.backbones import Backbone
+from mtlbench.models.base import MultiTaskModel, Outputs
 from mtlbench.registry import MODELS
 from mtlbench.tasks import Task
 
 SMP_TASKS = ("depth", "seg")
 
 
-class SmpSingleTask(nn.Module):
+class SmpSingleTask(MultiTaskModel):
     """An smp network predicting one task: ``forward(x) → {task: B×C×H×W}``.
 
     Args:
@@ -34,18 +36,26 @@ class SmpSingleTask(nn.Module):
     """
 
     def __init__(self, task: str, net: nn.Module, notes: list[str] | None = None) -> None:
-        super().__init__()
+        super().__init__([task])
         self.task_name = task
         self.net = net
         self.notes = list(notes or [])
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
+    def shared_modules(self) -> list[nn.Module]:
+        return [self.net.get_submodule("encoder")]
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        super().task_parameters(task)  # the unknown-task check
+        shared = {id(p) for p in self.shared_parameters()}
+        return [p for p in self.net.parameters() if id(p) not in shared]
+
+    def forward(self, x: Tensor) -> Outputs:
         return {self.task_name: self.net(x)}
 
 
 def smp_architectures() -> list[str]:
     """The architecture names smp's ``create_model`` accepts ("unet", "fpn", …)."""
-    import segmentation_models_pytorch as smp
+    import segmentation_models_pytorch as smp  # heavy: imports timm and torchvision (~2 s); only smp models
 
     return list(smp.MODEL_ARCHITECTURES_MAPPING)
 
@@ -94,7 +104,7 @@ def smp_model(arch: str, tasks: Mapping[str, Task], backbone: Backbone, name: st
         MtlbenchError: an unknown architecture, a task list other than one of depth/seg, or a
             backbone smp cannot use as an encoder.
     """
-    import segmentation_models_pytorch as smp
+    import segmentation_models_pytorch as smp  # heavy: imports timm and torchvision (~2 s); only smp models
 
     name = name or f"smp_{arch}"
     known = smp_architectures()

@@ -16,7 +16,7 @@ share information before the decoders:
 from __future__ import annotations
 
 import copy
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,30 +24,22 @@ from torch import Tensor, nn
 
 from mtlbench.errors import MtlbenchError
 from mtlbench.models.backbones import NUM_SCALES, Backbone, conv_bn_relu
-from mtlbench.models.multitask import DECODERS, TaskFeatures
+from mtlbench.models.base import AUX, MultiTaskModel, Outputs, check_tasks
+from mtlbench.models.multitask import DECODERS, TaskFeatures, decoders
+from mtlbench.options import Option
 from mtlbench.registry import MODELS
 from mtlbench.tasks import Task
 
 STRIDES = [4, 8, 16, 32]
-AUX_KEY = "aux"  # the trainer's deep-supervision key (mtlbench.engine.trainer.AUX_KEY)
 
 
 def _check(model: str, tasks: Mapping[str, Task], backbone: Backbone) -> list[str]:
     """The task names, after one-line errors for no tasks, unknown tasks or unusable strides."""
-    if not tasks:
-        raise MtlbenchError(f"model {model} needs at least one task: pass one or more of {', '.join(DECODERS)}")
-    unsupported = [t for t in tasks if t not in DECODERS]
-    if unsupported:
-        raise MtlbenchError(f"model {model} has no decoder for task {', '.join(unsupported)}: "
-                            f"it serves {', '.join(DECODERS)}")
+    names = check_tasks(model, tasks, tuple(DECODERS))
     if list(backbone.strides) != STRIDES:
         raise MtlbenchError(f"backbone {backbone.name} has strides {backbone.strides}; model {model} needs "
                             f"its last four scales at strides 4, 8, 16, 32")
-    return list(tasks)
-
-
-def _decoders(tasks: Mapping[str, Task], width: int) -> nn.ModuleDict:
-    return nn.ModuleDict({t: DECODERS[t](width, task.out_channels) for t, task in tasks.items()})
+    return names
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,7 +78,7 @@ class AttentionDistillation(nn.Module):
         return out
 
 
-class PADNet(nn.Module):
+class PADNet(MultiTaskModel):
     """PAD-Net (Xu, Ouyang, Wang, Sebe: "PAD-Net: Multi-Tasks Guided Prediction-and-Distillation
     Network for Simultaneous Depth Estimation and Scene Parsing", CVPR 2018).
 
@@ -103,25 +95,25 @@ class PADNet(nn.Module):
     """
 
     def __init__(self, tasks: Mapping[str, Task], backbone: Backbone) -> None:
-        super().__init__()
-        self.task_names = _check("padnet", tasks, backbone)
+        super().__init__(_check("padnet", tasks, backbone))
         width = backbone.width
         self.backbone = backbone
         self.features = nn.ModuleDict({t: TaskFeatures(width) for t in tasks})
         self.initial = nn.ModuleDict({t: nn.Conv2d(width, task.out_channels, 1) for t, task in tasks.items()})
         self.distill = AttentionDistillation(self.task_names, width)
-        self.decoders = _decoders(tasks, width)
+        self.decoders = decoders(tasks, width)
         self.notes = [f"PAD-Net distillation: attention-guided message passing (variant C) between "
                       f"{', '.join(self.task_names)}; deep supervision of the intermediate predictions"]
 
-    def forward(self, x: Tensor) -> dict[str, object]:
-        size = (x.shape[-2], x.shape[-1])
-        feats = self.backbone(x)
-        task_feats = {t: self.features[t](feats) for t in self.task_names}
+    def encode(self, x: Tensor) -> list[Tensor]:
+        return self.backbone(x)
+
+    def decode(self, shared: Sequence[Tensor], size: tuple[int, int]) -> Outputs:
+        task_feats = {t: self.features[t](shared) for t in self.task_names}
         distilled = self.distill(task_feats)
-        out: dict[str, object] = {t: self.decoders[t](distilled[t], feats[:2], size) for t in self.task_names}
+        out: Outputs = {t: self.decoders[t](distilled[t], shared[:2], size) for t in self.task_names}
         if self.training:
-            out[AUX_KEY] = [{t: self.initial[t](task_feats[t]) for t in self.task_names}]
+            out[AUX] = [{t: self.initial[t](task_feats[t]) for t in self.task_names}]
         return out
 
 
@@ -172,15 +164,15 @@ def encoder_stages(encoder: nn.Module, name: str = "backbone") -> list[list[str]
     Raises:
         MtlbenchError: any other encoder (e.g. hook- or getter-based feature extractors).
     """
-    from timm.models import EfficientNetFeatures, FeatureDictNet
+    from timm.models import EfficientNetFeatures, FeatureDictNet  # heavy: timm pulls in torchvision (~2 s)
 
     steps: list[tuple[str, bool]]  # (submodule path, whether a feature is returned after it)
     if isinstance(encoder, FeatureDictNet):
         steps = [(n, n in encoder.return_layers) for n in encoder.keys()]
     elif isinstance(encoder, EfficientNetFeatures) and encoder.feature_hooks is None:
-        out_idx = encoder._stage_out_idx
-        steps = [("conv_stem", False), ("bn1", 0 in out_idx)]
-        steps += [(f"blocks.{i}", i + 1 in out_idx) for i in range(len(encoder.blocks))]
+        returned = set(encoder.feature_info.module_name())
+        steps = [("conv_stem", False), ("bn1", "bn1" in returned)]
+        steps += [(f"blocks.{i}", f"blocks.{i}" in returned) for i in range(len(encoder.blocks))]
     else:
         raise MtlbenchError(f"cross_stitch cannot split backbone {name} ({type(encoder).__name__}) into stages: "
                             f"it needs a timm FeatureListNet or EfficientNetFeatures encoder, e.g. resnet50, "
@@ -192,7 +184,7 @@ def encoder_stages(encoder: nn.Module, name: str = "backbone") -> list[list[str]
         if returns:
             stages.append(current)
             current = []
-    expected = len(encoder.feature_info.channels())  # type: ignore[attr-defined]
+    expected = len(encoder.feature_info.channels())
     if len(stages) != expected or len(stages) < NUM_SCALES:
         raise MtlbenchError(f"cross_stitch cannot split backbone {name} into stages: found {len(stages)} "
                             f"feature points, expected {expected}")
@@ -202,7 +194,7 @@ def encoder_stages(encoder: nn.Module, name: str = "backbone") -> list[list[str]
     return stages
 
 
-class CrossStitchNet(nn.Module):
+class CrossStitchNet(MultiTaskModel):
     """Cross-stitch networks (Misra, Shrivastava, Gupta, Hebert: "Cross-stitch Networks for
     Multi-task Learning", CVPR 2016).
 
@@ -221,24 +213,28 @@ class CrossStitchNet(nn.Module):
     """
 
     def __init__(self, tasks: Mapping[str, Task], backbone: Backbone, self_weight: float = 0.9) -> None:
-        super().__init__()
-        self.task_names = _check("cross_stitch", tasks, backbone)
+        super().__init__(_check("cross_stitch", tasks, backbone))
         self.stages = encoder_stages(backbone.encoder, backbone.name)
         width = backbone.width
         self.branches = nn.ModuleDict({t: copy.deepcopy(backbone) for t in self.task_names})
         self.units = nn.ModuleList(CrossStitchUnit(len(self.task_names), c, self_weight)
                                    for c in backbone.in_channels)
         self.features = nn.ModuleDict({t: TaskFeatures(width) for t in tasks})
-        self.decoders = _decoders(tasks, width)
+        self.decoders = decoders(tasks, width)
         self.notes = [f"cross-stitch: {len(self.task_names)} backbone copies, units after strides "
                       f"{', '.join(map(str, STRIDES))}"]
 
+    def _branch(self, task: str) -> Backbone:
+        branch = self.branches[task]
+        assert isinstance(branch, Backbone)  # nn.ModuleDict items are typed Module
+        return branch
+
     def _run_stage(self, task: str, k: int, x: Tensor) -> Tensor:
-        encoder = self.branches[task].encoder
+        encoder = self._branch(task).encoder
         for path in self.stages[k]:
             x = encoder.get_submodule(path)(x)
         if not isinstance(x, Tensor):
-            raise MtlbenchError(f"cross_stitch: stage {k} of backbone {self.branches[task].name} returns "
+            raise MtlbenchError(f"cross_stitch: stage {k} of backbone {self._branch(task).name} returns "
                                 f"{type(x).__name__}, not a tensor; this backbone cannot be cross-stitched")
         return x
 
@@ -249,19 +245,28 @@ class CrossStitchNet(nn.Module):
         for k, unit in enumerate(self.units):
             xs = unit([self._run_stage(t, k, h) for t, h in zip(self.task_names, xs)])
             for t, h in zip(self.task_names, xs):
-                feats[t].append(self.branches[t].reduce[k](h))
+                feats[t].append(self._branch(t).reduce[k](h))
         return feats
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
+    def shared_modules(self) -> list[nn.Module]:
+        return [self.units]  # each task has its own backbone; only the units mix them
+
+    def forward(self, x: Tensor) -> Outputs:
         size = (x.shape[-2], x.shape[-1])
         feats = self.backbone_features(x)
         return {t: self.decoders[t](self.features[t](feats[t]), feats[t][:2], size) for t in self.task_names}
 
 
-@MODELS.register("cross_stitch", tasks=tuple(DECODERS))
-def cross_stitch(tasks: Mapping[str, Task], backbone: Backbone) -> CrossStitchNet:
+def _stitch_weight(v: float) -> str | None:
+    return None if 0 < v <= 1 else f"must lie in (0, 1], got {v}"
+
+
+@MODELS.register("cross_stitch", tasks=tuple(DECODERS), options={
+    "self_weight": Option(0.9, "initial weight of a task's own activations in every unit", _stitch_weight),
+})
+def cross_stitch(tasks: Mapping[str, Task], backbone: Backbone, self_weight: float) -> CrossStitchNet:
     """Cross-stitch networks (CVPR 2016): a backbone per task, mixed after every stage."""
-    return CrossStitchNet(tasks, backbone)
+    return CrossStitchNet(tasks, backbone, self_weight)
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,7 +297,7 @@ def _down_to(x: Tensor, like: Tensor) -> Tensor:
     return x
 
 
-class MTAN(nn.Module):
+class MTAN(MultiTaskModel):
     """Multi-Task Attention Network (Liu, Johns, Davison: "End-to-End Multi-Task Learning with
     Attention", CVPR 2019).
 
@@ -310,15 +315,14 @@ class MTAN(nn.Module):
     """
 
     def __init__(self, tasks: Mapping[str, Task], backbone: Backbone) -> None:
-        super().__init__()
-        self.task_names = _check("mtan", tasks, backbone)
+        super().__init__(_check("mtan", tasks, backbone))
         width = backbone.width
         self.backbone = backbone
         self.attention = nn.ModuleDict({t: nn.ModuleList(AttentionMask(width, first=k == 0)
                                                          for k in range(NUM_SCALES)) for t in tasks})
         self.carry = nn.ModuleList(conv_bn_relu(width, width) for _ in range(NUM_SCALES - 1))
         self.features = nn.ModuleDict({t: TaskFeatures(width) for t in tasks})
-        self.decoders = _decoders(tasks, width)
+        self.decoders = decoders(tasks, width)
         self.notes = [f"MTAN: per-task soft attention on the shared features at strides "
                       f"{', '.join(map(str, STRIDES))} for {', '.join(self.task_names)}"]
 
@@ -328,16 +332,23 @@ class MTAN(nn.Module):
         masks: dict[str, list[Tensor]] = {}
         for t in self.task_names:
             attended[t], masks[t] = [], []
+            attention = self.attention[t]
+            assert isinstance(attention, nn.ModuleList)  # nn.ModuleDict items are typed Module
             for k, shared in enumerate(feats):
                 previous = None if k == 0 else _down_to(self.carry[k - 1](attended[t][-1]), shared)
-                mask = self.attention[t][k](shared, previous)
+                mask = attention[k](shared, previous)
                 masks[t].append(mask)
                 attended[t].append(mask * shared)
         return attended, masks
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        size = (x.shape[-2], x.shape[-1])
-        attended, _ = self.attend(self.backbone(x))
+    def shared_modules(self) -> list[nn.Module]:
+        return [self.backbone, self.carry]
+
+    def encode(self, x: Tensor) -> list[Tensor]:
+        return self.backbone(x)
+
+    def decode(self, shared: Sequence[Tensor], size: tuple[int, int]) -> Outputs:
+        attended, _ = self.attend(shared)
         return {t: self.decoders[t](self.features[t](attended[t]), attended[t][:2], size)
                 for t in self.task_names}
 

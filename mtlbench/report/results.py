@@ -12,20 +12,28 @@ own table, and published rows of other protocols appear only on request, under t
 
 with l_k = 1 where lower is better. ``mti`` takes one metric per task (K = number of tasks;
 depth RMSE, seg mIoU, edge odsF), as MTI-Net and the Vandenhende et al. survey define it;
-``all`` takes every metric in :data:`DELTA_ALL` flat (K = number of metrics), as Nash-MTL and
-later papers do.
+``all`` takes every metric flat (K = number of metrics), as Nash-MTL and later papers do.
+
+Which metrics enter each variant, their directions, and every column's header and percent flag
+come from the metric records (:mod:`mtlbench.metrics.records`: ``key``, ``in_delta_all``,
+``higher_is_better``, ``column``/``unit``, ``percent``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+from mtlbench import config as C
 from mtlbench.errors import MtlbenchError
+from mtlbench.metrics import records
+from mtlbench.metrics.records import MetricRecord
 from mtlbench.report.tables import TableData
 
 
@@ -50,38 +58,26 @@ PROTOCOLS = {
 }
 
 
-def _columns() -> dict[str, tuple[str, bool, bool]]:
-    """Every metric key a table can show: header, lower is better, shown in percent."""
-    depth = {"rmse": "RMSE m", "mae": "MAE m", "abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse_log": "RMSE log",
-             "log10": "log10", "silog": "SILog", "delta1": "δ1 %", "delta2": "δ2 %", "delta3": "δ3 %"}
-    cols = {}
-    for suffix, tag in (("", ""), ("_img", "/img")):
-        for k, label in depth.items():
-            head, unit = (label[:-2], label[-2:]) if label[-2:] in (" m", " %") else (label, "")
-            cols[f"depth/{k}{suffix}"] = (f"{head}{tag}{unit}", not k.startswith("delta"), k.startswith("delta"))
-    cols.update({
-        "depth/mae_norm": ("MAE norm.", True, False),
-        "depth/rmse_norm": ("RMSE norm.", True, False),
-        "depth/dbe_acc": ("DBE acc px", True, False),
-        "depth/dbe_comp": ("DBE comp px", True, False),
-        # the seed's own δ, whose definition it leaves ambiguous: never in the standard δ columns
-        **{f"depth/delta{k}_seed": (f"δ{k} as seed %", False, True) for k in (1, 2, 3)},
-        "seg/miou": ("mIoU %", False, True),
-        "seg/pixel_acc": ("pixel acc %", False, True),
-        "seg/mean_acc": ("mean acc %", False, True),
-        "seg/fwiou": ("fwIoU %", False, True),
-        "edge/ods": ("odsF %", False, True),
-        "edge/ois": ("oisF %", False, True),
-        "edge/ap": ("AP %", False, True),
-        "edge/ods_precision": ("ODS P %", False, True),
-        "edge/ods_recall": ("ODS R %", False, True),
-    })
-    return cols
+def column_records() -> dict[str, MetricRecord]:
+    """Every metric a table can show, as ``task/name`` (``seg/iou/<class>`` stands for each class)."""
+    return {f"{t}/{r.name}": r for t in records.task_names() for r in records.records_for(t)}
 
 
-COLUMNS = _columns()
+def column_record(key: str) -> MetricRecord | None:
+    """The record of a flat key (``depth/rmse``, ``seg/iou/wall``), or ``None``."""
+    task, _, metric = key.partition("/")
+    return records.find(task, metric)
 
-# the columns a protocol's table shows by default (those some row has)
+
+def known_column_record(key: str) -> MetricRecord:
+    """The record of a flat key that has one (Δm keys, checked columns); an error naming the close
+    ones otherwise."""
+    task, _, metric = key.partition("/")
+    return records.lookup(task, metric)
+
+
+# the columns a protocol's table shows by default (those some row has): a choice per protocol,
+# so kept here; each must have a metric record
 DEFAULT_COLUMNS = {
     "seed": ["depth/mae_norm", "depth/rmse_norm", "depth/delta1_seed", "depth/delta2_seed", "depth/delta3_seed",
              "depth/delta1", "depth/rmse", "depth/abs_rel", "depth/dbe_acc", "seg/pixel_acc", "seg/miou", "edge/ods"],
@@ -93,17 +89,10 @@ DEFAULT_COLUMNS = {
            "seg/pixel_acc", "seg/fwiou", "edge/ods", "edge/ois", "edge/ap"],
 }
 
-DELTA_ONE = {"depth": "rmse", "seg": "miou", "edge": "ods"}
-DELTA_ALL = {
-    "depth": ("rmse", "mae", "abs_rel", "sq_rel", "rmse_log", "log10", "silog", "delta1", "delta2", "delta3"),
-    "seg": ("miou", "pixel_acc", "mean_acc", "fwiou"),
-    "edge": ("ods", "ois", "ap"),
-}
 DELTA_LABEL = {"mti": "Δm % (MTI-Net: one metric per task)", "all": "Δm % (all metrics, flat mean)"}
-LOWER_IS_BETTER = {k.split("/")[1] for k, (_, lower, _) in COLUMNS.items() if lower}
 
 
-@lru_cache(maxsize=None)
+@cache
 def published_rows() -> tuple[dict[str, Any], ...]:
     text = resources.files("mtlbench.resources").joinpath("baselines.json").read_text()
     return tuple(json.loads(text)["rows"])
@@ -120,7 +109,7 @@ class Run:
     """A finished (or re-evaluated) run directory."""
 
     path: Path
-    config: Any  # RunConfig
+    config: C.RunConfig
     metrics: dict[str, Any]  # metrics.json
 
     @property
@@ -139,8 +128,6 @@ class Run:
 
     def eval_settings(self, split: str) -> dict[str, Any]:
         """The ``[eval]`` settings ``split`` was evaluated with (recorded by ``run``/``eval``)."""
-        import dataclasses
-
         recorded = self.metrics.get("eval", {}).get(split, {})
         return {k: recorded.get(k, v) for k, v in dataclasses.asdict(self.config.eval).items()}
 
@@ -159,14 +146,12 @@ class Run:
         """What must match for one run to serve as another's single-task reference."""
         d = self.config.data
         used = self.eval_settings(split)
-        return (d.name, d.root, d.split, d.classes, d.size, d.frames, d.split_seed, d.scene_seed,
-                self.config.model.backbone, tuple(sorted((k, v) for k, v in used.items() if k != "boundaries")))
+        return (d.name, d.root, json.dumps(d.options, sort_keys=True), d.size, self.config.model.backbone,
+                tuple(sorted((k, v) for k, v in used.items() if k != "boundaries")))
 
 
 def load_run(path: Path) -> Run:
     """Config and metrics of a run directory; one clear error line when it is not one."""
-    from mtlbench import config as C
-
     path = Path(path)
     if not (path / "config.toml").is_file():
         raise MtlbenchError(f"{path} is not an mtlbench run directory (no config.toml)")
@@ -190,19 +175,28 @@ def run_protocol(cfg: Any, eigen_crop: bool | None = None) -> str | None:
     eigen_crop = cfg.eval.eigen_crop if eigen_crop is None else eigen_crop
     if d.name not in ("nyuv2", "nyud_mt"):
         return None
-    if d.split == "official" or d.name == "nyud_mt":
+    protocol, classes = _split_and_classes(d)
+    if protocol == "official":
         if eigen_crop:
             return "eigen-depth"
-        return {40: "nyud-mt", 13: "nyuv2-13-mtan"}.get(d.classes)
-    if d.split == "seed" and d.classes == 40 and not eigen_crop:
+        return {40: "nyud-mt", 13: "nyuv2-13-mtan"}.get(classes)
+    if protocol == "seed" and classes == 40 and not eigen_crop:
         return "seed"
     return None
 
 
+def _split_and_classes(d: Any) -> tuple[str, int]:
+    """The split protocol and class count of a run's dataset (NYUD-MT: the official split, 40 classes)."""
+    if d.name == "nyud_mt":
+        return "official", 40
+    return d.options.get("protocol", "seed"), d.options.get("classes", 40)
+
+
 def run_setting(cfg: Any) -> str:
     d = cfg.data
-    split = "random 80/10/10" if d.split == "seed" else "official 795/654"
-    classes = f", {d.classes} classes" if d.name != "synthrooms" else ""
+    protocol, n = _split_and_classes(d)
+    split = "random 80/10/10" if protocol == "seed" else "official 795/654"
+    classes = f", {n} classes" if d.name != "synthrooms" else ""
     return f"{d.name}, {split}{classes}, {d.size}×{d.size}"
 
 
@@ -212,23 +206,31 @@ def flat(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
             for k, v in values.items() if isinstance(v, (int, float))}
 
 
+def delta_keys(tasks: Sequence[str], variant: str) -> list[str]:
+    """The flat keys Δm ``variant`` averages over: each task's key metric (``mti``) or all its
+    metrics marked ``in_delta_all`` (``all``); a task without records adds none."""
+    if variant not in DELTA_LABEL:
+        raise MtlbenchError(f"unknown Δm variant {variant!r}: choose mti or all")
+    wanted = "key" if variant == "mti" else "in_delta_all"
+    return [f"{t}/{r.name}" for t in tasks for r in records.records_for(t) if getattr(r, wanted)]
+
+
 def delta_m(multi: dict[str, float], singles: dict[str, float], tasks: Sequence[str], variant: str) -> float | None:
     """Δm in % of flat metrics ``multi`` against ``singles`` (see the module docstring); ``None``
     when a metric it needs is missing on either side or is 0 in the reference."""
-    if variant not in DELTA_LABEL:
-        raise MtlbenchError(f"unknown Δm variant {variant!r}: choose mti or all")
-    keys = ([f"{t}/{DELTA_ONE[t]}" for t in tasks if t in DELTA_ONE] if variant == "mti"
-            else [f"{t}/{m}" for t in tasks for m in DELTA_ALL.get(t, ())])
+    keys = delta_keys(tasks, variant)
     if not keys or any(k not in multi or k not in singles or singles[k] == 0 for k in keys):
         return None
-    terms = [(multi[k] - singles[k]) / singles[k] * (-1 if k.split("/")[1] in LOWER_IS_BETTER else 1) for k in keys]
+    sign = {k: 1 if known_column_record(k).higher_is_better else -1 for k in keys}
+    terms = [(multi[k] - singles[k]) / singles[k] * sign[k] for k in keys]
     return 100 * sum(terms) / len(terms)
 
 
 def _fmt(key: str, value: float | None) -> str:
     if value is None:
         return "–"
-    return f"{100 * value:.2f}" if COLUMNS[key][2] else f"{value:.4f}"
+    record = column_record(key)
+    return f"{100 * value:.2f}" if record is not None and record.percent else f"{value:.4f}"
 
 
 def single_task_references(runs: Sequence[Run], split: str) -> dict[tuple, Run]:
@@ -257,8 +259,8 @@ def comparison_tables(runs: Sequence[Run], split: str = "test", published: bool 
         columns: metric keys (``depth/rmse``) instead of the protocol's default columns.
     """
     for key in columns or ():
-        if key not in COLUMNS:
-            raise MtlbenchError(f"unknown column {key!r}: choose from {', '.join(COLUMNS)}")
+        if column_record(key) is None:
+            raise MtlbenchError(f"unknown column {key!r}: choose from {', '.join(column_records())}")
     for b in baselines:
         if len(b.tasks) != 1:
             raise MtlbenchError(f"--baseline {b.path} trains {', '.join(b.tasks)}: a Δm reference is a one-task run")
@@ -288,9 +290,10 @@ def _protocol_table(protocol: str | None, runs: Sequence[Run], split: str, publi
         custom = r.custom_eval(split)
         setting = run_setting(r.config) + (f"; eval {', '.join(custom)}" if custom else "")
         rows_raw.append((r.label, r.config.model.backbone, m, f"{r.path} ({split}, {setting})"))
-        mine = {t: refs.get((r.setting(split), t)) for t in r.tasks}
+        same = r.setting(split)
+        mine = {t: refs[(same, t)] for t in r.tasks if (same, t) in refs}
         values: dict[str, float | None] = {v: None for v in delta}
-        if len(r.tasks) > 1 and all(ref is not None for ref in mine.values()):
+        if len(r.tasks) > 1 and len(mine) == len(r.tasks):
             reference = {k: v for ref in mine.values() for k, v in flat(ref.split(split)).items()}
             values = {v: delta_m(m, reference, r.tasks, v) for v in delta}
             used_refs.update({t: str(ref.path) for t, ref in mine.items()})
@@ -302,7 +305,8 @@ def _protocol_table(protocol: str | None, runs: Sequence[Run], split: str, publi
         rows_raw.append((row["model"], row["backbone"], row["metrics"], source))
     wanted = list(columns) if columns else DEFAULT_COLUMNS[protocol]
     keys = [k for k in wanted if any(k in m for _, _, m, _ in rows_raw)]
-    header = ["model", "backbone"] + [f"{COLUMNS[k][0]} {'↓' if COLUMNS[k][1] else '↑'}" for k in keys]
+    shown = [known_column_record(k) for k in keys]
+    header = ["model", "backbone"] + [f"{r.header} {r.arrow}".rstrip() for r in shown]
     header += [DELTA_LABEL[v] + " ↑" for v in delta] + ["source"]
     rows, raw = [], []
     for i, (model, backbone, m, source) in enumerate(rows_raw):
@@ -348,7 +352,7 @@ def per_class_table(runs: Sequence[Run], split: str = "test") -> TableData:
         raise MtlbenchError("no run has per-class IoU in its metrics: train or evaluate seg first "
                             "(`mtlbench eval RUN_DIR`)")
     header = ["class"] + [f"{r.label} {r.path.name}" for r in runs]
-    rows = [[n] + [_fmt("seg/miou", r.split(split).get("seg", {}).get(f"iou/{n}")) for r in runs] for n in names]
+    rows = [[n] + [_fmt(f"seg/iou/{n}", r.split(split).get("seg", {}).get(f"iou/{n}")) for r in runs] for n in names]
     raw = [{"class": n, **{str(r.path): r.split(split).get("seg", {}).get(f"iou/{n}") for r in runs}} for n in names]
     return TableData(f"{split} IoU per class (%)", "– : the class occurs in neither ground truth nor prediction.",
                      header, rows, [], raw)

@@ -10,11 +10,16 @@ import csv
 import io
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
 
 from mtlbench.errors import MtlbenchError
+from mtlbench.fileio import atomic_write
 
 FORMATS = ("rich", "md", "latex", "csv", "json")
 
@@ -30,11 +35,8 @@ class TableData:
 
 
 def to_rich(data: TableData, columns: Sequence[int] | None = None, title: str | None = None,
-            caption: str | None = None):
+            caption: str | None = None) -> Table:
     """A rich table of ``data``, or of the column indices ``columns`` (the first column always)."""
-    from rich.markup import escape
-    from rich.table import Table
-
     keep = [0] + [i for i in (columns if columns is not None else range(1, len(data.columns))) if i != 0]
     # cells are text, not rich markup: "[depth,seg]" must print as such
     table = Table(title=escape(data.title if title is None else title),
@@ -51,7 +53,7 @@ def to_rich(data: TableData, columns: Sequence[int] | None = None, title: str | 
     return table
 
 
-def to_rich_fitted(data: TableData, width: int) -> list:
+def to_rich_fitted(data: TableData, width: int) -> list[Table]:
     """``data`` as one or more rich tables no wider than ``width``: when the columns do not fit,
     they continue in further tables that repeat the first column (no number is ever cut)."""
     def natural(i: int) -> int:
@@ -166,8 +168,6 @@ def check_writable(path: Path, option: str = "--markdown") -> None:
 
 def write_atomic(path: Path, text: str, option: str = "--markdown") -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    from mtlbench.fileio import atomic_write
-
     check_writable(path, option)
     try:
         atomic_write(path, lambda f: f.write(text), mode="w")

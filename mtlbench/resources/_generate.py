@@ -40,7 +40,10 @@ def main(shared: Path) -> None:
 
 def _tables(markdown: str) -> list[tuple[str, list[dict[str, str]]]]:
     """Every Markdown table as (the ``##`` section it sits in, rows keyed by header)."""
-    section, out, header, rows = "", [], None, []
+    section = ""
+    out: list[tuple[str, list[dict[str, str]]]] = []
+    header: list[str] | None = None
+    rows: list[dict[str, str]] = []
     for line in markdown.splitlines() + [""]:
         if line.startswith("## "):
             section = line[3:].strip()
@@ -107,14 +110,18 @@ def baseline_rows(markdown: str) -> list[dict]:
                     "model": "seed paper (MTI-Net-style)" if own else f"{r['method']} (via the seed's Table 1)",
                     "backbone": "ResNet-50" if own else "",
                     "metrics": {"seg/pixel_acc": float(r["pixel acc. %"]) / 100},
-                    "source": "the seed paper, Table 1" + ("" if own else " (compiled from Silberman et al. and PAP-Net)"),
+                    "source": "the seed paper, Table 1"
+                              + ("" if own else " (compiled from Silberman et al. and PAP-Net)"),
                     "note": "" if own else "published on NYUv2 40 classes, 795/654 split"})
         else:
             previous = ""
             for r in table:
                 name = r.get("model") or r.get("setup", "")
-                metrics = {key: round(_number(r[col]) * f, 6) for col, (key, f) in COLUMNS[protocol].items()
-                           if col in r and _number(r[col]) is not None}
+                metrics = {}
+                for col, (key, f) in COLUMNS[protocol].items():
+                    value = _number(r[col]) if col in r else None
+                    if value is not None:
+                        metrics[key] = round(value * f, 6)
                 source = r.get("source", "")
                 if source.startswith("same") and previous:  # "same README": name what it refers to
                     source = f"{source} as above ({previous})"
@@ -123,11 +130,11 @@ def baseline_rows(markdown: str) -> list[dict]:
                 rows.append({"protocol": protocol, "model": name, "backbone": r.get("backbone", ""),
                              "metrics": metrics, "source": source, "note": ""})
     # the seed's own numbers come from two tables: one row
-    own = [r for r in rows if r["protocol"] == "seed"]
-    if len(own) > 1:
-        for extra in own[1:]:
-            own[0]["metrics"].update(extra["metrics"])
-            own[0]["source"] += "; " + extra["source"].replace("the seed paper, ", "")
+    seed_rows = [r for r in rows if r["protocol"] == "seed"]
+    if len(seed_rows) > 1:
+        for extra in seed_rows[1:]:
+            seed_rows[0]["metrics"].update(extra["metrics"])
+            seed_rows[0]["source"] += "; " + extra["source"].replace("the seed paper, ", "")
             rows.remove(extra)
     return rows
 

@@ -9,7 +9,7 @@ import torch
 from mtlbench.data import datasets as D
 from mtlbench.data.datasets import build_dataset, build_splits, seed_split
 from mtlbench.data.pipeline import BatchPipeline, label_edges
-from mtlbench.data.render import render_batch
+from mtlbench.data.synthrooms import render_batch
 from mtlbench.errors import MtlbenchError
 
 
@@ -152,3 +152,21 @@ def test_depth_discontinuities_as_edges():
     depth[0, 0, 1, 1] = 0  # an invalid pixel: no edge around it from the hole itself
     assert depth_edges(depth, threshold=0.3)[0, 0, :3, :3].sum() == 0
     assert depth_edges(depth, threshold=0.35).sum() == 0  # a 2x step stays below 0.35
+
+
+def test_build_dataset_is_importable_from_the_data_package():
+    from mtlbench.data import build_dataset as public
+    from mtlbench.data import build_splits
+
+    assert public is build_dataset and build_splits.__module__ == "mtlbench.data.datasets"
+    with pytest.raises(ImportError):
+        from mtlbench.data import no_such_name  # noqa: F401
+
+
+def test_dataset_options_are_checked_against_what_the_dataset_declares():
+    with pytest.raises(MtlbenchError, match="dataset synthrooms takes no option 'classes'"):
+        build_dataset("synthrooms", split="test", size=32, frames=10, classes=13)
+    with pytest.raises(MtlbenchError, match=r"did you mean 'frames'\?"):
+        build_dataset("synthrooms", split="test", size=32, frame=10)
+    with pytest.raises(MtlbenchError, match="split 'tset': choose from train, val, test"):
+        build_dataset("synthrooms", split="tset", size=32, frames=10)

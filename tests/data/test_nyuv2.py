@@ -39,7 +39,7 @@ def read_png(path) -> np.ndarray:
 
 def sample(i: int) -> dict[str, np.ndarray]:
     if not REAL:
-        from mtlbench.data.render import render_scene
+        from mtlbench.data.synthrooms import render_scene
 
         frame = render_scene(7, i, (480, 640), holes=True)
         return {"image": frame["image"], "raw_depth": frame["depth"], "seg40": frame["seg"]}
@@ -271,7 +271,8 @@ def test_official_and_seed_splits(labeled_full, tmp_path):
     with pytest.raises(MtlbenchError, match="the official split needs frames this data lacks"):
         build_splits("nyuv2", root=str(partial), size=32, protocol="official")
     assert not set(seed.train.arrays.index.tolist()) & set(seed.test.arrays.index.tolist())
-    with pytest.raises(MtlbenchError, match="unknown split 'eigen'"):
+    with pytest.raises(MtlbenchError,
+                       match="options.protocol \\(dataset nyuv2\\): must be one of seed, official, got 'eigen'"):
         build_splits("nyuv2", root=str(tmp_path), size=32, protocol="eigen")
 
 
@@ -292,6 +293,7 @@ def test_samples_through_the_dataset_api(labeled_full, tmp_path):
     assert s["edge"].sum() > 0
 
 
+@pytest.mark.slow
 def test_cli_prepare_and_a_short_run(labeled, tmp_path):
     runner = CliRunner()
     out = tmp_path / "nyu"
@@ -300,7 +302,7 @@ def test_cli_prepare_and_a_short_run(labeled, tmp_path):
     again = runner.invoke(app, ["data", "prepare", "nyuv2", "--mat", str(labeled), "--out", str(out), "--size", "64"])
     assert "already complete, nothing to do" in again.stderr
     run_dir = tmp_path / "run"
-    r = runner.invoke(app, ["run", "--data", "nyuv2", "--data-root", str(out), "--size", "64", "--split", "seed",
+    r = runner.invoke(app, ["run", "--data", "nyuv2", "--data-root", str(out), "--size", "64", "--protocol", "seed",
                             "--backbone", "test_resnet", "--epochs", "1", "--batch-size", "32", "--device", "cpu",
                             "--run-dir", str(run_dir)])
     assert r.exit_code == 0, r.output

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from mtlbench.engine.trainer import task_losses
 from mtlbench.errors import MtlbenchError
 from mtlbench.models.backbones import build_backbone
+from mtlbench.models.base import capture_attention
 from mtlbench.models.mtinet_eccv20 import FeaturePropagation, MultiModalDistillation
 from mtlbench.registry import MODELS
 from mtlbench.tasks import DatasetInfo, build_tasks
@@ -31,7 +32,7 @@ def test_output_shapes_for_every_task_subset(backbone, subset, x):
     assert build_backbone(backbone, width=16).strides == [4, 8, 16, 32]
     net = build(subset, backbone)
     out = net(x)  # training mode
-    assert set(out) == set(subset) | {"aux"}
+    assert set(out) == set(subset) | {"aux", "shared"}
     for t in subset:
         assert out[t].shape == (2, CHANNELS[t], 64, 64), t
     assert len(out["aux"]) == 4
@@ -93,23 +94,19 @@ def test_deep_supervision_adds_one_loss_term_per_scale(x):
 @pytest.mark.parametrize("subset", [TASKS, ("depth", "edge"), ("seg",)], ids=lambda s: "+".join(s))
 def test_fpm_masks_sum_to_one_over_tasks_at_every_pixel(subset, x):
     net = build(subset)
-    net.record = True
-    net(x)
-    assert len(net.fpm) == 3
-    for k, fpm in enumerate(net.fpm):  # fpm[k] works on scale k+1 and feeds scale k
+    with capture_attention(net) as maps:
+        net(x)
+    assert len(net.fpm) == 3 and sorted(maps) == ["fpm.0", "fpm.1", "fpm.2"]
+    for k in range(3):  # fpm[k] works on scale k+1 and feeds scale k
         side = 64 // 2 ** (k + 3)
-        assert set(fpm.last_masks) == set(subset)
-        for t, m in fpm.last_masks.items():
-            assert m.shape == (2, len(subset), side, side), (k, t)
+        masks = maps[f"fpm.{k}"]  # B × target × source × H × W
+        assert masks.shape == (2, len(subset), len(subset), side, side), k
+        for i in range(len(subset)):
+            m = masks[:, i]
             assert (m >= 0).all()
             torch.testing.assert_close(m.sum(1), torch.ones(2, side, side))
             if len(subset) == 1:
                 assert (m == 1).all()
-    net.record = False
-    for fpm in net.fpm:
-        fpm.last_masks = None
-    net(x)
-    assert all(fpm.last_masks is None for fpm in net.fpm)
 
 
 def test_fpm_matches_an_explicit_computation():
@@ -171,10 +168,15 @@ def test_features_propagate_from_coarse_to_fine(x):
 def test_user_errors_are_one_line_mtlbench_errors():
     with pytest.raises(MtlbenchError, match="at least one task"):
         MODELS.build("mtinet_eccv20", {}, build_backbone("test_resnet", width=16))
-    with pytest.raises(MtlbenchError, match="se_reduction must be a positive integer"):
+    with pytest.raises(MtlbenchError, match=r"se_reduction \(model mtinet_eccv20\): must be at least 1, got 0"):
         build(se_reduction=0)
+    with pytest.raises(MtlbenchError, match="se_reduction.*expected an integer"):
+        build(se_reduction=2.5)
+    with pytest.raises(MtlbenchError, match="takes no option 'se_reduce'; did you mean 'se_reduction'"):
+        build(se_reduce=2)
 
 
+@pytest.mark.slow
 def test_model_trains_on_synthrooms():
     from mtlbench.data.datasets import build_dataset
     from mtlbench.data.pipeline import BatchPipeline
@@ -183,8 +185,8 @@ def test_model_trains_on_synthrooms():
     ds = build_dataset("synthrooms", split="train", size=64, frames=20)
     batch = BatchPipeline(torch.device("cpu"), 64, augment=False)(ds.batch(range(4)), train=False)
     net = build()
-    losses = {"depth": LOSSES.build("structured_depth"), "seg": LOSSES.build("cross_entropy"),
-              "edge": LOSSES.build("balanced_bce")}
+    losses = {"depth": LOSSES.build("structured_depth", ds.info), "seg": LOSSES.build("cross_entropy", ds.info),
+              "edge": LOSSES.build("balanced_bce", ds.info)}
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     totals = []
     for _ in range(15):

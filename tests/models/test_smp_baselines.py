@@ -120,9 +120,10 @@ def batch():
 @pytest.mark.parametrize("model, task, loss", [("smp_unet", "depth", "structured_depth"),
                                                ("smp_fpn", "seg", "cross_entropy"),
                                                ("smp_deeplabv3plus", "depth", "l1_depth")])
+@pytest.mark.slow
 def test_a_few_training_steps_lower_the_loss(batch, model, task, loss):
     net = build(model, task).train()
-    criterion = LOSSES.build(loss)
+    criterion = LOSSES.build(loss, DatasetInfo())
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     losses = []
     for _ in range(6):

@@ -235,15 +235,17 @@ def batch():
     return BatchPipeline(torch.device("cpu"), 64, augment=False)(raw, train=False)
 
 
-@pytest.mark.parametrize("model", ZOO + ["hps", "mtinet"])  # every multi-task model; smp and mtinet_eccv20 in their files
+# every multi-task model; smp and mtinet_eccv20 in their files
+@pytest.mark.parametrize("model", ZOO + ["hps", "mtinet"])
+@pytest.mark.slow
 def test_model_trains_on_a_fixed_batch(model, batch):
     # Per-task checks rather than the total: the 40-class cross-entropy dominates the total and
     # falls only 4-12 % in 15 steps at width 16. Over seeds 0-2 every model ended with depth at
     # 0.11-0.38, seg at 0.88-0.96 and edge at 0.69-0.91 of their first values.
     torch.manual_seed(0)
     net = MODELS.build(model, build_tasks(ALL, INFO), build_backbone("test_resnet", width=16)).train()
-    losses = {"depth": LOSSES.build("structured_depth"), "seg": LOSSES.build("cross_entropy"),
-              "edge": LOSSES.build("balanced_bce")}
+    losses = {"depth": LOSSES.build("structured_depth", INFO), "seg": LOSSES.build("cross_entropy", INFO),
+              "edge": LOSSES.build("balanced_bce", INFO)}
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
 
     def per_task() -> dict[str, Tensor]:
