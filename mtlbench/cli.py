@@ -241,7 +241,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, console
               f"select {resolved_select(cfg)} | weighting {cfg.weighting.name} ({parts.weighting.level} level) | "
               f"run dir {run_dir}", highlight=False)
     for note in parts.notes:
-        err.print(note, highlight=False)
+        err.print(note, highlight=False, markup=False)  # notes may hold [brackets]
     with RichReporter(err) as reporter:
         result = Trainer(parts, run_dir, reporter).fit(resume=resume)
     console.print(metrics_table(result["test"], f"test metrics ({cfg.model.name}, best epoch "

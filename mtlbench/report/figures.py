@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mtlbench.errors import MtlbenchError
+from mtlbench.metrics.records import records_for
 from mtlbench.report.plotting import (
     draw_lines,
     drawing,
@@ -28,13 +29,11 @@ from mtlbench.report.plotting import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["KEY_METRIC", "attention_figure", "pr_curve", "save_figure", "save_png", "seed_figure",
+__all__ = ["attention_figure", "pr_curve", "save_figure", "save_png", "seed_figure",
            "training_curves"]
 
 CROSS = (0, 255, 0)
 HEAT = "plasma"  # attention colour map: dark blue (ignored) → red → yellow (most attended)
-# the validation metric plotted per known task; other tasks take their first non-loss metric
-KEY_METRIC = {"depth": "rmse", "seg": "miou", "edge": "ods"}
 _KNOWN_ORDER = ("depth", "seg", "edge")
 
 
@@ -156,7 +155,7 @@ def _key_metric(records: Sequence[Mapping], task: str) -> str | None:
         for name in _val_entry(rec, task):
             if name != "loss" and name not in names:
                 names.append(name)
-    preferred = KEY_METRIC.get(task)
+    preferred = next((r.name for r in records_for(task) if r.key), None)
     if preferred in names:
         return preferred
     return names[0] if names else None
