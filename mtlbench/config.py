@@ -315,9 +315,49 @@ def load(path: str | Path) -> RunConfig:
         raise MtlbenchError(f"cannot read config {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise MtlbenchError(f"config {path} is not valid TOML: {exc}") from None
-    cfg = from_dict(data, RunConfig(), where=str(path))
+    cfg = from_dict(upgrade_legacy(data), RunConfig(), where=str(path))
     validate(cfg)
     return cfg
+
+
+# What the built-in factories took from the flat sections of config files written before the
+# options tables (every such file spelt out every key, whatever the dataset or model).
+_LEGACY_DATA_OPTIONS = {
+    "synthrooms": ("frames", "protocol", "fractions", "split_seed", "scene_seed", "holes"),
+    "nyuv2": ("protocol", "fractions", "split_seed", "val_frames", "classes", "raw_depth"),
+    "nyud_mt": ("split_seed", "val_frames"),
+}
+_LEGACY_LOSS_OPTIONS = {
+    "structured_depth": {"depth_alpha": "alpha", "depth_beta": "beta", "depth_gamma": "gamma"},
+    "balanced_bce": {"edge_pos_weight": "pos_weight"},
+}
+
+
+def upgrade_legacy(data: dict[str, Any]) -> dict[str, Any]:
+    """A config written before the options tables (``loss.weighting`` marks one) in today's layout,
+    keeping exactly what its run used, so that ``eval``, ``compare`` and ``predict`` still read old
+    run directories. Any other input is returned as it is."""
+    loss = data.get("loss")
+    if not isinstance(loss, dict) or "weighting" not in loss:
+        return data
+    out = {k: v for k, v in data.items() if k not in ("data", "model", "loss")}
+    d = dict(data.get("data", {}))
+    if "split" in d:
+        d["protocol"] = d.pop("split")
+    name = d.get("name", DataConfig.name)
+    flat = {f.name for f in fields(DataConfig)} - {"options"}
+    out["data"] = {k: v for k, v in d.items() if k in flat}
+    out["data"]["options"] = {k: d[k] for k in _LEGACY_DATA_OPTIONS.get(name, ()) if k in d}
+    m = dict(data.get("model", {}))
+    interaction = m.pop("interaction", "")
+    out["model"] = m | ({"options": {"interaction": interaction}} if interaction else {})
+    names = {t: loss[t] for t in ("depth", "seg", "edge") if loss.get(t)}
+    options = {t: {new: loss[old] for old, new in _LEGACY_LOSS_OPTIONS.get(n, {}).items() if old in loss}
+               for t, n in names.items()}
+    out["loss"] = {"names": names, "options": options}
+    weights = loss.get("weights") or {}
+    out["weighting"] = {"name": loss["weighting"], "options": {"weights": weights} if weights else {}}
+    return out
 
 
 def _toml_value(v: Any) -> str:

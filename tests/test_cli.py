@@ -173,7 +173,7 @@ def test_out_of_range_config_values(tmp_path, text, fragment):
      ["weighting fixed takes no option 'weight'", "did you mean 'weights'?"]),
     ("[loss.options.normals]\nalpha = 1.0\n", ["loss.options names task normals, which this run does not train"]),
     ("[data]\nframes = 24\n", ["data.frames is now data.options.frames"]),
-    ("[loss]\nweighting = \"uncertainty\"\n", ["loss.weighting is now weighting.name"]),
+    ("[loss]\ndepth_alpha = 2.0\n", ["loss.depth_alpha is now loss.options.depth.alpha"]),
 ])
 def test_a_misspelt_option_in_a_config_file_is_refused_with_close_matches(tmp_path, text, fragments):
     path = tmp_path / "c.toml"
