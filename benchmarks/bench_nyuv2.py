@@ -87,7 +87,7 @@ def main() -> None:
         resolve(cfg)
         tasks = build_tasks(("depth", "seg", "edge"), splits.info)
         model = build_model(cfg, tasks, build_backbone("resnet50", 128)).to(device)
-        losses, weighting = build_losses(cfg, tasks, splits.info), build_weighting(cfg, tasks)
+        losses, weighting = build_losses(cfg, tasks, splits.info), build_weighting(cfg, list(tasks))
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
         fixed = [pipe(raw, train=True) for raw, _ in zip(batches(splits.train, args.batch_size, True, 1),
                                                           range(args.steps + 1))]

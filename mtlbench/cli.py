@@ -22,6 +22,7 @@ from rich.table import Table
 
 from mtlbench.errors import MtlbenchError, NonFiniteLossError
 from mtlbench.registry import REGISTRIES, registry
+from mtlbench.rundir import RunDir
 
 if TYPE_CHECKING:
     from mtlbench.config import RunConfig
@@ -104,10 +105,11 @@ def _make_config(preset: str | None, config: Path | None, overrides: dict[str, d
 
     if config is not None and preset is not None:
         raise MtlbenchError("--preset and --config both give a whole configuration: choose one")
-    cfg = C.load(config) if config is not None else C.preset(preset or "seed")
-    cfg = C.from_dict({k: v for k, v in overrides.items() if v}, cfg, where="option")
+    base = C.load(config) if config is not None else C.preset(preset or "seed")
+    cfg = C.from_dict({k: v for k, v in overrides.items() if v}, base, where="option")
     if tasks is not None:
         cfg.tasks = list(parse_tasks(tasks))
+    C.rebase(cfg, base)
     flags = {}
     for section, given in options.items():
         target = getattr(cfg, section).options
@@ -122,7 +124,7 @@ def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise MtlbenchError("--resume and --overwrite contradict each other: choose one")
     if resume:
-        if not (run_dir / "config.toml").is_file():
+        if not RunDir(run_dir).is_run():
             raise MtlbenchError(f"nothing to resume in {run_dir}: no config.toml there; drop --resume to start a run")
         return
     if run_dir.exists():
@@ -131,7 +133,7 @@ def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
         if not overwrite:
             raise MtlbenchError(f"run directory {run_dir} already exists: pass --resume to continue it, "
                                 f"--overwrite to replace it, or another --run-dir")
-        if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / "config.toml").is_file():
+        if run_dir.is_dir() and any(run_dir.iterdir()) and not RunDir(run_dir).is_run():
             raise MtlbenchError(f"refusing to overwrite {run_dir}: it is not an mtlbench run directory")
 
 
@@ -152,6 +154,7 @@ def run(
     protocol: Annotated[str | None, typer.Option(help="nyuv2: seed (random 80/10/10, the paper's) or official "
                                                          "(NYUv2 795/654)")] = None,
     classes: Annotated[int | None, typer.Option(help="nyuv2: 40, 13 or 894 classes")] = None,
+    split: Annotated[str | None, typer.Option(hidden=True, help="renamed --protocol")] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
     seed: Annotated[int | None, typer.Option(help="training seed (init, shuffling, augmentation)")] = None,
@@ -189,6 +192,8 @@ def run(
     }
     options = {k: {n: fv for n, fv in d.items() if fv[1] is not None} for k, d in options.items()}
     with _one_line_errors():
+        if split is not None:
+            raise MtlbenchError(f"--split is now --protocol (the dataset's split protocol): pass --protocol {split}")
         if resume:
             if run_dir is None:
                 raise MtlbenchError("--resume needs --run-dir naming the run to continue")
@@ -205,7 +210,7 @@ def run(
             _prepare_run_dir(run_dir, resume, overwrite)
             from mtlbench import config as C  # lazy: tomllib and dataclasses, not needed for --help
 
-            cfg = C.load(run_dir / "config.toml")
+            cfg = C.load(RunDir(run_dir).config)
             if device:
                 cfg.train.device = device
         else:
@@ -247,7 +252,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, console
     console.print(metrics_table(result["test"], f"test metrics ({cfg.model.name}, best epoch "
                                                 f"{result['best_epoch']} of {result['epochs']}, "
                                                 f"{result['sizes']['test']} frames)"))
-    err.print(f"written: {run_dir / 'metrics.json'}", highlight=False)
+    err.print(f"written: {RunDir(run_dir).metrics}", highlight=False)
 
 
 @data_app.command("prepare")
@@ -375,7 +380,7 @@ def eval_cmd(
     info = metrics["eval"][split]
     console.print(metrics_table(metrics[split], f"{split} metrics ({metrics['model']}, {checkpoint} checkpoint, "
                                                 f"epoch {info['epoch']}, {metrics['sizes'][split]} frames)"))
-    err.print(f"written: {run_dir / 'metrics.json'}" + (f" and {run_dir / 'figures'}" if figures else ""),
+    err.print(f"written: {RunDir(run_dir).metrics}" + (f" and {RunDir(run_dir).figures}" if figures else ""),
               highlight=False)
 
 

@@ -297,6 +297,25 @@ def criterion(cfg: RunConfig) -> Criterion:
     return Criterion(parts[1], parts[2])
 
 
+def rebase(cfg: RunConfig, base: RunConfig) -> None:
+    """``cfg`` is ``base`` with settings laid over it (``run --config FILE --model …``). A run's own
+    ``config.toml`` spells out every option of its dataset, model, weighting and losses; where the
+    settings chose another dataset, model, weighting or task list, those tables are dropped, in
+    place, to be resolved afresh for the new choice, and a criterion that was the default follows."""
+    if cfg.data.name != base.data.name:
+        cfg.data.options = {}
+    if cfg.model.name != base.model.name:
+        cfg.model.options = {}
+    if cfg.weighting.name != base.weighting.name:
+        cfg.weighting.options = {}
+    if list(cfg.tasks) != list(base.tasks):
+        cfg.loss.names = {t: n for t, n in cfg.loss.names.items() if t in cfg.tasks}
+        cfg.loss.options = {t: o for t, o in cfg.loss.options.items() if t in cfg.tasks}
+        default = dataclasses.replace(base, train=dataclasses.replace(base.train, select="auto"))
+        if cfg.train.select == base.train.select == resolved_select(default):
+            cfg.train.select = "auto"
+
+
 def resolved_select(cfg: RunConfig) -> str:
     """The checkpoint criterion with "auto" spelled out."""
     if cfg.train.select != "auto":
@@ -333,30 +352,35 @@ _LEGACY_LOSS_OPTIONS = {
 }
 
 
+_LEGACY_DATA_KEYS = ("frames", "split", "fractions", "split_seed", "val_frames", "classes", "raw_depth",
+                     "scene_seed", "holes")
+_LEGACY_LOSS_KEYS = ("depth", "seg", "edge", "depth_alpha", "depth_beta", "depth_gamma", "edge_pos_weight",
+                     "weighting", "weights")
+
+
 def upgrade_legacy(data: dict[str, Any]) -> dict[str, Any]:
-    """A config written before the options tables (``loss.weighting`` marks one) in today's layout,
-    keeping exactly what its run used, so that ``eval``, ``compare`` and ``predict`` still read old
-    run directories. Any other input is returned as it is."""
-    loss = data.get("loss")
-    if not isinstance(loss, dict) or "weighting" not in loss:
+    """A whole config written before the options tables (it spells out every flat key of
+    ``[data]`` and ``[loss]``) in today's layout, keeping exactly what its run used, so that
+    ``eval``, ``compare`` and ``predict`` still read old run directories. Keys it does not know stay
+    where they are, to be refused with the close matches; any other input is returned as it is."""
+    d, loss = data.get("data"), data.get("loss")
+    if not (isinstance(d, dict) and isinstance(loss, dict) and all(k in d for k in _LEGACY_DATA_KEYS)
+            and all(k in loss for k in _LEGACY_LOSS_KEYS)):
         return data
     out = {k: v for k, v in data.items() if k not in ("data", "model", "loss")}
-    d = dict(data.get("data", {}))
-    if "split" in d:
-        d["protocol"] = d.pop("split")
-    name = d.get("name", DataConfig.name)
-    flat = {f.name for f in fields(DataConfig)} - {"options"}
-    out["data"] = {k: v for k, v in d.items() if k in flat}
-    out["data"]["options"] = {k: d[k] for k in _LEGACY_DATA_OPTIONS.get(name, ()) if k in d}
+    d = dict(d)
+    d["protocol"] = d.pop("split")
+    takes = _LEGACY_DATA_OPTIONS.get(str(d.get("name", DataConfig.name)), ())
+    legacy = set(_LEGACY_DATA_KEYS) | {"protocol"}
+    out["data"] = {k: v for k, v in d.items() if k not in legacy}
+    out["data"]["options"] = {k: d[k] for k in takes if k in d}
     m = dict(data.get("model", {}))
     interaction = m.pop("interaction", "")
     out["model"] = m | ({"options": {"interaction": interaction}} if interaction else {})
-    names = {t: loss[t] for t in ("depth", "seg", "edge") if loss.get(t)}
-    options = {t: {new: loss[old] for old, new in _LEGACY_LOSS_OPTIONS.get(n, {}).items() if old in loss}
-               for t, n in names.items()}
-    out["loss"] = {"names": names, "options": options}
-    weights = loss.get("weights") or {}
-    out["weighting"] = {"name": loss["weighting"], "options": {"weights": weights} if weights else {}}
+    names = {t: loss[t] for t in ("depth", "seg", "edge") if loss[t]}
+    options = {t: {new: loss[old] for old, new in _LEGACY_LOSS_OPTIONS.get(n, {}).items()} for t, n in names.items()}
+    out["loss"] = {k: v for k, v in loss.items() if k not in _LEGACY_LOSS_KEYS} | {"names": names, "options": options}
+    out["weighting"] = {"name": loss["weighting"], "options": {"weights": loss["weights"]} if loss["weights"] else {}}
     return out
 
 

@@ -7,7 +7,7 @@ A registered factory (dataset, model, loss, weighting, interaction) says which o
 
     @DATASETS.register("synthrooms", options={"frames": Option(1449, "frames rendered", at_least(1))})
 
-The type of an option is the type of its default (``None``: any value). :func:`resolve_options`
+The type of an option is the type of its default (which must not be ``None``: TOML has no null). :func:`resolve_options`
 turns the table a user wrote (``[model.options]``) into the full set the factory is called with:
 an unknown key is one error line with the close matches, a value of the wrong type or outside
 its range likewise, and every default is spelled out so that ``config.toml`` reproduces the run
@@ -18,6 +18,7 @@ This module is a leaf (no torch, no registry).
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from collections.abc import Callable, Mapping
@@ -42,8 +43,16 @@ OptionSpec = Option
 
 
 def declare_options(options: Mapping[str, Any]) -> Mapping[str, Option]:
-    """Plain defaults become :class:`Option` s; the order is kept."""
-    return {k: v if isinstance(v, Option) else Option(v) for k, v in options.items()}
+    """Plain defaults become :class:`Option` s; the order is kept.
+
+    Raises:
+        MtlbenchError: a default of ``None`` (it could not be written to ``config.toml``).
+    """
+    declared = {k: v if isinstance(v, Option) else Option(v) for k, v in options.items()}
+    for k, o in declared.items():
+        if o.default is None:
+            raise MtlbenchError(f"option {k!r} has no default: declare one (TOML has no null), e.g. \"\" or 0")
+    return declared
 
 
 def at_least(low: float) -> Check:
@@ -111,10 +120,10 @@ def resolve_options(owner: str, declared: Mapping[str, Option], given: Mapping[s
             raise unknown_option(owner, key, declared, flags.get(key))
     out: dict[str, Any] = {}
     for key, opt in declared.items():
-        if key not in given:
-            out[key] = _normalise(opt.default, opt.default)
+        if key not in given:  # a copy: a run that edits its options must not edit the declared default
+            out[key] = _normalise(copy.deepcopy(opt.default), opt.default)
             continue
-        value = given[key]
+        value = copy.deepcopy(given[key])
         label = flags.get(key) or f"{where}.{key}"
         problem = _type_error(value, opt.default) or (opt.check(value) if opt.check else None)
         if problem:

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from mtlbench.config import load
 from tests.conftest import TINY_ARGS as TINY
 from tests.conftest import assert_bad_input, invoke
 
@@ -63,6 +64,14 @@ def test_a_config_file_keeps_its_model_and_tasks(tmp_path):
     assert metrics["model"] == "hps" and metrics["tasks"] == ["depth"]
     assert_bad_input(invoke("run", "--config", str(first / "config.toml"), "--preset", "quick"),
                      "--preset and --config both give a whole configuration")
+    # another model, tasks and weighting over a run's own config: its spelt-out options follow
+    third = tmp_path / "third"
+    result = invoke("run", "--config", first / "config.toml", "--model", "mtinet", "--task", "seg,edge",
+                    "--weighting", "uncertainty", "--epochs", "1", "--run-dir", third)
+    assert result.exit_code == 0, result.output
+    cfg = load(third / "config.toml")
+    assert (cfg.model.options, cfg.weighting.options) == ({"interaction": "guided_attention"}, {})
+    assert list(cfg.loss.names) == ["seg", "edge"] and cfg.train.select == "val/total/loss"
 
 
 @pytest.mark.parametrize(
@@ -86,6 +95,7 @@ def test_a_config_file_keeps_its_model_and_tasks(tmp_path):
         (["--classes", "13"], ["dataset synthrooms takes no option --classes (classes)"]),
         (["--protocol", "official"], ["--protocol (dataset synthrooms): must be one of seed, got 'official'"]),
         (["--weighting", "pcgard"], ["unknown weighting 'pcgard'", "did you mean 'pcgrad'"]),
+        (["--split", "official"], ["--split is now --protocol", "--protocol official"]),
         (["--preset", "fast"], ["unknown preset 'fast'"]),
         (["--frames", "5"], ["the val and test splits are empty (5/0/0 frames)"]),
         (["--interaction", "nonexistent"], ["unknown interaction 'nonexistent'"]),
@@ -105,6 +115,18 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, monkeypatch,
     assert_bad_input(result, *fragments)
     assert not run_dir.exists()
     assert not cache.exists()  # nothing rendered
+
+
+def test_a_gradient_weighting_needs_shared_parameters(tmp_path):
+    # known only once the model is built, after the frames are (a complete cache, reused later)
+    from mtlbench.data import build_splits
+
+    build_splits("synthrooms", size=64, frames=24)
+    result = invoke("run", *TINY, "--model", "cross_stitch", "--task", "depth", "--weighting", "pcgrad",
+                    "--run-dir", tmp_path / "r")
+    assert_bad_input(result, "weighting pcgrad combines the tasks' gradients of the shared parameters",
+                     "model cross_stitch shares none on depth")
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_task_the_model_cannot_serve(tmp_path, isolated_registries):

@@ -77,3 +77,45 @@ def test_old_keys_in_a_new_file_say_where_they_moved(tmp_path):
     path.write_text("[data]\nsplit = \"official\"\n")
     with pytest.raises(MtlbenchError, match=r"data.split is now data.options.protocol"):
         C.load(path)
+    path.write_text("[loss]\nweighting = \"uncertainty\"\n")  # part of an old file: not read as one
+    with pytest.raises(MtlbenchError, match=r"loss.weighting is now weighting.name"):
+        C.load(path)
+
+
+def test_an_unknown_key_in_an_old_file_is_still_refused(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text(LEGACY.replace("max_depth = 10.0", "max_depth = 10.0\ncolour_jitter = 0.5"))
+    with pytest.raises(MtlbenchError, match=r"unknown key 'colour_jitter' \(did you mean 'color_jitter'\?\)"):
+        C.load(path)
+
+
+def test_settings_over_a_resolved_config_drop_the_tables_of_what_they_replace():
+    base = tiny_config(tasks=["depth", "seg"], weighting={"name": "fixed", "options": {"weights": {"seg": 2.0}}})
+    resolve(base)
+    assert base.train.select == "val/depth/loss" and base.model.options == {"interaction": "guided_attention"}
+    cfg = C.from_dict({"model": {"name": "hps"}, "data": {"name": "nyud_mt", "root": "x"}, "tasks": ["seg"]}, base)
+    C.rebase(cfg, base)
+    resolve(cfg)
+    assert cfg.model.options == {} and cfg.data.options == {"split_seed": 0, "val_frames": 80}
+    assert list(cfg.loss.names) == ["seg"] and cfg.train.select == "val/total/loss"  # the default followed
+    assert cfg.weighting.options == {"weights": {"seg": 2.0}}  # same method: its options stay
+    chosen = tiny_config(tasks=["depth", "seg"], train={"select": "val/seg/miou"})
+    resolve(chosen)
+    kept = C.from_dict({"tasks": ["seg"]}, chosen)
+    C.rebase(kept, chosen)
+    assert kept.train.select == "val/seg/miou"  # a criterion chosen by hand is kept
+
+
+def test_option_defaults_are_never_shared_with_a_run():
+    first = tiny_config()
+    resolve(first)
+    first.data.options["fractions"][0] = 0.5
+    first.weighting.options["weights"]["depth"] = 5.0
+    second = tiny_config()
+    resolve(second)
+    assert second.data.options["fractions"] == [0.8, 0.1, 0.1] and second.weighting.options["weights"] == {}
+
+
+def test_an_option_without_a_default_is_refused_at_registration(isolated_registries):
+    with pytest.raises(MtlbenchError, match="option 'extra' has no default"):
+        isolated_registries.LOSSES.register("no_default", options={"extra": None})(lambda info, extra: None)

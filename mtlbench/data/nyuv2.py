@@ -108,7 +108,7 @@ def split_positions(index: np.ndarray, protocol: str, fractions: Sequence[float]
     missing = [int(v) for v in np.concatenate([train_ids, test_ids]) if int(v) not in pos]
     if missing:
         raise MtlbenchError(f"the official split needs frames this data lacks (e.g. {missing[:3]}): "
-                            f"use --split seed for a partial dataset")
+                            f"use --protocol seed for a partial dataset")
     train, val = carve_val(torch.tensor([pos[int(v)] for v in train_ids]), val_frames, seed)
     return train, val, torch.tensor([pos[int(v)] for v in test_ids]).sort().values
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +18,7 @@ from mtlbench.models.base import MultiTaskModel
 from mtlbench.options import resolve_options
 from mtlbench.registry import DATASETS, LOSSES, MODELS, TASKS, WEIGHTINGS
 from mtlbench.tasks import DatasetInfo, Task, build_tasks, parse_tasks
-from mtlbench.weighting import Weighting
+from mtlbench.weighting import GradientWeighting, Weighting
 
 # CLI flags that set options, per options table: a flag the chosen factory does not take is
 # refused naming the flag
@@ -101,6 +101,7 @@ def resolve(cfg: RunConfig, flags: Flags | None = None) -> None:
                                               cfg.loss.options.get(t, {}), f"loss.options.{t}")
     cfg.loss.names = {t: cfg.loss.names[t] for t in tasks}
     cfg.loss.options = {t: cfg.loss.options[t] for t in tasks}
+    build_weighting(cfg, tasks)  # cheap: its own value checks (e.g. weights of untrained tasks) come now
     cfg.train.select = resolved_select(cfg)
     c = criterion(cfg)
     if c.metric != "loss":  # a misspelt metric fails here, before any data is read
@@ -132,8 +133,8 @@ def build_losses(cfg: RunConfig, tasks: dict[str, Task], info: DatasetInfo) -> d
     return {t: LOSSES.build(cfg.loss.names[t], info, **cfg.loss.options[t]) for t in tasks}
 
 
-def build_weighting(cfg: RunConfig, tasks: dict[str, Task]) -> Weighting:
-    """The weighting of ``cfg`` (resolved) for ``tasks``."""
+def build_weighting(cfg: RunConfig, tasks: Sequence[str]) -> Weighting:
+    """The weighting of ``cfg`` (resolved) for the tasks named."""
     w = cfg.weighting
     try:
         weighting = WEIGHTINGS.build(w.name, list(tasks), **w.options)
@@ -186,7 +187,11 @@ def _assemble(cfg: RunConfig, info: DatasetInfo, backbone: Backbone, device: tor
     model = build_model(cfg, tasks, backbone)
     notes = list(model.notes)
     losses = build_losses(cfg, tasks, info)
-    weighting = build_weighting(cfg, tasks)
+    weighting = build_weighting(cfg, list(tasks))
+    if isinstance(weighting, GradientWeighting) and not any(p.requires_grad for p in model.shared_parameters()):
+        raise MtlbenchError(f"weighting {cfg.weighting.name} combines the tasks' gradients of the shared parameters, "
+                            f"and model {cfg.model.name} shares none on {', '.join(tasks)}: use a loss-level "
+                            f"weighting (fixed, uncertainty)")
     pipeline = BatchPipeline(device, d.size, augment=d.augment, flip=d.flip, scale=(d.scale[0], d.scale[1]),
                              color_jitter=d.color_jitter, normalize=d.normalize,
                              edge_thickness=d.edge_thickness, depth_edges=d.depth_edges,

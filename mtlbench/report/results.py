@@ -35,6 +35,7 @@ from mtlbench.errors import MtlbenchError
 from mtlbench.metrics import records
 from mtlbench.metrics.records import MetricRecord
 from mtlbench.report.tables import TableData
+from mtlbench.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -153,20 +154,21 @@ class Run:
 def load_run(path: Path) -> Run:
     """Config and metrics of a run directory; one clear error line when it is not one."""
     path = Path(path)
-    if not (path / "config.toml").is_file():
+    rd = RunDir(path)
+    if not rd.is_run():
         raise MtlbenchError(f"{path} is not an mtlbench run directory (no config.toml)")
-    if not (path / "metrics.json").is_file():
+    if not rd.metrics.is_file():
         raise MtlbenchError(f"{path} has no metrics.json (the run did not finish): run `mtlbench eval {path}` "
                             f"to evaluate its best checkpoint")
     try:
-        metrics = json.loads((path / "metrics.json").read_text())
+        metrics = json.loads(rd.metrics.read_text())
     except ValueError as exc:
         raise MtlbenchError(f"{path / 'metrics.json'} is not valid JSON ({exc}): run `mtlbench eval {path}` "
                             f"to write it again") from None
     if not isinstance(metrics, dict):
         raise MtlbenchError(f"{path / 'metrics.json'} is not an mtlbench metrics file: run `mtlbench eval {path}` "
                             f"to write it again")
-    return Run(path, C.load(path / "config.toml"), metrics)
+    return Run(path, C.load(rd.config), metrics)
 
 
 def run_protocol(cfg: Any, eigen_crop: bool | None = None) -> str | None:
