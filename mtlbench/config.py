@@ -352,10 +352,8 @@ _LEGACY_LOSS_OPTIONS = {
 }
 
 
-_LEGACY_DATA_KEYS = ("frames", "split", "fractions", "split_seed", "val_frames", "classes", "raw_depth",
-                     "scene_seed", "holes")
-_LEGACY_LOSS_KEYS = ("depth", "seg", "edge", "depth_alpha", "depth_beta", "depth_gamma", "edge_pos_weight",
-                     "weighting", "weights")
+_LEGACY_DATA_KEYS = tuple(k.removeprefix("data.") for k in MOVED if k.startswith("data."))
+_LEGACY_LOSS_KEYS = tuple(k.removeprefix("loss.") for k in MOVED if k.startswith("loss."))
 
 
 def upgrade_legacy(data: dict[str, Any]) -> dict[str, Any]:

@@ -39,8 +39,6 @@ class Option:
     check: Check | None = None
 
 
-OptionSpec = Option
-
 
 def declare_options(options: Mapping[str, Any]) -> Mapping[str, Option]:
     """Plain defaults become :class:`Option` s; the order is kept.

@@ -30,7 +30,7 @@ from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 from mtlbench.errors import MtlbenchError, UnknownNameError
-from mtlbench.options import OptionSpec, declare_options, resolve_options
+from mtlbench.options import Option, declare_options, resolve_options
 
 T = TypeVar("T", bound=Callable[..., Any])  # what registries hold: factories (functions or classes)
 
@@ -59,7 +59,7 @@ class Entry(Generic[T]):
     source: str
     summary: str
     meta: Mapping[str, Any] = field(default_factory=dict)
-    options: Mapping[str, OptionSpec] = field(default_factory=dict)  # declared options, in order
+    options: Mapping[str, Option] = field(default_factory=dict)  # declared options, in order
 
 
 def _first_doc_line(obj: object) -> str:

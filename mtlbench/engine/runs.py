@@ -17,7 +17,7 @@ import torch
 from mtlbench import config as C
 from mtlbench.data.datasets import DenseDataset
 from mtlbench.engine.build import RunParts, build_inference, build_run
-from mtlbench.engine.trainer import eval_record, evaluate, load_checkpoint
+from mtlbench.engine.trainer import eval_record, load_checkpoint
 from mtlbench.errors import MtlbenchError
 from mtlbench.fileio import atomic_write
 from mtlbench.rundir import CHECKPOINTS, RunDir
@@ -79,7 +79,7 @@ def load_weights(parts: RunParts, path: Path, ckpt: dict[str, Any] | None = None
 
 @dataclass
 class Evaluation:
-    """One split of a run, rebuilt with a checkpoint's weights, ready for :func:`evaluate`."""
+    """One split of a run, rebuilt with a checkpoint's weights, ready for :func:`mtlbench.engine.trainer.evaluate`."""
 
     run: RunDir
     parts: RunParts
@@ -128,15 +128,6 @@ def record_evaluation(ev: Evaluation, result: dict[str, dict[str, float]]) -> di
     metrics.setdefault("eval", {})[ev.split] = eval_record(cfg, ev.checkpoint, ev.epoch, parts.device)
     atomic_write(path, lambda f: f.write(json.dumps(metrics, indent=2) + "\n"), mode="w")
     return metrics
-
-
-def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best", device: str | None = None,
-                 eval_options: dict[str, Any] | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Evaluate a checkpoint of ``run_dir`` on ``split``, store it in ``metrics.json`` and return
-    the whole file."""
-    ev = open_evaluation(run_dir, split, checkpoint, device, eval_options, progress)
-    return record_evaluation(ev, evaluate(ev.parts, ev.dataset, ev.autocast()))
 
 
 def inference_parts(run_dir: Path, device: str | None, checkpoint: str) -> RunParts:

@@ -166,7 +166,6 @@ class Trainer:
                  callbacks: list[Callable[[int, dict[str, Any]], None]] | None = None) -> None:
         self.p = parts
         self.cfg = parts.cfg
-        self.run_dir = Path(run_dir)
         self.files = RunDir(run_dir)
         self.reporter = reporter or SilentReporter()
         self.callbacks = callbacks or []

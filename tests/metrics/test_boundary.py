@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import kornia
 import numpy as np
 import pytest
 import torch
@@ -305,7 +306,6 @@ def test_kornia_canny_is_not_the_reference() -> None:
     """Why non-maximum suppression and hysteresis stay hand-written: with skimage's σ, window and
     thresholds, ``kornia.filters.canny`` marks edges on the image border (skimage never does) and,
     rounding the gradient direction to 45° where skimage interpolates, other pixels inside."""
-    kornia = pytest.importorskip("kornia")
     feature = pytest.importorskip("skimage.feature", reason=CANNY_REFERENCE)
     images = _synthetic(np.random.default_rng(6), plateaus=False)
     x = torch.from_numpy(np.stack(images))
@@ -326,7 +326,6 @@ def test_kornia_sobel_magnitude_is_not_the_reference() -> None:
     """Why the gradient magnitude is computed here: ``kornia.filters.sobel`` takes
     sqrt(gx² + gy² + 1e-6), not skimage's hypot. Thresholds scale with each map's depth range
     (``_thresholds``), so on a shallow map the 1e-3 floor is the size of a real edge."""
-    kornia = pytest.importorskip("kornia")
     step = torch.from_numpy(_step(12, 16, 7, low=0.0, high=0.001))  # a 1 mm step
     theirs = kornia.filters.sobel(step[None, None], normalized=False)[0, 0].numpy()
     gj, gi = boundary._sobel(step[None]).unbind(1)
