@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -166,8 +167,17 @@ def run(
     pretrained: Annotated[bool, typer.Option("--pretrained",
                                              help="ImageNet weights from timm (hub or local cache)")] = False,
     weights: Annotated[str | None, typer.Option(help="backbone weights from a local file")] = None,
-    bf16: Annotated[bool, typer.Option("--bf16", help="bf16 autocast (GPU)")] = False,
+    precision: Annotated[str | None, typer.Option(help="auto (bf16 on GPUs that support it, else fp32), fp32, bf16 "
+                                                       "or fp16 (with a gradient scaler, GPU)")] = None,
+    bf16: Annotated[bool, typer.Option("--bf16", help="the same as --precision bf16")] = False,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="channels_last memory format (GPU)")] = False,
+    compile_: Annotated[str | None, typer.Option("--compile", help="torch.compile the training step: a bare "
+                                                                    "--compile is on; --compile=auto trains eager "
+                                                                    "where it cannot compile")] = None,
+    sync_bn: Annotated[bool, typer.Option("--sync-bn", help="BatchNorm over the global batch when several "
+                                                            "processes train")] = False,
+    nproc: Annotated[int | None, typer.Option(help="train in N processes on this machine (torchrun, one GPU "
+                                                     "each); --batch-size stays the global batch")] = None,
     run_dir: Annotated[Path | None,
                        typer.Option(help="where the run is written (default runs/MODEL-TASKS-TIME)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --run-dir")] = False,
@@ -182,7 +192,8 @@ def run(
         "model": {"name": model, "backbone": backbone, "pretrained": pretrained or None, "weights": weights},
         "weighting": {"name": weighting},
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "device": device, "seed": seed,
-                  "select": select, "bf16": bf16 or None, "channels_last": channels_last or None},
+                  "select": select, "precision": precision, "channels_last": channels_last or None,
+                  "compile": compile_, "sync_bn": sync_bn or None},
     }
     overrides = {k: {n: v for n, v in d.items() if v is not None} for k, d in overrides.items()}
     options: dict[str, dict[str, tuple[str, object]]] = {
@@ -194,6 +205,10 @@ def run(
     with _one_line_errors():
         if split is not None:
             raise MtlbenchError(f"--split is now --protocol (the dataset's split protocol): pass --protocol {split}")
+        if bf16:
+            if precision not in (None, "bf16"):
+                raise MtlbenchError(f"--bf16 and --precision {precision} contradict each other: choose one")
+            overrides["train"]["precision"] = precision = "bf16"
         if resume:
             if run_dir is None:
                 raise MtlbenchError("--resume needs --run-dir naming the run to continue")
@@ -202,8 +217,9 @@ def run(
                      "--batch-size": batch_size, "--size": size, "--frames": frames, "--protocol": protocol,
                      "--classes": classes, "--lr": lr, "--seed": seed, "--select": select,
                      "--interaction": interaction, "--weighting": weighting, "--weights": weights,
-                     "--pretrained": pretrained or None,
-                     "--bf16": bf16 or None, "--channels-last": channels_last or None}
+                     "--pretrained": pretrained or None, "--precision": precision,
+                     "--bf16": bf16 or None, "--channels-last": channels_last or None, "--compile": compile_,
+                     "--sync-bn": sync_bn or None}
             changed = [flag for flag, v in given.items() if v is not None]
             if changed:
                 raise MtlbenchError(f"a resumed run keeps its own config.toml: drop {', '.join(sorted(changed))}")
@@ -218,11 +234,78 @@ def run(
             if run_dir is None:
                 stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
                 run_dir = Path("runs") / f"{cfg.model.name}-{'-'.join(cfg.tasks)}-{stamp}"
+        from mtlbench.engine.distributed import environment, init, shutdown  # lazy: imports torch
+
+        if resume:
+            _check_resume_world(run_dir, nproc or environment().world)
+        if nproc is not None:
             _prepare_run_dir(run_dir, resume, overwrite)
-        _train(cfg, run_dir, resume, overwrite, console, err)
+            _launch(cfg, run_dir, resume, nproc)
+            return
+
+        dist = init(cfg.train.device)  # alone unless torchrun started this process
+        try:
+            run_dir = dist.share(run_dir)  # rank 0's, whose clock named it
+            problem = None
+            if dist.main and not resume:  # the others would see the folder rank 0 creates
+                try:
+                    _prepare_run_dir(run_dir, resume, overwrite)
+                except MtlbenchError as exc:
+                    problem = str(exc)
+            problem = dist.share(problem)
+            if problem:
+                raise MtlbenchError(problem)
+            _train(cfg, run_dir, resume, overwrite, console, err, dist)
+        finally:
+            shutdown()
 
 
-def _train(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, console: Console, err: Console) -> None:
+def _check_resume_world(run_dir: Path, world: int) -> None:
+    """A run resumes in as many processes as it trained in (its log says how many)."""
+    from mtlbench.engine.trainer import Trainer, world_size_error  # lazy: imports torch
+
+    logged = Trainer.read_log(RunDir(run_dir).log)
+    if logged and int(logged[-1].get("world", 1)) != world:
+        raise MtlbenchError(world_size_error(int(logged[-1].get("world", 1)), world))
+
+
+def _launch(cfg: RunConfig, run_dir: Path, resume: bool, nproc: int) -> None:
+    """``run`` again in ``nproc`` processes through torchrun, everything checked first."""
+    from mtlbench.engine.distributed import check_nproc, launch  # lazy: imports torch
+
+    check_nproc(nproc, cfg.train.device)
+    if "run" not in sys.argv:
+        raise MtlbenchError("--nproc starts `mtlbench run` again and needs its command line: call it from a shell")
+    args = sys.argv[sys.argv.index("run") + 1:]
+    keep: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            keep.append(a)
+    if not any(a == "--run-dir" or a.startswith("--run-dir=") for a in keep):
+        keep += ["--run-dir", str(run_dir)]  # one name for every process
+    code = launch(nproc, keep)
+    if code:
+        raise typer.Exit(code)
+
+
+def _per_process(cfg: RunConfig, world: int) -> str:
+    return f" ({cfg.train.batch_size // world} in each of {world} processes)" if world > 1 else ""
+
+
+def _speed(cfg: RunConfig, parts: Any) -> str:
+    t = cfg.train
+    return " ".join([parts.precision] + (["channels_last"] if t.channels_last else [])
+                    + ([f"compiled ({t.compile_mode})"] if parts.compile else [])
+                    + (["sync-bn"] if t.sync_bn and parts.dist.active else []))
+
+
+def _train(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, console: Console, err: Console,
+           dist: Any = None) -> None:
     from mtlbench.config import resolved_select  # lazy: tomllib and dataclasses, not needed for --help
     from mtlbench.engine.build import build_run  # lazy: imports torch
     from mtlbench.engine.trainer import Trainer  # lazy: imports torch
@@ -232,17 +315,23 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, console
         if done == total or done % 256 < 32:
             err.print(f"rendering synthrooms: {done}/{total} frames", highlight=False)
 
-    parts = build_run(cfg, progress=progress)
-    if overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    parts = build_run(cfg, progress=progress, dist=dist)
+    if dist.main:
+        if overwrite and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
+    if not dist.main:
+        Trainer(parts, run_dir).fit(resume=resume)
+        return
     n_params = sum(p.numel() for p in parts.model.parameters())
     s = parts.dataset_splits()
     err.print(f"[bold]mtlbench run[/] {cfg.model.name} on {', '.join(cfg.tasks)} | backbone {cfg.model.backbone} "
               f"({n_params / 1e6:.1f} M parameters) | {cfg.data.size}x{cfg.data.size} | device {parts.device} "
               f"| preset {cfg.preset}", highlight=False)
     err.print(f"data: {s.source}; train/val/test {len(s.train)}/{len(s.val)}/{len(s.test)} | "
-              f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}, Adam lr {cfg.train.lr:g} | "
+              f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}{_per_process(cfg, dist.world)}, "
+              f"Adam lr {cfg.train.lr:g} | {_speed(cfg, parts)} | "
               f"select {resolved_select(cfg)} | weighting {cfg.weighting.name} ({parts.weighting.level} level) | "
               f"run dir {run_dir}", highlight=False)
     for note in parts.notes:
@@ -462,8 +551,19 @@ def predict(
         err.print(f"written: {path}", highlight=False)
 
 
+def bare_flags(argv: list[str]) -> list[str]:
+    """A bare ``--compile`` (no on/off/auto after it) reads as ``--compile=on``: click has no
+    option whose value may be left out."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a == "--compile" and (i + 1 == len(out) or out[i + 1] not in ("on", "off", "auto")):
+            out[i] = "--compile=on"
+    return out
+
+
 def main() -> None:
     """Console-script entry point."""
+    sys.argv[1:] = bare_flags(sys.argv[1:])
     app()
 
 

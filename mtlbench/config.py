@@ -80,13 +80,22 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     device: str = "auto"
-    bf16: bool = False
+    # auto: bf16 autocast on a GPU that supports it, else fp32; fp16 adds a gradient scaler (GPU)
+    precision: str = "auto"
     channels_last: bool = False
+    compile: str = "off"  # torch.compile of forward + losses: off, on, or auto (eager where it cannot)
+    compile_mode: str = "reduce-overhead"  # CUDA graphs: the eager step is launch-bound (docs/benchmarks.md)
+    sync_bn: bool = False  # BatchNorm statistics over the global batch when several processes train
     seed: int = 0
     # checkpoint criterion val/TASK/METRIC-or-loss; "auto": val/depth/loss (the seed's) when depth is
     # trained, else val/total/loss
     select: str = "auto"
     eval_batch_size: int = 16
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+COMPILE = ("off", "on", "auto")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -267,6 +276,12 @@ def validate(cfg: RunConfig) -> None:
                             f"got {e.edge_thresholds}")
     if t.lr <= 0:
         raise MtlbenchError(f"train.lr must be positive, got {t.lr}")
+    choices: list[tuple[str, str, tuple[str, ...]]] = [
+        ("train.precision (--precision)", t.precision, PRECISIONS), ("train.compile (--compile)", t.compile, COMPILE),
+        ("train.compile_mode", t.compile_mode, COMPILE_MODES)]
+    for setting, chosen, allowed in choices:
+        if chosen not in allowed:
+            raise MtlbenchError(f"{setting} {chosen!r} is not one of {', '.join(allowed)}")
     if t.device not in ("auto", "cpu", "cuda") and not t.device.startswith("cuda:"):
         raise MtlbenchError(f"unknown device {t.device!r}: use auto, cpu, cuda or cuda:N")
     criterion(cfg)
@@ -359,8 +374,14 @@ _LEGACY_LOSS_KEYS = tuple(k.removeprefix("loss.") for k in MOVED if k.startswith
 def upgrade_legacy(data: dict[str, Any]) -> dict[str, Any]:
     """A whole config written before the options tables (it spells out every flat key of
     ``[data]`` and ``[loss]``) in today's layout, keeping exactly what its run used, so that
-    ``eval``, ``compare`` and ``predict`` still read old run directories. Keys it does not know stay
+    ``eval``, ``compare`` and ``predict`` still read old run directories; ``train.bf16`` of any
+    earlier file becomes ``train.precision``. Keys it does not know stay
     where they are, to be refused with the close matches; any other input is returned as it is."""
+    train = data.get("train")
+    if isinstance(train, dict) and isinstance(train.get("bf16"), bool) and "precision" not in train:
+        # runs before train.precision: bf16 was opt-in, fp32 otherwise
+        precision = "bf16" if train["bf16"] else "fp32"
+        data = {**data, "train": {k: v for k, v in train.items() if k != "bf16"} | {"precision": precision}}
     d, loss = data.get("data"), data.get("loss")
     if not (isinstance(d, dict) and isinstance(loss, dict) and all(k in d for k in _LEGACY_DATA_KEYS)
             and all(k in loss for k in _LEGACY_LOSS_KEYS)):

@@ -50,8 +50,14 @@ class Arrays:
         return int(self.index.shape[0])
 
     def take(self, idx: Tensor | Sequence[int]) -> Arrays:
-        idx = torch.as_tensor(idx, dtype=torch.long)
+        idx = torch.as_tensor(idx, dtype=torch.long, device=self.image.device)
         return Arrays(self.image[idx], self.depth[idx], self.seg[idx], self.index[idx])
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.image, self.depth, self.seg, self.index))
+
+    def to(self, device: torch.device | str) -> Arrays:
+        return Arrays(self.image.to(device), self.depth.to(device), self.seg.to(device), self.index.to(device))
 
 
 class DenseDataset(torch.utils.data.Dataset):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -11,6 +14,7 @@ from torch import nn
 from mtlbench.config import RunConfig, criterion, preset_dataset_options, resolved_select, validate
 from mtlbench.data.datasets import DatasetSplits, apply_clahe, check_nonempty
 from mtlbench.data.pipeline import BatchPipeline
+from mtlbench.engine.distributed import Dist, sync_batchnorm
 from mtlbench.errors import MtlbenchError
 from mtlbench.metrics.records import lookup
 from mtlbench.models.backbones import Backbone, build_backbone
@@ -25,12 +29,43 @@ from mtlbench.weighting import GradientWeighting, Weighting
 Flags = Mapping[str, Mapping[str, str]]
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, dist: Dist | None = None) -> torch.device:
+    """The device ``--device`` names; with several processes, the GPU of this one's local rank."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise MtlbenchError(f"device {name} asked for, but torch sees no CUDA GPU: use --device cpu or auto")
+    if name == "cuda" and dist is not None and dist.active:
+        return torch.device("cuda", dist.local_rank)
     return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``train.precision`` on ``device``: auto is bf16 where the GPU supports it, else fp32."""
+    if name == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if name == "fp16" and device.type != "cuda":
+        raise MtlbenchError(f"--precision fp16 needs a GPU (its gradient scaler is CUDA's), and this run is on "
+                            f"{device}: use bf16 or fp32")
+    return name
+
+
+def compile_blocker(device: torch.device) -> str | None:
+    """Why torch.compile cannot run on ``device`` here, or ``None``."""
+    import shutil
+
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return None if has_triton() else "its GPU code generator, triton, is not installed"
+    cxx = os.environ.get("CXX", "")
+    if not any(shutil.which(c) for c in (cxx, "c++", "g++", "clang++") if c):
+        return "it needs a C++ compiler for CPU code and none was found (set CXX or install g++)"
+    return None
+
+
+# the dataset moves to the GPU when it takes at most this share of the free memory
+GPU_DATA_SHARE = 0.25
 
 
 @dataclass
@@ -45,6 +80,16 @@ class RunParts:
     pipeline: BatchPipeline
     notes: list[str]  # lines for the run header
     info: DatasetInfo  # the dataset facts tasks were built from (also without ``splits``)
+    precision: str = "fp32"  # resolved: fp32, bf16 or fp16
+    dist: Dist = Dist()
+    compile: bool = False  # train.compile resolved: whether the training step is compiled
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        """Mixed precision for forward passes, as ``precision`` says."""
+        if self.precision == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def dataset_splits(self) -> DatasetSplits:
         """``splits``, for code that trains or evaluates: only :func:`build_inference` leaves it ``None``."""
@@ -146,20 +191,33 @@ def build_weighting(cfg: RunConfig, tasks: Sequence[str]) -> Weighting:
     return weighting
 
 
-def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None) -> RunParts:
-    """Everything a run needs. Raises :class:`MtlbenchError` on any bad input."""
+def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None,
+              dist: Dist | None = None) -> RunParts:
+    """Everything a run needs. Raises :class:`MtlbenchError` on any bad input.
+
+    With several processes (``dist``), rank 0 builds the dataset first (it fills the caches the
+    others then read), and each process takes its own GPU.
+    """
     resolve(cfg)
+    dist = dist or Dist()
     d = cfg.data
     torch.manual_seed(cfg.train.seed)
-    device = resolve_device(cfg.train.device)
+    device = resolve_device(cfg.train.device, dist)
     backbone = _backbone(cfg)
-    splits = DATASETS.build(d.name, d.root, d.size, d.max_depth, d.edge_thickness, progress, **d.options)
+    with dist.main_first():
+        splits = DATASETS.build(d.name, d.root, d.size, d.max_depth, d.edge_thickness, progress, **d.options)
     check_nonempty([len(splits[s]) for s in ("train", "val", "test")])
-    parts = _assemble(cfg, splits.info, backbone, device, splits)
-    if d.clahe:
-        for split in ("train", "val", "test"):
+    parts = _assemble(cfg, splits.info, backbone, device, splits, dist)
+    for split in ("train", "val", "test"):
+        if d.clahe:
             arrays = splits[split].arrays
             arrays.image = apply_clahe(arrays.image, d.clahe_clip, device)
+    if device.type == "cuda":
+        size = sum(splits[s].arrays.nbytes() for s in ("train", "val", "test"))
+        if size <= GPU_DATA_SHARE * torch.cuda.mem_get_info(device)[0]:  # else batches are copied per step
+            for split in ("train", "val", "test"):
+                splits[split].arrays = splits[split].arrays.to(device)
+            parts.notes.append(f"dataset held on {device} ({size / 2**20:.0f} MiB)")
     return parts
 
 
@@ -169,7 +227,7 @@ def build_inference(cfg: RunConfig, info: DatasetInfo) -> RunParts:
     resolve(cfg)
     torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    return _assemble(cfg, info, _backbone(cfg), device, None)
+    return _assemble(cfg, info, _backbone(cfg), device, None, Dist())
 
 
 def _backbone(cfg: RunConfig) -> Backbone:
@@ -180,12 +238,20 @@ def _backbone(cfg: RunConfig) -> Backbone:
 
 
 def _assemble(cfg: RunConfig, info: DatasetInfo, backbone: Backbone, device: torch.device,
-              splits: DatasetSplits | None) -> RunParts:
+              splits: DatasetSplits | None, dist: Dist) -> RunParts:
     d = cfg.data
+    precision = resolve_precision(cfg.train.precision, device)
+    notes: list[str] = []
+    if cfg.train.compile != "off" and (blocker := compile_blocker(device)):
+        if cfg.train.compile == "on":
+            raise MtlbenchError(f"--compile: torch.compile cannot run on {device}: {blocker}; pass --compile=auto "
+                                f"to train eager where it cannot compile")
+        notes.append(f"--compile=auto: training eager, torch.compile cannot run on {device}: {blocker}")
+    compile_step = cfg.train.compile != "off" and not notes
     tasks = build_tasks(parse_tasks(cfg.tasks), info)
     _check_select(cfg, tasks)
     model = build_model(cfg, tasks, backbone)
-    notes = list(model.notes)
+    notes = list(model.notes) + notes
     losses = build_losses(cfg, tasks, info)
     weighting = build_weighting(cfg, list(tasks))
     if isinstance(weighting, GradientWeighting) and not any(p.requires_grad for p in model.shared_parameters()):
@@ -196,11 +262,14 @@ def _assemble(cfg: RunConfig, info: DatasetInfo, backbone: Backbone, device: tor
                              color_jitter=d.color_jitter, normalize=d.normalize,
                              edge_thickness=d.edge_thickness, depth_edges=d.depth_edges,
                              channels_last=cfg.train.channels_last)
+    if cfg.train.sync_bn and dist.active:
+        sync_batchnorm(model, dist, device)  # in place: the model itself is no BatchNorm
     model.to(device)
     weighting.to(device)
     if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)
-    return RunParts(cfg, device, tasks, model, losses, weighting, splits, pipeline, notes, info)
+    return RunParts(cfg, device, tasks, model, losses, weighting, splits, pipeline, notes, info, precision, dist,
+                    compile_step)
 
 
-__all__ = ["RunParts", "build_inference", "build_run", "check_names", "resolve", "resolve_device"]
+__all__ = ["RunParts", "build_inference", "build_run", "check_names", "resolve", "resolve_device", "resolve_precision"]

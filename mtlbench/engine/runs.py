@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from mtlbench import config as C
 from mtlbench.data.datasets import DenseDataset
 from mtlbench.engine.build import RunParts, build_inference, build_run
@@ -92,8 +90,7 @@ class Evaluation:
         return self.parts.dataset_splits()[self.split]
 
     def autocast(self) -> Any:
-        cfg = self.parts.cfg
-        return torch.autocast(self.parts.device.type, dtype=torch.bfloat16) if cfg.train.bf16 else None
+        return self.parts.autocast()
 
 
 def open_evaluation(run_dir: Path, split: str = "test", checkpoint: str = "best", device: str | None = None,

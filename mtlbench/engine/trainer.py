@@ -7,6 +7,13 @@ gives the outputs, the task losses are computed, and the run's weighting owns th
 Checkpoints and ``metrics.json`` are written to a temporary file and renamed, so a file that
 exists is complete. Every epoch reseeds from (seed, epoch), so an interrupted run resumed from
 ``last.pt`` reaches the same numbers as one that was never interrupted.
+
+With several processes (:mod:`mtlbench.engine.distributed`) ``train.batch_size`` is the global
+batch: each rank takes its contiguous share of every global batch of the same epoch order, draws
+the augmentation of the whole global batch from the step's seed and applies its rows, so N
+processes see exactly the batches one process would. Gradients are averaged after the
+weighting's backward; evaluation splits the frames between the ranks and reduces the metrics'
+sums; rank 0 alone writes the run directory.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from torch import Tensor
 from mtlbench.config import criterion, dumps
 from mtlbench.data.datasets import DenseDataset
 from mtlbench.engine.build import RunParts
+from mtlbench.engine.distributed import Dist
 from mtlbench.errors import MtlbenchError, NonFiniteLossError
 from mtlbench.fileio import atomic_write
 from mtlbench.metrics.records import lookup
@@ -84,19 +92,40 @@ def eval_record(cfg: Any, checkpoint: str, epoch: int, device: torch.device) -> 
     return {"checkpoint": checkpoint, "epoch": epoch, "device": str(device), **dataclasses.asdict(cfg.eval)}
 
 
+# the loss's finiteness is checked (a host sync) every this many steps and at the end of an epoch
+CHECK_EVERY = 10
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919) % (2**63)
 
 
+def step_seed(seed: int, step: int) -> int:
+    """The augmentation seed of one global batch of an epoch."""
+    return (seed * 6_364_136_223_846_793_005 + step * 1_442_695_040_888_963_407) % (2**63)
+
+
 def batches(dataset: DenseDataset, batch_size: int, shuffle: bool, seed: int,
-            drop_last: bool = False) -> Iterator[dict[str, Tensor]]:
-    """Raw batches by slicing the split's arrays; the order depends only on ``seed``."""
+            drop_last: bool = False, part: tuple[int, int] = (0, 1)) -> Iterator[dict[str, Tensor]]:
+    """Raw batches by slicing the split's arrays; the order depends only on ``seed``.
+
+    ``part = (rank, world)`` yields this rank's contiguous share of each batch (``batch_size``
+    divisible by ``world``).
+    """
     n = len(dataset)
     order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle
              else torch.arange(n))
     stop = n - n % batch_size if drop_last and n >= batch_size else n
+    rank, world = part
+    share = batch_size // world
     for s in range(0, stop, batch_size):
-        yield dataset.batch(order[s:s + batch_size])
+        idx = order[s:s + batch_size]
+        yield dataset.batch(idx[rank * share:(rank + 1) * share] if world > 1 else idx)
+
+
+def shard(n: int, dist: Dist) -> Tensor:
+    """This rank's frames of an evaluated split of ``n``: every world-th, from its rank."""
+    return torch.arange(dist.rank, n, dist.world)
 
 
 @torch.no_grad()
@@ -111,22 +140,27 @@ def evaluate(parts: RunParts, dataset: DenseDataset, autocast: Any = None,
     p, t = parts, parts.cfg.train
     p.model.eval()
     metrics = {name: task.metrics(p.cfg.eval) for name, task in p.tasks.items()}
-    loss_sums = {name: 0.0 for name in p.tasks}
-    n_images = 0
-    for raw in batches(dataset, t.eval_batch_size, False, 0):
-        batch = p.pipeline(raw, train=False)
+    # sums stay on the device until the end: no host sync per batch
+    loss_sums = torch.zeros(len(p.tasks) + 1, dtype=torch.float64, device=p.device)
+    frames = shard(len(dataset), p.dist)
+    for s in range(0, len(frames), t.eval_batch_size):
+        batch = p.pipeline(dataset.batch(frames[s:s + t.eval_batch_size]), train=False)
         with autocast or nullcontext():
             out = p.model(batch["image"])
         b = batch["image"].shape[0]
         preds = {}
-        for name, task in p.tasks.items():
-            loss_sums[name] += float(p.losses[name](out[name], batch)) * b
+        for i, (name, task) in enumerate(p.tasks.items()):
+            loss_sums[i] += p.losses[name](out[name], batch).detach().double() * b
             preds[name] = task.predict(out[name])
             metrics[name].update(preds[name], batch)
-        n_images += b
+        loss_sums[-1] += b
         if on_batch is not None:
             on_batch(batch, out, preds)
-    result = {name: {"loss": loss_sums[name] / max(n_images, 1), **metrics[name].compute()} for name in p.tasks}
+    sums = p.dist.sum_(loss_sums).tolist()
+    for m in metrics.values():
+        m.reduce(p.dist, p.device)
+    result = {name: {"loss": sums[i] / max(sums[-1], 1), **metrics[name].compute()}
+              for i, name in enumerate(p.tasks)}
     result["total"] = {"loss": sum(r["loss"] for r in result.values())}
     return result
 
@@ -145,6 +179,79 @@ def task_losses(losses: dict[str, Any], out: dict[str, Any], batch: dict[str, Te
     return result
 
 
+def check_world(batch_size: int, frames: int, world: int) -> None:
+    """The global batch splits evenly over ``world`` processes, and the train split fills one."""
+    if world == 1:
+        return
+    if batch_size % world:
+        raise MtlbenchError(f"--batch-size {batch_size} is the global batch and must split evenly over the "
+                            f"{world} processes: use a multiple of {world}")
+    if frames < batch_size:
+        raise MtlbenchError(f"the train split has {frames} frames, fewer than the global batch {batch_size}: "
+                            f"use a smaller --batch-size or more data")
+
+
+def world_size_error(saved: int, now: int) -> str:
+    return (f"this run trained in {saved} process(es) and would resume in {now}, which changes its batches' "
+            f"BatchNorm statistics and per-process loss means: resume with --nproc {saved}")
+
+
+class FiniteWatch:
+    """Remembers, on the device, the first step whose losses were not finite, so that the host
+    looks only every few steps."""
+
+    def __init__(self, n: int, device: torch.device) -> None:
+        self.seen = torch.zeros((), dtype=torch.bool, device=device)
+        self.bad = torch.zeros(n, dtype=torch.bool, device=device)
+        self.values = torch.zeros(n, device=device)
+        self.step = torch.zeros((), dtype=torch.long, device=device)
+
+    def add(self, values: Tensor, step: int) -> None:
+        bad = ~torch.isfinite(values)
+        new = bad.any() & ~self.seen
+        self.bad = torch.where(new, bad, self.bad)
+        self.values = torch.where(new, values, self.values)
+        self.step = torch.where(new, step, self.step)
+        self.seen |= new
+
+    def first(self) -> tuple[list[int], float, int]:
+        """The losses that were not finite (indices), the first one's value, the step; nothing
+        when all were finite here."""
+        if not bool(self.seen):
+            return [], float("nan"), 0
+        bad = self.bad.nonzero().flatten().tolist()
+        return bad, float(self.values[bad[0]]), int(self.step)
+
+
+class CompiledStep:
+    """``torch.compile`` of the forward and losses. With ``auto``, a failure of the compiler
+    (said once) leaves the step eager; otherwise it is one error line."""
+
+    def __init__(self, fn: Callable[[dict[str, Tensor]], Any], when: str, mode: str, reporter: Reporter) -> None:
+        self.eager = fn
+        self.compiled = torch.compile(fn, mode=mode)
+        self.auto = when == "auto"
+        self.cudagraphs = mode in ("reduce-overhead", "max-autotune")
+        self.reporter = reporter
+        self.failed = False
+
+    def __call__(self, batch: dict[str, Tensor]) -> Any:
+        if self.failed:
+            return self.eager(batch)
+        try:
+            if self.cudagraphs:  # each step replays; outputs of the previous one may be overwritten
+                torch.compiler.cudagraph_mark_step_begin()
+            return self.compiled(batch)
+        except Exception as exc:  # the compiler's errors have no common type
+            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            if not self.auto:
+                raise MtlbenchError(f"--compile failed ({reason[:300]}); pass --compile=auto to train eager where "
+                                    f"it cannot compile, or drop --compile") from None
+            self.reporter.message(f"warning: torch.compile failed ({reason[:200]}); training eager")
+            self.failed = True
+            return self.eager(batch)
+
+
 def is_better(higher: bool, new: float, old: float | None) -> bool:
     if old is None:
         return True
@@ -156,8 +263,8 @@ class Trainer:
 
     Args:
         parts: what :func:`mtlbench.engine.build.build_run` made.
-        run_dir: an existing, writable folder.
-        reporter: progress sink.
+        run_dir: an existing, writable folder (on rank 0; the others only read it).
+        reporter: progress sink (rank 0's; the other ranks report nothing).
         callbacks: called as ``cb(epoch, record)`` after each epoch is saved (tests use it to
             interrupt a run).
     """
@@ -166,11 +273,18 @@ class Trainer:
                  callbacks: list[Callable[[int, dict[str, Any]], None]] | None = None) -> None:
         self.p = parts
         self.cfg = parts.cfg
+        self.dist = parts.dist
         self.files = RunDir(run_dir)
-        self.reporter = reporter or SilentReporter()
+        self.reporter = reporter if reporter is not None and self.dist.main else SilentReporter()
         self.callbacks = callbacks or []
-        params = list(parts.model.parameters()) + list(parts.weighting.parameters())
-        self.optimizer = torch.optim.Adam(params, lr=self.cfg.train.lr, weight_decay=self.cfg.train.weight_decay)
+        t = self.cfg.train
+        check_world(t.batch_size, len(parts.dataset_splits().train), self.dist.world)
+        if self.dist.active:
+            parts.weighting.average = self.dist.average_
+        self.params = list(parts.model.parameters()) + list(parts.weighting.parameters())
+        fused = parts.device.type == "cuda"  # one kernel for the whole update
+        self.optimizer = torch.optim.Adam(self.params, lr=t.lr, weight_decay=t.weight_decay, fused=fused)
+        self.scaler = torch.amp.GradScaler("cuda") if parts.precision == "fp16" else None
         self.epoch = 0  # epochs finished
         self.best_value: float | None = None
         self.best_epoch = 0
@@ -179,58 +293,87 @@ class Trainer:
         self.select = (c.task, c.metric)
         # a metric with no better side (higher_is_better None) is minimised, as a loss is
         self.select_higher = c.metric != "loss" and lookup(c.task, c.metric).higher_is_better is True
-        dev = parts.device.type
-        self.autocast = (torch.autocast(dev, dtype=torch.bfloat16) if self.cfg.train.bf16
-                         else nullcontext())
+        self.autocast = parts.autocast()
+        self.forward_losses: Callable[[dict[str, Tensor]], tuple[dict[str, Any], dict[str, Tensor]]] = \
+            self._forward_losses
+        if parts.compile:
+            self.forward_losses = CompiledStep(self._forward_losses, t.compile, t.compile_mode, self.reporter)
 
     # -- one step -------------------------------------------------------------------------
     def compute_losses(self, out: dict[str, Any], batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return task_losses(self.p.losses, out, batch)
 
-    def train_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """Forward, losses, and the weighting's backward; returns the logged total and the losses."""
+    def _forward_losses(self, batch: dict[str, Tensor]) -> tuple[dict[str, Any], dict[str, Tensor]]:
         with self.autocast:
             out = self.p.model(batch["image"])
-        losses = self.compute_losses(out, batch)
+        return out, self.compute_losses(out, batch)
+
+    def train_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Forward, losses, the weighting's backward and the gradients' average over the ranks;
+        returns the logged total and the losses. The optimiser step is the caller's."""
+        out, losses = self.forward_losses(batch)
         self.optimizer.zero_grad(set_to_none=True)
-        total = self.p.weighting.backward(losses, self.p.model, out.get(SHARED))
+        scale = self.scaler.scale(torch.ones((), device=self.p.device)) if self.scaler else 1.0
+        total = self.p.weighting.backward(losses, self.p.model, out.get(SHARED), scale=scale)
+        self.dist.average_grads(self.params)
         return total, losses
+
+    def optimizer_step(self) -> None:
+        if self.scaler is None:
+            self.optimizer.step()
+        else:  # skips the step where the scaled gradients overflowed, and adapts the scale
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
 
     # -- epochs ---------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        p, t = self.p, self.cfg.train
+        p, t, d = self.p, self.cfg.train, self.dist
         p.model.train()
         p.weighting.train()
         seed = epoch_seed(t.seed, epoch)
-        torch.manual_seed(seed)  # augmentation draws from the global generator
+        torch.manual_seed(seed)  # weightings and models that draw do so from the global generator
         train = p.dataset_splits().train
         n = len(train)
         steps = n // t.batch_size if n >= t.batch_size else 1
+        share = t.batch_size // d.world
         self.reporter.start("train", epoch, t.epochs, steps)
-        sums: dict[str, Tensor] = {}
+        sums = torch.zeros(len(p.tasks) + 1, device=p.device)  # per task, then the total
+        watch = FiniteWatch(len(p.tasks) + 1, p.device)
         count = 0
-        for step, raw in enumerate(batches(train, t.batch_size, True, seed, drop_last=True), 1):
-            batch = p.pipeline(raw, train=True)
+        for step, raw in enumerate(batches(train, t.batch_size, True, seed, True, (d.rank, d.world)), 1):
+            batch = p.pipeline(raw, train=True, seed=step_seed(seed, step),
+                               span=(d.rank * share, t.batch_size) if d.active else None)
             total, losses = self.train_step(batch)
-            if not torch.isfinite(total):
-                bad = [k for k, v in losses.items() if not torch.isfinite(v)] or ["total (weighting)"]
-                raise NonFiniteLossError(
-                    f"loss of task {', '.join(bad)} became {float(total.detach())} at epoch {epoch} step {step}; "
-                    f"training stopped, last good checkpoint {self.files.last} "
-                    f"(epoch {self.epoch}) left intact")
-            self.optimizer.step()
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0) + v.detach()
-            sums["total"] = sums.get("total", 0) + total.detach()
+            values = torch.stack([*(losses[k].detach().float() for k in p.tasks), total.float()])
+            watch.add(values, step)
+            if step % CHECK_EVERY == 0 or step == steps:
+                self._check_finite(watch, epoch)
+            self.optimizer_step()
+            sums += values
             count += 1
-            self.reporter.advance({k: float(v) / count for k, v in sums.items()} if step % 5 == 0 or step == steps
-                                  else None)
-        return {k: float(v) / max(count, 1) for k, v in sums.items()}
+            if (step % 5 == 0 or step == steps) and not isinstance(self.reporter, SilentReporter):
+                self.reporter.advance(dict(zip([*p.tasks, "total"], (sums / count).tolist())))  # a host sync
+            else:
+                self.reporter.advance(None)
+        d.average_(sums)
+        return dict(zip([*p.tasks, "total"], (sums / max(count, 1)).tolist()))
+
+    def _check_finite(self, watch: FiniteWatch, epoch: int) -> None:
+        if not self.dist.any(watch.seen):
+            return
+        names = [*self.p.tasks, "total (weighting)"]
+        bad, value, step = watch.first()
+        tasks = [names[i] for i in bad if i < len(self.p.tasks)] or [names[-1]]
+        what = (f"loss of task {', '.join(tasks)} became {value} at epoch {epoch} step {step}" if bad
+                else f"a loss became non-finite in another process at epoch {epoch}")
+        raise NonFiniteLossError(f"{what}; training stopped, last good checkpoint {self.files.last} "
+                                 f"(epoch {self.epoch}) left intact")
 
     def evaluate(self, dataset: DenseDataset, phase: str = "val", epoch: int = 0) -> dict[str, dict[str, float]]:
         """Losses and metrics of every task over one split (no augmentation)."""
+        self.dist.average_buffers(self.p.model)  # every rank evaluates the model rank 0 saves
         self.reporter.start(phase, epoch, self.cfg.train.epochs,
-                            math.ceil(len(dataset) / self.cfg.train.eval_batch_size))
+                            math.ceil(len(shard(len(dataset), self.dist)) / self.cfg.train.eval_batch_size))
         return evaluate(self.p, dataset, self.autocast, on_batch=lambda *_: self.reporter.advance(None))
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -241,19 +384,26 @@ class Trainer:
             "model": self.p.model.state_dict(),
             "weighting": self.p.weighting.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else None,
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
             "tasks": list(self.p.tasks),
             "info": info_dict(self.p.info),
+            "world": self.dist.world,
         }
 
     def restore(self, ckpt: dict[str, Any]) -> None:
         if ckpt.get("format") != CHECKPOINT_FORMAT:
             raise MtlbenchError(f"checkpoint format {ckpt.get('format')} is not {CHECKPOINT_FORMAT}: "
                                 f"start a new run (--overwrite)")
+        world = int(ckpt.get("world", 1))
+        if world != self.dist.world:
+            raise MtlbenchError(world_size_error(world, self.dist.world))
         self.p.model.load_state_dict(ckpt["model"])
         self.p.weighting.load_state_dict(ckpt["weighting"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch = int(ckpt["epoch"])
         self.best_value = ckpt["best_value"]
         self.best_epoch = int(ckpt["best_epoch"])
@@ -261,14 +411,15 @@ class Trainer:
     # -- the whole run --------------------------------------------------------------------
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train the remaining epochs, then test the best checkpoint; returns ``metrics.json``."""
-        cfg = self.cfg
+        cfg, d = self.cfg, self.dist
         rd = self.files
         log_path = rd.log
         if resume and rd.last.is_file():
             self.restore(load_checkpoint(rd.last, self.p.device))
             self.reporter.message(f"resuming after epoch {self.epoch} of {cfg.train.epochs}")
-            self._truncate_log(log_path)
-        else:
+            if d.main:
+                self._truncate_log(log_path)
+        elif d.main:
             atomic_write(rd.config, lambda f: f.write(dumps(cfg)), mode="w")
             log_path.write_text("")
         while self.epoch < cfg.train.epochs:
@@ -285,13 +436,18 @@ class Trainer:
             self.epoch = epoch
             if improved:
                 self.best_value, self.best_epoch = value, epoch
-                save_checkpoint({"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": self.p.model.state_dict(),
-                                 "tasks": list(self.p.tasks), "info": info_dict(self.p.info)}, rd.best)
+                if d.main:
+                    save_checkpoint({"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": self.p.model.state_dict(),
+                                     "tasks": list(self.p.tasks), "info": info_dict(self.p.info)}, rd.best)
             record = {"epoch": epoch, "train": train_losses, "val": val, "select": value,
                       "best": improved, "time_s": round(time.perf_counter() - t0, 3)}
-            with log_path.open("a") as f:  # logged before last.pt, so resume never loses the line
-                f.write(json.dumps(record) + "\n")
-            save_checkpoint(self.state(), rd.last)
+            if d.world > 1:
+                record["world"] = d.world
+            if d.main:
+                with log_path.open("a") as f:  # logged before last.pt, so resume never loses the line
+                    f.write(json.dumps(record) + "\n")
+                save_checkpoint(self.state(), rd.last)
+            d.barrier()  # no rank runs ahead of the saved epoch
             self.reporter.finish(record)
             for cb in self.callbacks:
                 cb(epoch, record)
@@ -317,10 +473,13 @@ class Trainer:
             "dataset": self.cfg.data.name,
             "sizes": {s: len(splits[s]) for s in ("train", "val", "test")},
             "device": str(self.p.device),
+            "precision": self.p.precision,
+            "processes": self.dist.world,
             "train_time_s": round(sum(r["time_s"] for r in self.read_log(rd.log)), 2),
             "eval": {s: eval_record(self.cfg, "best", self.best_epoch, self.p.device) for s in ("val", "test")},
         }
-        atomic_write(rd.metrics, lambda f: f.write(json.dumps(result, indent=2) + "\n"), mode="w")
+        if self.dist.main:
+            atomic_write(rd.metrics, lambda f: f.write(json.dumps(result, indent=2) + "\n"), mode="w")
         return result
 
     @staticmethod

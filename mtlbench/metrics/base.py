@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from mtlbench.metrics.records import find
 
 if TYPE_CHECKING:
+    import torch
     from torch import Tensor
 
 
+class Group(Protocol):
+    """The processes a split was evaluated by (:class:`mtlbench.engine.distributed.Dist`)."""
+
+    def sum_(self, t: Tensor) -> Tensor: ...
+    def cat(self, t: Tensor) -> Tensor: ...
+
+
 class Metric:
-    """``update`` once per batch, ``compute`` once per split."""
+    """``update`` once per batch, ``reduce`` once when several processes shared the split, then
+    ``compute`` once.
+
+    State stays on the device of the updates (no host sync per batch). ``summed`` names the
+    tensor attributes that add up over processes; a metric with other state overrides
+    :meth:`reduce`.
+    """
 
     task: str = ""  # whose records (mtlbench.metrics.records) describe the keys
     names: tuple[str, ...] = ()  # the keys ``compute`` returns
+    summed: tuple[str, ...] = ()
+
+    def reduce(self, group: Group, device: torch.device) -> None:
+        """Every process's state combined into each (all take part, updated or not)."""
+        for name in self.summed:
+            setattr(self, name, group.sum_(getattr(self, name).to(device)))
 
     @property
     def higher_is_better(self) -> frozenset[str]:

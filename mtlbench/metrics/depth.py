@@ -89,6 +89,7 @@ class DepthMetrics(Metric):
     """
 
     task = "depth"
+    summed = ("_pooled", "_per_image", "_dbe")
 
     def __init__(self, max_depth: float = 10.0, min_depth: float = 1e-3, cap: float | None = None,
                  eigen_crop: bool = False, boundaries: bool = True) -> None:
@@ -105,8 +106,7 @@ class DepthMetrics(Metric):
 
     def reset(self) -> None:
         self._pooled = torch.zeros(1 + len(_TERMS), dtype=torch.float64)
-        self._per_image = torch.zeros(len(_BASE), dtype=torch.float64)
-        self._images = 0
+        self._per_image = torch.zeros(len(_BASE) + 1, dtype=torch.float64)  # sums, then the images seen
         self._dbe = torch.zeros(3, dtype=torch.float64)  # acc sum, comp sum, images with GT edges
 
     def valid_mask(self, gt: Tensor) -> Tensor:
@@ -154,19 +154,19 @@ class DepthMetrics(Metric):
         count.copy_(v)
         # per-image sums by one matrix product (float32 within an image, float64 across images)
         sums = (ws.view(-1, n) @ torch.ones(n, device=gt.device)).view(-1, b).T.double()  # B×11
-        self._pooled += sums.sum(0).cpu()
+        # state on the device of the batch, masked rather than indexed: no host sync
+        self._pooled = self._pooled.to(sums.device) + sums.sum(0)
         seen = sums[:, 0] > 0
-        if seen.any():
-            per = _finish(sums[seen])
-            self._per_image += torch.stack([per[k].sum() for k in _BASE]).cpu()
-            self._images += int(seen.sum())
+        per = _finish(sums)  # NaN rows of images without valid pixels are masked out
+        self._per_image = self._per_image.to(sums.device) + torch.stack(
+            [torch.where(seen, per[k], 0).sum() for k in _BASE] + [seen.sum().double()])
         if self.boundaries:
             acc, comp = depth_boundary_errors(pred.float().reshape(gt.shape).clamp(self.min_depth, self.cap), gt,
                                               valid)
             has = ~torch.isnan(acc)
-            if has.any():
-                self._dbe += torch.stack([acc[has].double().sum(), comp[has].double().sum(),
-                                          has.sum().double()]).cpu()
+            self._dbe = self._dbe.to(sums.device) + torch.stack(
+                [torch.where(has, acc, 0).double().sum(), torch.where(has, comp, 0).double().sum(),
+                 has.sum().double()])
 
     def compute(self) -> dict[str, float]:
         if self._pooled[0] == 0:
@@ -174,7 +174,7 @@ class DepthMetrics(Metric):
         result = {k: float(v) for k, v in _finish(self._pooled).items()}
         result["mae_norm"] = result["mae"] / self.max_depth
         result["rmse_norm"] = result["rmse"] / self.max_depth
-        for k, v in zip(_BASE, (self._per_image / self._images).tolist()):
+        for k, v in zip(_BASE, (self._per_image[:-1] / self._per_image[-1]).tolist()):
             result[f"{k}_img"] = v
         acc, comp, n = self._dbe.tolist()
         if n:  # absent, not NaN, when no image had depth edges (JSON has no NaN)

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtlbench.metrics.base import Metric
+from mtlbench.metrics.base import Group, Metric
 from mtlbench.metrics.geometry import disk_max, truncated_edt
 
 _EPS = 2.220446049250313e-16  # MATLAB eps: the toolbox's guard against 0/0
@@ -369,7 +369,15 @@ class EdgeMetrics(Metric):
             raise ValueError(f"pred {tuple(prob.shape)} and edge {tuple(gt.shape)} differ")
         if self.nms:
             prob = thin(prob)
-        self._counts.append(edge_counts(prob, gt, self.tolerance, self.thresholds).cpu())
+        self._counts.append(edge_counts(prob, gt, self.tolerance, self.thresholds))
+
+    def reduce(self, group: Group, device: torch.device) -> None:
+        """Every process's per-image counts, in rank order (OIS needs them per image)."""
+        mine = self._all()
+        if mine is None:
+            mine = torch.zeros((0, 4, self.thresholds), dtype=torch.long, device=device)
+        every = group.cat(mine.to(device))
+        self._counts = [every] if every.shape[0] else []
 
     def _all(self) -> Tensor | None:
         return torch.cat(self._counts) if self._counts else None

@@ -35,6 +35,7 @@ class SegMetrics(Metric):
     """
 
     task = "seg"
+    summed = ("confusion",)
 
     def __init__(self, num_classes: int, class_names: tuple[str, ...] | list[str] = ()) -> None:
         self.num_classes = num_classes
@@ -53,7 +54,7 @@ class SegMetrics(Metric):
         row = torch.where((gt >= 0) & (gt < c), gt, c)
         idx = row * c + pred.reshape(-1).long().clamp(0, c - 1)
         counts = torch.bincount(idx, minlength=(c + 1) * c)[: c * c]
-        self.confusion += counts.reshape(c, c).cpu()
+        self.confusion = self.confusion.to(counts.device) + counts.reshape(c, c)
 
     def compute(self) -> dict[str, float]:
         cm = self.confusion.double()

@@ -17,13 +17,17 @@ and its state is saved in checkpoints.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from mtlbench.models.base import MultiTaskModel
+
+
+def _same(t: Tensor) -> Tensor:
+    return t
 
 
 class Weighting(nn.Module):
@@ -38,15 +42,19 @@ class Weighting(nn.Module):
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__()
         self.tasks = list(tasks)
+        # the trainer's, when several processes train: averages a tensor over them in place
+        self.average: Callable[[Tensor], Tensor] = _same
 
     def backward(self, losses: Mapping[str, Tensor], model: MultiTaskModel,
-                 shared: Sequence[Tensor] | None = None) -> Tensor:
+                 shared: Sequence[Tensor] | None = None, scale: float | Tensor = 1.0) -> Tensor:
         """Write the step's gradients into ``.grad``; return the total loss to log (detached).
 
         Args:
             losses: each task's scalar loss, in the graph of the step's forward.
             model: the model, for its shared and task parameters.
             shared: the shared representation of the forward (``out[SHARED]``), if the model has one.
+            scale: fp16's loss scale: the gradients written are ``scale`` times the true ones
+                (the gradient scaler divides them again), the total returned is not scaled.
         """
         raise NotImplementedError
 
@@ -63,9 +71,9 @@ class LossWeighting(Weighting):
         return self.combine(losses)
 
     def backward(self, losses: Mapping[str, Tensor], model: MultiTaskModel,
-                 shared: Sequence[Tensor] | None = None) -> Tensor:
+                 shared: Sequence[Tensor] | None = None, scale: float | Tensor = 1.0) -> Tensor:
         total = self.combine(losses)
-        torch.autograd.backward(total)  # typed, unlike Tensor.backward
+        torch.autograd.backward(total * scale)  # typed, unlike Tensor.backward
         return total.detach()
 
 
@@ -84,16 +92,18 @@ class GradientWeighting(Weighting):
         raise NotImplementedError
 
     def backward(self, losses: Mapping[str, Tensor], model: MultiTaskModel,
-                 shared: Sequence[Tensor] | None = None) -> Tensor:
+                 shared: Sequence[Tensor] | None = None, scale: float | Tensor = 1.0) -> Tensor:
         params = [p for p in model.shared_parameters() if p.requires_grad]
         rows = []
         for task in self.tasks:
-            grads = torch.autograd.grad(losses[task], params, retain_graph=True, allow_unused=True)
+            grads = torch.autograd.grad(losses[task] * scale, params, retain_graph=True, allow_unused=True)
             rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
                                    for g, p in zip(grads, params)]))
         total = torch.stack([losses[t] for t in self.tasks]).sum()
-        torch.autograd.backward(total)  # typed, unlike Tensor.backward
-        combined = self.aggregate(torch.stack(rows))
+        torch.autograd.backward(total * scale)  # typed, unlike Tensor.backward
+        # the methods see true gradients: several are not scale-equivariant (MGDA normalises)
+        jacobian = self.average(torch.stack(rows)) / scale
+        combined = self.aggregate(jacobian) * scale
         offset = 0
         for p in params:
             n = p.numel()
