@@ -42,15 +42,16 @@ def main() -> None:
     cfg = from_dict({
         "model": {"name": args.model, "backbone": args.backbone, "width": 64},
         "data": {"size": args.size, "options": {"frames": args.frames}},
-        "train": {"batch_size": args.batch_size, "device": args.device, "bf16": args.bf16,
-                  "channels_last": args.channels_last},
+        "train": {"batch_size": args.batch_size, "device": args.device,
+                  "precision": "bf16" if args.bf16 else "fp32", "channels_last": args.channels_last},
     }, RunConfig())
     parts = build_run(cfg)
     model, pipeline, losses, weighting = parts.model, parts.pipeline, parts.losses, parts.weighting
     train = parts.splits.train
     sync = torch.cuda.synchronize if parts.device.type == "cuda" else (lambda: None)
     autocast = (lambda: torch.autocast(parts.device.type, dtype=torch.bfloat16)) if args.bf16 else None
-    opt = torch.optim.Adam(list(model.parameters()) + list(weighting.parameters()), lr=1e-4)
+    opt = torch.optim.Adam(list(model.parameters()) + list(weighting.parameters()), lr=1e-4,
+                           fused=parts.device.type == "cuda")  # as the trainer's
 
     def bare_epoch(epoch: int) -> None:
         model.train()

@@ -20,7 +20,7 @@ stage() {  # stage SECONDS TITLE COMMAND...: run, report its exit and wall time
   local limit=$1 title=$2; shift 2
   echo -e "\n### $title\n\n\`$*\`\n" | log
   local start; start=$(date +%s)
-  timeout "$limit" "$@" 2>&1 | grep -v "^rendering synthrooms" | log
+  timeout -k 10 "$limit" "$@" 2>&1 | grep -v "^rendering synthrooms" | log
   local code=${PIPESTATUS[0]}
   echo -e "\n(exit $code, $(( $(date +%s) - start )) s wall, limit $limit s)" | log
 }

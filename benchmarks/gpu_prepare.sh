@@ -5,7 +5,8 @@ set -euo pipefail
 git rev-parse --show-toplevel >/dev/null 2>&1 || { echo "run this from the repository root"; exit 2; }
 py=${GPU_PYTHON_VERSION:-3.12}
 mkdir -p .whl
-grep -qx "/.whl/" .git/info/exclude 2>/dev/null || echo "/.whl/" >> .git/info/exclude
+exclude=$(git rev-parse --git-path info/exclude)
+grep -qx "/.whl/" "$exclude" 2>/dev/null || echo "/.whl/" >> "$exclude"
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$py" --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -d .whl kornia kornia_rs segmentation-models-pytorch torchjd

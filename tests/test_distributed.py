@@ -65,6 +65,8 @@ def test_rank_shares_of_each_batch_make_up_the_whole_batch() -> None:
 class _Pair:
     """A group of two processes as one process sees it: the other's state is ``other``'s."""
 
+    active = True
+
     def __init__(self, other, names: tuple[str, ...] = ()) -> None:
         self.other = [getattr(other, n) for n in names]
         self.counts = other._all() if hasattr(other, "_all") else None

@@ -129,3 +129,22 @@ def test_a_gradient_level_method_is_one_class_and_one_registration(isolated_regi
     assert_close(model.backbone.weight.grad, torch.tensor([[1.0, 2.0]]))
     cfg = _resolved(weighting={"name": "first_only"})
     assert cfg.weighting.options == {}
+
+
+def test_gradient_weighting_writes_gradients_in_the_layout_of_channels_last_parameters() -> None:
+    # fused Adam pairs gradient and parameter by raw memory: a contiguous gradient of a
+    # channels_last weight would update the wrong elements
+    from mtlbench.engine.build import build_run
+    from mtlbench.engine.trainer import batches, task_losses
+    from mtlbench.models.base import SHARED
+    from tests.conftest import tiny_config
+
+    parts = build_run(tiny_config(weighting={"name": "pcgrad"}, train={"channels_last": True}))
+    raw = next(batches(parts.dataset_splits().train, 8, True, 0, True))
+    batch = parts.pipeline(raw, train=True)
+    out = parts.model(batch["image"])
+    parts.weighting.backward(task_losses(parts.losses, out, batch), parts.model, out.get(SHARED))
+    convs = [p for p in parts.model.shared_parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    for p in parts.model.shared_parameters():
+        assert p.grad is not None and p.grad.stride() == p.stride()

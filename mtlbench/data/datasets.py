@@ -77,6 +77,11 @@ class DenseDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.arrays)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the frames are held (the GPU when they fit there)."""
+        return self.arrays.image.device
+
     def batch(self, idx: Tensor | Sequence[int]) -> dict[str, Tensor]:
         """Raw stacked frames (uint8 image B×H×W×3, depth B×H×W, seg B×H×W, index B)."""
         a = self.arrays.take(idx)

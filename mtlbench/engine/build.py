@@ -42,8 +42,8 @@ def resolve_device(name: str, dist: Dist | None = None) -> torch.device:
 
 def resolve_precision(name: str, device: torch.device) -> str:
     """``train.precision`` on ``device``: auto is bf16 where the GPU supports it, else fp32."""
-    if name == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if name == "auto":  # Ampere and later compute in bf16; older GPUs would only emulate it
+        return "bf16" if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8 else "fp32"
     if name == "fp16" and device.type != "cuda":
         raise MtlbenchError(f"--precision fp16 needs a GPU (its gradient scaler is CUDA's), and this run is on "
                             f"{device}: use bf16 or fp32")
@@ -192,8 +192,9 @@ def build_weighting(cfg: RunConfig, tasks: Sequence[str]) -> Weighting:
 
 
 def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None,
-              dist: Dist | None = None) -> RunParts:
-    """Everything a run needs. Raises :class:`MtlbenchError` on any bad input.
+              dist: Dist | None = None, training: bool = True) -> RunParts:
+    """Everything a run needs. Raises :class:`MtlbenchError` on any bad input. ``training=False``
+    (evaluating a run) skips what only training needs (the compiler, fp16's GPU).
 
     With several processes (``dist``), rank 0 builds the dataset first (it fills the caches the
     others then read), and each process takes its own GPU.
@@ -207,7 +208,7 @@ def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None
     with dist.main_first():
         splits = DATASETS.build(d.name, d.root, d.size, d.max_depth, d.edge_thickness, progress, **d.options)
     check_nonempty([len(splits[s]) for s in ("train", "val", "test")])
-    parts = _assemble(cfg, splits.info, backbone, device, splits, dist)
+    parts = _assemble(cfg, splits.info, backbone, device, splits, dist, training)
     for split in ("train", "val", "test"):
         if d.clahe:
             arrays = splits[split].arrays
@@ -227,7 +228,7 @@ def build_inference(cfg: RunConfig, info: DatasetInfo) -> RunParts:
     resolve(cfg)
     torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    return _assemble(cfg, info, _backbone(cfg), device, None, Dist())
+    return _assemble(cfg, info, _backbone(cfg), device, None, Dist(), training=False)
 
 
 def _backbone(cfg: RunConfig) -> Backbone:
@@ -238,16 +239,17 @@ def _backbone(cfg: RunConfig) -> Backbone:
 
 
 def _assemble(cfg: RunConfig, info: DatasetInfo, backbone: Backbone, device: torch.device,
-              splits: DatasetSplits | None, dist: Dist) -> RunParts:
+              splits: DatasetSplits | None, dist: Dist, training: bool = True) -> RunParts:
     d = cfg.data
-    precision = resolve_precision(cfg.train.precision, device)
+    fp16_off_gpu = not training and cfg.train.precision == "fp16" and device.type != "cuda"
+    precision = "fp32" if fp16_off_gpu else resolve_precision(cfg.train.precision, device)
     notes: list[str] = []
-    if cfg.train.compile != "off" and (blocker := compile_blocker(device)):
+    if training and cfg.train.compile != "off" and (blocker := compile_blocker(device)):
         if cfg.train.compile == "on":
             raise MtlbenchError(f"--compile: torch.compile cannot run on {device}: {blocker}; pass --compile=auto "
                                 f"to train eager where it cannot compile")
         notes.append(f"--compile=auto: training eager, torch.compile cannot run on {device}: {blocker}")
-    compile_step = cfg.train.compile != "off" and not notes
+    compile_step = training and cfg.train.compile != "off" and not notes
     tasks = build_tasks(parse_tasks(cfg.tasks), info)
     _check_select(cfg, tasks)
     model = build_model(cfg, tasks, backbone)

@@ -247,10 +247,11 @@ class CpuSyncBatchNorm(nn.BatchNorm2d):
         assert self.running_mean is not None and self.running_var is not None  # track_running_stats, checked
         assert self.num_batches_tracked is not None
         with torch.no_grad():
-            m = self.momentum if self.momentum is not None else 0.1
+            self.num_batches_tracked.add_(1)
+            # momentum None: the cumulative average, as BatchNorm2d
+            m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
             self.running_mean.mul_(1 - m).add_(mean, alpha=m)
             self.running_var.mul_(1 - m).add_(var * n / (n - 1).clamp_min(1), alpha=m)
-            self.num_batches_tracked.add_(1)
         return y
 
 
@@ -273,6 +274,8 @@ def sync_batchnorm(model: nn.Module, d: Dist, device: torch.device) -> nn.Module
                 new = CpuSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
                                        child.track_running_stats)
                 new.load_state_dict(child.state_dict())
+                new.weight.requires_grad_(child.weight.requires_grad)  # frozen layers stay frozen
+                new.bias.requires_grad_(child.bias.requires_grad)
                 new.dist = d
                 setattr(module, child_name, new.to(device))
     return model

@@ -115,6 +115,7 @@ def batches(dataset: DenseDataset, batch_size: int, shuffle: bool, seed: int,
     n = len(dataset)
     order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle
              else torch.arange(n))
+    order = order.to(dataset.device)  # once per epoch: a copy per batch would wait for the GPU
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     rank, world = part
     share = batch_size // world
@@ -142,7 +143,7 @@ def evaluate(parts: RunParts, dataset: DenseDataset, autocast: Any = None,
     metrics = {name: task.metrics(p.cfg.eval) for name, task in p.tasks.items()}
     # sums stay on the device until the end: no host sync per batch
     loss_sums = torch.zeros(len(p.tasks) + 1, dtype=torch.float64, device=p.device)
-    frames = shard(len(dataset), p.dist)
+    frames = shard(len(dataset), p.dist).to(dataset.device)
     for s in range(0, len(frames), t.eval_batch_size):
         batch = p.pipeline(dataset.batch(frames[s:s + t.eval_batch_size]), train=False)
         with autocast or nullcontext():
@@ -242,6 +243,8 @@ class CompiledStep:
             if self.cudagraphs:  # each step replays; outputs of the previous one may be overwritten
                 torch.compiler.cudagraph_mark_step_begin()
             return self.compiled(batch)
+        except torch.cuda.OutOfMemoryError:
+            raise
         except Exception as exc:  # the compiler's errors have no common type
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             if not self.auto:
@@ -313,8 +316,9 @@ class Trainer:
         returns the logged total and the losses. The optimiser step is the caller's."""
         out, losses = self.forward_losses(batch)
         self.optimizer.zero_grad(set_to_none=True)
-        scale = self.scaler.scale(torch.ones((), device=self.p.device)) if self.scaler else 1.0
-        total = self.p.weighting.backward(losses, self.p.model, out.get(SHARED), scale=scale)
+        # fp16's loss scale only when there is one: weightings written before it keep working
+        scaled = {"scale": self.scaler.scale(torch.ones((), device=self.p.device))} if self.scaler else {}
+        total = self.p.weighting.backward(losses, self.p.model, out.get(SHARED), **scaled)
         self.dist.average_grads(self.params)
         return total, losses
 

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 class Group(Protocol):
     """The processes a split was evaluated by (:class:`mtlbench.engine.distributed.Dist`)."""
 
+    @property
+    def active(self) -> bool: ...  # more than one process
     def sum_(self, t: Tensor) -> Tensor: ...
     def cat(self, t: Tensor) -> Tensor: ...
 
@@ -33,6 +35,9 @@ class Metric:
 
     def reduce(self, group: Group, device: torch.device) -> None:
         """Every process's state combined into each (all take part, updated or not)."""
+        if group.active and not self.summed:
+            raise NotImplementedError(f"{type(self).__name__} declares no summed state and no reduce(): it cannot "
+                                      f"be computed over several processes")
         for name in self.summed:
             setattr(self, name, group.sum_(getattr(self, name).to(device)))
 

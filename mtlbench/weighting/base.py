@@ -107,6 +107,8 @@ class GradientWeighting(Weighting):
         offset = 0
         for p in params:
             n = p.numel()
-            p.grad = combined[offset:offset + n].view_as(p).to(p.dtype)
+            # into the layout of the parameter (channels_last too): fused Adam pairs raw memory
+            grad = p.grad if p.grad is not None else torch.empty_like(p)
+            p.grad = grad.copy_(combined[offset:offset + n].view_as(p))
             offset += n
         return total.detach()
