@@ -289,3 +289,14 @@ def _environ(pid: int) -> dict[str, str]:
     except OSError:
         return {}
     return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+@pytest.mark.slow
+def test_a_gradient_level_weighting_in_two_processes_matches_one_process(tmp_path: Path) -> None:
+    # PCGrad combines the per-task gradients of the whole global batch: the Jacobian is averaged
+    # over the processes before the projections, which then amplify float-order differences a
+    # little more than a plain sum does
+    args = [*TINY_DDP, "--epochs", "2", "--weighting", "pcgrad"]
+    _mtlbench(*args, "--run-dir", str(tmp_path / "one"))
+    _mtlbench(*args, "--nproc", "2", "--sync-bn", "--run-dir", str(tmp_path / "two"))
+    _assert_close(_metrics(tmp_path / "one"), _metrics(tmp_path / "two"), rel=1e-3)

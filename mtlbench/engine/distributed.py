@@ -144,11 +144,9 @@ def init(device: str) -> Dist:
     d = environment()
     if not d.active or dist.is_initialized():
         return d
-    cuda = device != "cpu" and (device.startswith("cuda") or torch.cuda.is_available())
+    cuda = _on_gpu(device)
     if cuda:
-        if device.startswith("cuda:"):
-            raise MtlbenchError(f"--device {device} names one GPU, but {d.world} processes train: pass --device cuda "
-                                f"(each process takes the GPU of its local rank)")
+        _one_gpu_each(device, f"{d.world} processes train")
         if d.local_rank >= torch.cuda.device_count():
             raise MtlbenchError(f"local rank {d.local_rank} has no GPU: this machine has "
                                 f"{torch.cuda.device_count()}; start at most that many processes per node")
@@ -166,15 +164,23 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def _on_gpu(device: str) -> bool:
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+
+
+def _one_gpu_each(device: str, processes: str) -> None:
+    if device.startswith("cuda:"):
+        raise MtlbenchError(f"--device {device} names one GPU, but {processes}: pass --device cuda "
+                            f"(each process takes the GPU of its local rank)")
+
+
 def check_nproc(nproc: int, device: str) -> None:
     """``--nproc`` fits the machine: at most one process per GPU, or per CPU core on the CPU."""
     if nproc < 1:
         raise MtlbenchError(f"--nproc must be at least 1, got {nproc}")
-    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if device.startswith("cuda:") and nproc > 1:
-        raise MtlbenchError(f"--device {device} names one GPU, but --nproc {nproc}: pass --device cuda "
-                            f"(each process takes one GPU)")
-    if on_gpu:
+    if nproc > 1:
+        _one_gpu_each(device, f"--nproc {nproc}")
+    if _on_gpu(device):
         have = torch.cuda.device_count()
         if nproc > have:
             raise MtlbenchError(f"--nproc {nproc} is more than the {have} GPU(s) torch sees: use --nproc {have} "

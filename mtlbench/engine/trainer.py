@@ -39,6 +39,7 @@ from mtlbench.fileio import atomic_write
 from mtlbench.metrics.records import lookup
 from mtlbench.models.base import AUX, SHARED
 from mtlbench.rundir import RunDir
+from mtlbench.weighting import GradientWeighting
 
 CHECKPOINT_FORMAT = 1
 
@@ -285,6 +286,10 @@ class Trainer:
         if self.dist.active:
             parts.weighting.average = self.dist.average_
         self.params = list(parts.model.parameters()) + list(parts.weighting.parameters())
+        # a gradient-level weighting averaged the shared parameters' gradients already (its Jacobian)
+        done = {id(p) for p in parts.model.shared_parameters()} if isinstance(parts.weighting, GradientWeighting) \
+            else set()
+        self.to_average = [p for p in self.params if id(p) not in done]
         fused = parts.device.type == "cuda"  # one kernel for the whole update
         self.optimizer = torch.optim.Adam(self.params, lr=t.lr, weight_decay=t.weight_decay, fused=fused)
         self.scaler = torch.amp.GradScaler("cuda") if parts.precision == "fp16" else None
@@ -319,7 +324,7 @@ class Trainer:
         # fp16's loss scale only when there is one: weightings written before it keep working
         scaled = {"scale": self.scaler.scale(torch.ones((), device=self.p.device))} if self.scaler else {}
         total = self.p.weighting.backward(losses, self.p.model, out.get(SHARED), **scaled)
-        self.dist.average_grads(self.params)
+        self.dist.average_grads(self.to_average)
         return total, losses
 
     def optimizer_step(self) -> None:
