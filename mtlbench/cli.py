@@ -426,9 +426,11 @@ def cost(
 
 def _eval_overrides(min_depth: float | None, max_depth: float | None, eigen_crop: bool | None,
                     boundaries: bool | None, edge_tolerance: float | None, edge_thresholds: int | None,
-                    edge_nms: bool | None) -> dict[str, Any]:
+                    edge_nms: bool | None, edge_matching: str | None = None,
+                    resolution: str | None = None) -> dict[str, Any]:
     given = {"min_depth": min_depth, "max_depth": max_depth, "eigen_crop": eigen_crop, "boundaries": boundaries,
-             "edge_tolerance": edge_tolerance, "edge_thresholds": edge_thresholds, "edge_nms": edge_nms}
+             "edge_tolerance": edge_tolerance, "edge_thresholds": edge_thresholds, "edge_nms": edge_nms,
+             "edge_matching": edge_matching, "resolution": resolution}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -450,6 +452,10 @@ def eval_cmd(
                                                                 "(99: 0.01 .. 0.99)")] = None,
     edge_nms: Annotated[bool | None, typer.Option("--edge-nms/--no-edge-nms",
                                                      help="thin edge maps before matching")] = None,
+    edge_matching: Annotated[str | None, typer.Option(help="exact (one-to-one, as BSDS; auto here) or fast "
+                                                           "(many-to-one)")] = None,
+    resolution: Annotated[str | None, typer.Option(help="auto (the ground truth's own resolution where the "
+                                                        "protocol has one) or input")] = None,
     figures: Annotated[int, typer.Option(help="also draw this many samples (the seed's 2×3 grid) and the "
                                               "training curves into RUN_DIR/figures")] = 0,
 ) -> None:
@@ -463,7 +469,7 @@ def eval_cmd(
         from mtlbench.workflows.evaluate import evaluate_with_figures  # lazy: imports torch
 
         options = _eval_overrides(min_depth, max_depth, eigen_crop, boundaries, edge_tolerance, edge_thresholds,
-                                  edge_nms)
+                                  edge_nms, edge_matching, resolution)
         with err.status(f"evaluating {run_dir} ({split}, {checkpoint} checkpoint)"):
             metrics = evaluate_with_figures(run_dir, split, checkpoint, device, options, figures)
     info = metrics["eval"][split]

@@ -40,6 +40,8 @@ class DataConfig:
     scale: list[float] = field(default_factory=lambda: [0.6, 1.0])  # random-resized-crop area range
     color_jitter: float = 0.2
     edge_thickness: int = 1
+    edge_targets: str = "both_sides"  # training edge targets: both_sides of each label change, or one_side (BSDS)
+    depth_zoom: str = "auto"  # divide depth by the crop's zoom: on, off, or auto (as the dataset's protocol does)
     depth_edges: float = 0.0  # > 0: also mark depth discontinuities, |Sobel(log depth)| above this
     options: dict[str, Any] = field(default_factory=dict)  # what the dataset declares (frames, split, …)
 
@@ -94,6 +96,10 @@ class TrainConfig:
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+EDGE_MATCHING = ("auto", "fast", "exact")
+RESOLUTIONS = ("auto", "input")
+EDGE_TARGETS = ("both_sides", "one_side")
+DEPTH_ZOOM = ("auto", "on", "off")
 COMPILE = ("off", "on", "auto")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -109,6 +115,12 @@ class EvalConfig:
     edge_tolerance: float = 0.011  # edge matching distance, fraction of the image diagonal (NYUD)
     edge_thresholds: int = 99  # thresholds 1/(K+1) .. K/(K+1)
     edge_nms: bool = True  # thin edge maps by non-maximum suppression before matching
+    # one-to-one BSDS matching (exact) or many-to-one (fast); auto: exact for the test split and
+    # `mtlbench eval`, fast for the validation during training
+    edge_matching: str = "auto"
+    # auto: score at the ground truth's own resolution and crop where the dataset has one (the
+    # published protocols); input: at the training resolution, as validation during training is
+    resolution: str = "auto"
 
 
 @dataclass
@@ -278,7 +290,10 @@ def validate(cfg: RunConfig) -> None:
         raise MtlbenchError(f"train.lr must be positive, got {t.lr}")
     choices: list[tuple[str, str, tuple[str, ...]]] = [
         ("train.precision (--precision)", t.precision, PRECISIONS), ("train.compile (--compile)", t.compile, COMPILE),
-        ("train.compile_mode", t.compile_mode, COMPILE_MODES)]
+        ("train.compile_mode", t.compile_mode, COMPILE_MODES),
+        ("eval.edge_matching (--edge-matching)", e.edge_matching, EDGE_MATCHING),
+        ("eval.resolution (--resolution)", e.resolution, RESOLUTIONS),
+        ("data.edge_targets", d.edge_targets, EDGE_TARGETS), ("data.depth_zoom", d.depth_zoom, DEPTH_ZOOM)]
     for setting, chosen, allowed in choices:
         if chosen not in allowed:
             raise MtlbenchError(f"{setting} {chosen!r} is not one of {', '.join(allowed)}")

@@ -16,3 +16,7 @@ class UnknownNameError(MtlbenchError, KeyError):
 
 class NonFiniteLossError(MtlbenchError):
     """A loss became NaN or Inf during training."""
+
+
+class BadPredictionError(MtlbenchError, ValueError):
+    """A metric met predictions it cannot score (a label outside the classes, a non-finite value)."""

@@ -1,4 +1,4 @@
-"""The tasks: depth, semantic segmentation and edges.
+"""The tasks: depth, semantic segmentation, edges and surface normals.
 
 A :class:`Task` knows its head width, the batch key of its target, its default loss, its
 metrics, how to turn a raw head output into a prediction, and how to colour one for figures.
@@ -16,7 +16,7 @@ from torch import Tensor
 
 from mtlbench.config import EvalConfig
 from mtlbench.errors import MtlbenchError
-from mtlbench.metrics import DepthMetrics, EdgeMetrics, Metric, SegMetrics, records
+from mtlbench.metrics import DepthMetrics, EdgeMetrics, Metric, NormalsMetrics, SegMetrics, records
 from mtlbench.registry import TASKS
 
 
@@ -28,6 +28,7 @@ class DatasetInfo:
     max_depth: float = 10.0
     class_names: tuple[str, ...] = ()
     ignore_index: int = 255  # 65535 where classes do not fit in a byte (NYUv2's 894)
+    normals: bool = False  # the frames carry surface normals (the normals task needs them)
 
 
 @cache
@@ -134,11 +135,27 @@ class EdgeTask(Task):
 
     def metrics(self, options: EvalConfig | None = None) -> Metric:
         o = options or EvalConfig()
-        return EdgeMetrics(o.edge_tolerance, o.edge_thresholds, o.edge_nms)
+        return EdgeMetrics(o.edge_tolerance, o.edge_thresholds, o.edge_nms, matching=o.edge_matching)
 
     def colorize(self, prediction: Tensor) -> Tensor:
         return (255 * (1 - prediction.float().clamp(0, 1))).round().to(torch.uint8)[..., None].expand(
             *prediction.shape, 3)
+
+
+@dataclass(frozen=True)
+class NormalsTask(Task):
+    def predict(self, output: Tensor) -> Tensor:
+        """Raw head output → unit normals (B×3×H×W)."""
+        return torch.nn.functional.normalize(output.float(), dim=1, eps=1e-6)
+
+    def metrics(self, options: EvalConfig | None = None) -> Metric:
+        return NormalsMetrics()
+
+    def colorize(self, prediction: Tensor) -> Tensor:
+        """3×H×W unit normals as (n + 1) / 2 in RGB (x red, y green, z blue); invalid black."""
+        n = prediction.float()
+        img = ((n + 1) / 2).clamp(0, 1).permute(1, 2, 0).mul(255).round().to(torch.uint8)
+        return torch.where((n.abs().sum(0) > 0)[..., None], img, torch.zeros_like(img))
 
 
 @TASKS.register("depth")
@@ -158,6 +175,13 @@ def seg(info: DatasetInfo) -> Task:
 def edge(info: DatasetInfo) -> Task:
     """Edge detection: 1 logit channel, targets from label boundaries."""
     return EdgeTask("edge", 1, "edge", "balanced_bce")
+
+
+@TASKS.register("normals")
+def normals(info: DatasetInfo) -> Task:
+    """Surface normals: 3 channels normalised to unit vectors in the camera frame (x right, y up,
+    z towards the viewer); metrics are angular errors in degrees."""
+    return NormalsTask("normals", 3, "normals", "normals_l1")
 
 
 def parse_tasks(spec: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:

@@ -63,6 +63,28 @@ def test_eval_options_splits_and_figures(runs, tmp_path):
         assert im.size[0] > 3 * 64 and im.size[1] > 2 * 64  # 3 columns, 2 rows of 64-pixel panels
 
 
+def test_eval_keeps_every_evaluation_with_its_settings(runs, tmp_path):
+    run = tmp_path / "h"
+    run.mkdir()
+    for name in ("config.toml", "best.pt", "last.pt", "metrics.json"):
+        (run / name).write_bytes((runs["multi"] / name).read_bytes())
+    trained = json.loads((run / "metrics.json").read_text())
+    assert invoke("eval", run, "--edge-matching", "fast").exit_code == 0
+    assert invoke("eval", run, "--edge-tolerance", "0.02", "--edge-matching", "fast").exit_code == 0
+    after = json.loads((run / "metrics.json").read_text())
+    tests = [h for h in after["history"] if h["split"] == "test"]
+    # the run's own test (exact matching at its end), then each re-evaluation with its settings
+    assert [(h["edge_matching"], h["edge_tolerance"]) for h in tests] == [("exact", 0.011), ("fast", 0.011),
+                                                                         ("fast", 0.02)]
+    assert tests[0]["result"] == trained["test"]
+    assert after["test"] == tests[-1]["result"] and after["eval"]["test"]["edge_tolerance"] == 0.02
+    assert tests[1]["result"]["edge"]["ods"] >= tests[0]["result"]["edge"]["ods"]  # many-to-one ≥ one-to-one
+    # the same settings again replace their entry rather than add one
+    assert invoke("eval", run, "--edge-matching", "fast").exit_code == 0
+    again = [h for h in json.loads((run / "metrics.json").read_text())["history"] if h["split"] == "test"]
+    assert len(again) == 3 and again[-1]["edge_tolerance"] == 0.011
+
+
 def test_eval_bad_input(runs, tmp_path):
     assert_bad_input(invoke("eval", tmp_path), "not an mtlbench run directory")
     assert_bad_input(invoke("eval", runs["depth"], "--split", "dev"), "--split 'dev'")

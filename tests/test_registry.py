@@ -54,7 +54,7 @@ def test_unknown_name_without_close_match_lists_known_names():
         registry("tasks").get("zzzz")
     msg = str(info.value)
     assert "did you mean" not in msg
-    assert "known tasks: depth, edge, seg" in msg
+    assert "known tasks: depth, edge, normals, seg" in msg
 
 
 def test_wildcard_names():

@@ -13,13 +13,16 @@ from mtlbench.errors import MtlbenchError
 from mtlbench.report import results as R
 from mtlbench.report.tables import TableData, latex_escape, render, to_latex
 
+SCORED = {"scored_size": [425, 560]}  # as a run of the NYUD protocols records its test split
 
-def _run_dir(tmp_path, name, tasks, metrics, data=None):
+
+def _run_dir(tmp_path, name, tasks, metrics, data=None, scored=SCORED):
     cfg = C.from_dict({"tasks": tasks, "data": data or {}}, C.RunConfig())
     d = tmp_path / name
     d.mkdir()
     (d / "config.toml").write_text(C.dumps(cfg))
-    (d / "metrics.json").write_text(json.dumps({"test": metrics, "tasks": tasks, "model": cfg.model.name}))
+    (d / "metrics.json").write_text(json.dumps({"test": metrics, "tasks": tasks, "model": cfg.model.name,
+                                                "eval": {"test": scored}}))
     return d
 
 
@@ -91,9 +94,11 @@ def test_tables_keep_protocols_apart_and_compute_delta(tmp_path):
     # the run first, then the published rows of its protocol (a rule between), each with its source
     assert nyud.rows[0][0].startswith("mtinet") and nyud.sections == [1]
     published = {row[0] for row in nyud.rows[1:]}
-    assert {"MTI-Net", "PAD-Net", "InvPT"} <= published and "ZoeDepth" not in published
+    assert {"MTI-Net", "PAD-Net", "PAP-Net"} <= published and "ZoeDepth" not in published
+    assert "InvPT" not in published  # a four-task row: the three-task table leaves it out
     assert all(row[-1] for row in nyud.rows)
-    assert "Runs evaluated at 256×256; published rows at 480×640" in nyud.caption
+    assert "Runs evaluated at" not in nyud.caption  # scored at the protocol's 425×560 like the published rows
+    assert "APPROXIMATE odsF" in nyud.caption  # fast matching: labelled
     # Δm (MTI-Net) of the run: +6.36 %; the published rows have none
     col = nyud.columns.index(R.DELTA_LABEL["mti"] + " ↑")
     assert nyud.rows[0][col] == f"{100 * (1 / 11 + 0.1) / 3:+.2f}"
@@ -163,7 +168,7 @@ def test_protocol_follows_the_eval_settings_of_the_split(tmp_path):
     d = _run_dir(tmp_path, "e", ["depth"], {"depth": {"rmse_img": 0.4}},
                  {"name": "nyuv2", "options": {"protocol": "official"}})
     data = json.loads((d / "metrics.json").read_text())
-    data["eval"] = {"test": {"eigen_crop": True}}
+    data["eval"] = {"test": {"eigen_crop": True}, "val": SCORED}
     (d / "metrics.json").write_text(json.dumps(data))
     run = R.load_run(d)
     assert run.protocol("test") == "eigen-depth" and run.protocol("val") == "nyud-mt"
@@ -175,7 +180,7 @@ def test_custom_eval_settings_leave_every_published_protocol(tmp_path):
     d = _run_dir(tmp_path, "c", ["depth"], {"depth": {"rmse": 0.5}},
                  {"name": "nyuv2", "options": {"protocol": "official"}})
     data = json.loads((d / "metrics.json").read_text())
-    data["eval"] = {"test": {"edge_tolerance": 0.0075, "max_depth": 5.0}}
+    data["eval"] = {"test": {"edge_tolerance": 0.0075, "max_depth": 5.0, **SCORED}}
     (d / "metrics.json").write_text(json.dumps(data))
     run = R.load_run(d)
     assert run.custom_eval("test") == ["max_depth 5.0", "edge_tolerance 0.0075"]
@@ -236,3 +241,34 @@ def test_metrics_file_that_is_not_an_object(tmp_path):
     (d / "metrics.json").write_text("[1]")
     with pytest.raises(MtlbenchError, match="not an mtlbench metrics file"):
         R.load_run(d)
+
+
+def test_nyud_protocols_need_their_resolution_and_four_tasks_their_own_rows(tmp_path):
+    official = {"name": "nyuv2", "options": {"protocol": "official"}}
+    four = {**MULTI, "normals": {"mean": 21.0, "median": 15.0}}
+    run = R.load_run(_run_dir(tmp_path, "four", ["seg", "depth", "normals", "edge"], four, official))
+    assert run.protocol() == "nyud-mt-4task"
+    (table,) = R.comparison_tables([run])
+    published = {row[0] for row in table.rows[1:]}
+    assert {"ATRC", "InvPT", "MLoRE", "TaskPrompter (released ckpt)"} <= published
+    assert "PAD-Net" not in published and "MTI-Net" not in published  # three- and two-task rows stay apart
+    record = R.known_column_record("normals/mean")
+    assert table.rows[0][table.columns.index(f"{record.header} {record.arrow}")] == "21.0000"
+    # three tasks of the same data: the NYUD-MT table, without the four-task rows
+    three = R.load_run(_run_dir(tmp_path, "three", ["depth", "seg", "edge"], MULTI, official))
+    (table,) = R.comparison_tables([three])
+    assert "ATRC" not in {row[0] for row in table.rows} and "PAD-Net" in {row[0] for row in table.rows}
+    # scored at the input resolution, or by an mtlbench that did not record it: no published rows
+    for scored in ({"scored_size": [256, 256]}, {}):
+        other = R.load_run(_run_dir(tmp_path, f"s{len(scored)}", ["depth", "seg", "edge"], MULTI, official, scored))
+        assert other.protocol() is None
+        (table,) = R.comparison_tables([other])
+        assert len(table.rows) == 1 and "not scored at that protocol's resolution" in table.caption
+
+
+def test_exact_edge_scores_are_not_labelled_approximate(tmp_path):
+    official = {"name": "nyuv2", "options": {"protocol": "official"}}
+    run = R.load_run(_run_dir(tmp_path, "x", ["depth", "seg", "edge"], MULTI, official,
+                              {**SCORED, "edge_matching": "exact"}))
+    (table,) = R.comparison_tables([run])
+    assert "APPROXIMATE" not in table.caption and "exact one-to-one matching" in table.caption

@@ -18,16 +18,17 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from kornia.enhance import equalize_clahe
 from torch import Tensor
 
-from mtlbench.data.pipeline import label_edges
+from mtlbench.data.pipeline import boundary_map, label_edges
 from mtlbench.data.synthrooms import render_batch
 from mtlbench.errors import MtlbenchError
 from mtlbench.options import Option, at_least, one_of, resolve_options
@@ -37,27 +38,102 @@ from mtlbench.tasks import DatasetInfo
 SPLITS = ("train", "val", "test")
 
 
+def _tensors(obj: Any) -> dict[str, Tensor]:
+    """The tensor fields of a dataclass (``None`` and plain values left out)."""
+    return {f.name: t for f in fields(obj) if isinstance(t := getattr(obj, f.name), Tensor)}
+
+
+def _take(obj: Any, idx: Tensor | Sequence[int]) -> Any:
+    """A copy of a dataclass of per-frame tensors holding frames ``idx`` (other fields kept)."""
+    tensors = _tensors(obj)
+    idx = torch.as_tensor(idx, dtype=torch.long, device=next(iter(tensors.values())).device)
+    return replace(obj, **{k: t[idx] for k, t in tensors.items()})
+
+
+def _move(obj: Any, device: torch.device | str) -> Any:
+    return replace(obj, **{k: t.to(device) for k, t in _tensors(obj).items()})
+
+
+def _nbytes(obj: Any) -> int:
+    return sum(t.numel() * t.element_size() for t in _tensors(obj).values())
+
+
 @dataclass
 class Arrays:
-    """One split: N frames of uint8 RGB, float32 metric depth, uint8 labels, 1-based ids."""
+    """One split: N frames of uint8 RGB, float32 metric depth, uint8 labels, 1-based ids, and
+    where the dataset has them, surface normals and its own edge maps."""
 
     image: Tensor  # N×H×W×3 uint8
     depth: Tensor  # N×H×W float32
     seg: Tensor  # N×H×W uint8
     index: Tensor  # N int64
+    normals: Tensor | None = None  # N×H×W×3 float16 unit vectors (mtlbench.data.normals), 0 = invalid
+    edge: Tensor | None = None  # N×H×W uint8 {0, 1}: the dataset's own edge ground truth
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
 
     def take(self, idx: Tensor | Sequence[int]) -> Arrays:
-        idx = torch.as_tensor(idx, dtype=torch.long, device=self.image.device)
-        return Arrays(self.image[idx], self.depth[idx], self.seg[idx], self.index[idx])
+        return _take(self, idx)
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.image, self.depth, self.seg, self.index))
+        return _nbytes(self)
 
     def to(self, device: torch.device | str) -> Arrays:
-        return Arrays(self.image.to(device), self.depth.to(device), self.seg.to(device), self.index.to(device))
+        return _move(self, device)
+
+
+@dataclass
+class Scoring:
+    """The ground truth a published protocol scores at, for the frames of one split.
+
+    Predictions, made at the training resolution, are resized (bilinear, on the raw head
+    outputs) to ``frame`` and cut to ``crop`` before they meet these targets: NYUD-MT's own
+    425×560 frames, or the official 480×640 frames less their white border.
+
+    Attributes:
+        depth, seg: N×h×w ground truth inside the crop (h, w its size), as :class:`Arrays`.
+        normals, edge: N×h×w×3 and N×h×w where the dataset has them; ``edge`` ``None``: edges
+            are drawn from ``seg`` by :func:`mtlbench.data.pipeline.boundary_map`.
+        frame: (H, W) of the whole original frame.
+        crop: (top, bottom, left, right) rows and columns of ``frame`` scored, end exclusive.
+        note: what was scored, for the run header and ``metrics.json``.
+    """
+
+    depth: Tensor
+    seg: Tensor
+    normals: Tensor | None = None
+    edge: Tensor | None = None
+    frame: tuple[int, int] = (0, 0)
+    crop: tuple[int, int, int, int] = (0, 0, 0, 0)
+    note: str = ""
+
+    def take(self, idx: Tensor | Sequence[int]) -> Scoring:
+        return _take(self, idx)
+
+    def to(self, device: torch.device | str) -> Scoring:
+        return _move(self, device)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.crop[1] - self.crop[0], self.crop[3] - self.crop[2]
+
+    def resize(self, output: Tensor) -> Tensor:
+        """A raw head output (B×C×h×w at the input resolution) at the scored pixels, B×C×crop."""
+        top, bottom, left, right = self.crop
+        up = F.interpolate(output.float(), size=self.frame, mode="bilinear", align_corners=False)
+        return up[..., top:bottom, left:right]
+
+    def targets(self, idx: Tensor, device: torch.device) -> dict[str, Tensor]:
+        """The targets of frames ``idx`` (positions in the split) as metrics read them."""
+        part = self.take(idx).to(device)
+        seg = part.seg.long()
+        out = {"depth": part.depth.float()[:, None], "seg": seg}
+        out["edge"] = (part.edge.float()[:, None] if part.edge is not None
+                       else boundary_map(seg[:, None]))
+        if part.normals is not None:
+            out["normals"] = part.normals.float().permute(0, 3, 1, 2)
+        return out
 
 
 class DenseDataset(torch.utils.data.Dataset):
@@ -67,12 +143,16 @@ class DenseDataset(torch.utils.data.Dataset):
         arrays: the frames of the split.
         info: class count, maximum depth, class names.
         edge_thickness: edge target half-width in pixels (see :func:`label_edges`).
+        scoring: the ground truth a published protocol scores these frames at, where it differs
+            from ``arrays`` (another resolution or crop); ``None``: scored as they are.
     """
 
-    def __init__(self, arrays: Arrays, info: DatasetInfo, edge_thickness: int = 1) -> None:
+    def __init__(self, arrays: Arrays, info: DatasetInfo, edge_thickness: int = 1,
+                 scoring: Scoring | None = None) -> None:
         self.arrays = arrays
         self.info = info
         self.edge_thickness = edge_thickness
+        self.scoring = scoring
 
     def __len__(self) -> int:
         return len(self.arrays)
@@ -83,22 +163,32 @@ class DenseDataset(torch.utils.data.Dataset):
         return self.arrays.image.device
 
     def batch(self, idx: Tensor | Sequence[int]) -> dict[str, Tensor]:
-        """Raw stacked frames (uint8 image B×H×W×3, depth B×H×W, seg B×H×W, index B)."""
+        """Raw stacked frames (uint8 image B×H×W×3, depth B×H×W, seg B×H×W, index B; normals
+        B×H×W×3 and edge B×H×W where the dataset has them)."""
         a = self.arrays.take(idx)
-        return {"image": a.image, "depth": a.depth, "seg": a.seg, "index": a.index}
+        out = {"image": a.image, "depth": a.depth, "seg": a.seg, "index": a.index}
+        if a.normals is not None:
+            out["normals"] = a.normals
+        if a.edge is not None:
+            out["edge"] = a.edge
+        return out
 
     def __getitem__(self, i: int) -> dict[str, Tensor | int]:
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for a split of {len(self)} frames")
         a = self.arrays
         seg = a.seg[i].long()
-        return {
+        out: dict[str, Tensor | int] = {
             "image": a.image[i].permute(2, 0, 1).float() / 255.0,
             "depth": a.depth[i][None].clone(),
             "seg": seg,
-            "edge": label_edges(seg[None, None], self.edge_thickness)[0],
+            "edge": (a.edge[i][None].float() if a.edge is not None
+                     else label_edges(seg[None, None], self.edge_thickness)[0]),
             "index": int(a.index[i]),
         }
+        if a.normals is not None:
+            out["normals"] = a.normals[i].permute(2, 0, 1).float()
+        return out
 
 
 @dataclass
@@ -108,6 +198,7 @@ class DatasetSplits:
     test: DenseDataset
     info: DatasetInfo
     source: str  # where the frames came from, for the run header
+    depth_zoom: bool = False  # the dataset's protocol divides depth by a training crop's zoom
 
     def __getitem__(self, split: str) -> DenseDataset:
         if split not in SPLITS:
@@ -176,7 +267,7 @@ def write_cache_atomically(target: Path, write: Callable[[Path], None], replace:
         shutil.rmtree(old, ignore_errors=True)
 
 
-SYNTHROOMS_FORMAT = 1
+SYNTHROOMS_FORMAT = 2  # 2: exact surface normals
 
 
 def _render_all(seed: int, frames: int, size: int, holes: bool, max_depth: float,
@@ -184,6 +275,7 @@ def _render_all(seed: int, frames: int, size: int, holes: bool, max_depth: float
     out: dict[str, np.ndarray] = {
         "image": np.empty((frames, size, size, 3), np.uint8),
         "depth": np.empty((frames, size, size), np.float32),
+        "normals": np.empty((frames, size, size, 3), np.float16),  # half: 0.03° at most, half the memory
         "seg": np.empty((frames, size, size), np.uint8),
     }
     chunk = 32
@@ -227,8 +319,9 @@ def synthrooms_arrays(root: Path, seed: int, frames: int, size: int, holes: bool
         except OSError as exc:
             raise MtlbenchError(f"cannot write the synthrooms cache under {root}: {exc}; "
                                 f"set --data-root or MTLBENCH_CACHE to a writable folder") from None
-    loaded = {k: torch.from_numpy(np.load(folder / f"{k}.npy")) for k in ("image", "depth", "seg")}
-    return Arrays(loaded["image"], loaded["depth"], loaded["seg"], torch.arange(1, frames + 1))
+    loaded = {k: torch.from_numpy(np.load(folder / f"{k}.npy")) for k in ("image", "depth", "seg", "normals")}
+    return Arrays(loaded["image"], loaded["depth"], loaded["seg"], torch.arange(1, frames + 1),
+                  normals=loaded["normals"])
 
 
 def apply_clahe(images: Tensor, clip: float, device: torch.device | str = "cpu",
@@ -268,7 +361,7 @@ def synthrooms(root: str, size: int, max_depth: float, edge_thickness: int,
     check_nonempty(split_sizes(frames, fractions))  # before rendering anything
     cache = Path(root).expanduser() if root else default_cache_root()
     arrays = synthrooms_arrays(cache, scene_seed, frames, size, holes, max_depth, progress)
-    info = DatasetInfo(num_classes=40, max_depth=max_depth)
+    info = DatasetInfo(num_classes=40, max_depth=max_depth, normals=True)
     parts = seed_split(frames, fractions, split_seed)
     train, val, test = (DenseDataset(arrays.take(p), info, edge_thickness) for p in parts)
     return DatasetSplits(train, val, test, info=info, source=f"synthrooms ({frames} frames, cache {cache})")

@@ -18,7 +18,7 @@ import errno
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -32,20 +32,25 @@ from mtlbench.data.datasets import (
     Arrays,
     DatasetSplits,
     DenseDataset,
+    Scoring,
     carve_val,
     seed_split,
     write_cache_atomically,
 )
+from mtlbench.data.normals import kinect_normals, read_nyud_mt_normals
 from mtlbench.errors import MtlbenchError
 from mtlbench.options import Option, at_least, one_of
 from mtlbench.registry import DATASETS
 from mtlbench.tasks import DatasetInfo
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: surface normals, and the ground truth at the scored resolution
 BLOCK = 16  # frames read and resized together
 FRAMES = 1449
 HEIGHT, WIDTH = 480, 640
 IGNORE = {13: 255, 40: 255, 894: 65535}
+# the pixels of a 480×640 frame the NYUD protocols score (top, bottom, left, right; end exclusive):
+# the 425×560 NYUD-MT frames, which leave out the white border the labeled frames carry
+SCORE_CROP = (45, 470, 40, 600)
 LABELED_FILE = "nyu_depth_v2_labeled.mat"
 HINT_V73 = (f"mtlbench reads the MATLAB v7.3 labeled file {LABELED_FILE} (about 2.8 GB, HDF5) from "
             f"the NYU Depth V2 page")
@@ -132,6 +137,15 @@ def resize_frames(image: torch.Tensor, depth: torch.Tensor, seg: torch.Tensor,
     d_out = torch.where(den >= 0.5, num / den.clamp_min(1e-6), torch.zeros_like(num))[:, 0]
     s = F.interpolate(seg[:, None].float(), out, mode="nearest-exact")[:, 0].to(seg.dtype)
     return img.contiguous(), d_out, s
+
+
+def frame_normals(depth: torch.Tensor) -> torch.Tensor:
+    """Normals (B×H×W×3) of labeled depth frames; frames without valid depth skip the plane fits."""
+    out = torch.zeros(*depth.shape, 3)
+    has = (depth > 0).flatten(1).any(1)
+    if bool(has.any()):
+        out[has] = kinect_normals(depth[has].float())
+    return out
 
 
 # -- the labeled .mat -----------------------------------------------------------------------
@@ -250,19 +264,50 @@ def prepare_nyuv2(mat: str | Path, out: str | Path, size: int = 256, classes: in
         h, w = (size, size) if size else (HEIGHT, WIDTH)
         seg_dtype = np.uint16 if classes == 894 else np.uint8
 
+        top, bottom, left, right = SCORE_CROP
+        ch, cw = bottom - top, right - left
+        # only the official test frames are ever scored at 425×560: their ground truth alone, in file order
+        test_ids = set(official_split()[1].tolist())
+        scored = [i for i in range(n) if i + 1 in test_ids]
+        slot = {i: k for k, i in enumerate(scored)}
+
         def write(tmp: Path) -> None:
             mm = {
                 "image": np.lib.format.open_memmap(tmp / "image.npy", "w+", np.uint8, (n, h, w, 3)),
                 "depth": np.lib.format.open_memmap(tmp / "depth.npy", "w+", np.float32, (n, h, w)),
                 "seg": np.lib.format.open_memmap(tmp / "seg.npy", "w+", seg_dtype, (n, h, w)),
+                "normals": np.lib.format.open_memmap(tmp / "normals.npy", "w+", np.float16, (n, h, w, 3)),
             }
+            if size:  # the native variant's own arrays hold the scored pixels
+                (tmp / "score").mkdir()
+                k = len(scored)
+                mm.update({
+                    "score_depth": np.lib.format.open_memmap(tmp / "score/depth.npy", "w+", np.float32, (k, ch, cw)),
+                    "score_seg": np.lib.format.open_memmap(tmp / "score/seg.npy", "w+", seg_dtype, (k, ch, cw)),
+                    "score_normals": np.lib.format.open_memmap(tmp / "score/normals.npy", "w+", np.float16,
+                                                               (k, ch, cw, 3)),
+                })
             for start in range(0, n, BLOCK):
                 stop = min(n, start + BLOCK)
                 image, depth, raw = src.frames(start, stop)
-                block = resize_frames(torch.from_numpy(image), torch.from_numpy(depth),
-                                      torch.from_numpy(map_labels(raw, classes)), size)
+                depth_t = torch.from_numpy(np.ascontiguousarray(depth))
+                seg_t = torch.from_numpy(map_labels(raw, classes))
+                normals = frame_normals(depth_t)  # at the native resolution, then resized like depth
+                block = resize_frames(torch.from_numpy(image), depth_t, seg_t, size)
                 for key, value in zip(("image", "depth", "seg"), block):
                     mm[key][start:stop] = value.numpy()
+                small = resize_normals(normals, size).numpy()
+                # frames without depth stay unwritten zeros: the files are created sparse
+                has_depth = (depth_t > 0).flatten(1).any(1).tolist()
+                for j, i in enumerate(range(start, stop)):
+                    if has_depth[j]:
+                        mm["normals"][i] = small[j]
+                    if size and i in slot:
+                        k = slot[i]
+                        mm["score_seg"][k] = seg_t[j, top:bottom, left:right].numpy()
+                        if has_depth[j]:
+                            mm["score_depth"][k] = depth_t[j, top:bottom, left:right].numpy()
+                            mm["score_normals"][k] = normals[j, top:bottom, left:right].numpy()
                 if progress:
                     progress(stop, n)
             for m in mm.values():
@@ -274,7 +319,8 @@ def prepare_nyuv2(mat: str | Path, out: str | Path, size: int = 256, classes: in
                 "format": FORMAT_VERSION,
                 "source": {**stamp, "sha256": file_digest(mat), "file": mat.name},
                 "frames": n,
-                "shape": {"image": [n, h, w, 3], "depth": [n, h, w], "seg": [n, h, w]},
+                "shape": {"image": [n, h, w, 3], "depth": [n, h, w], "seg": [n, h, w], "normals": [n, h, w, 3]},
+                "score": {"frame": [HEIGHT, WIDTH], "crop": list(SCORE_CROP), "frames": len(scored)},
                 "classes": classes,
                 "ignore_index": IGNORE[classes],
                 "class_names": list(class_names(classes)),
@@ -284,6 +330,8 @@ def prepare_nyuv2(mat: str | Path, out: str | Path, size: int = 256, classes: in
                     "resize": (f"{h}x{w}: RGB bilinear antialiased, labels nearest, depth averaged over "
                                f"valid pixels (0 where under half the footprint is valid)") if size else "none",
                     "labels": f"894 -> {classes} (0-based), 0 -> {IGNORE[classes]}",
+                    "normals": f"from {src.depth_key} at 480x640 (mtlbench.data.normals.normals_from_depth, Kinect "
+                               f"intrinsics), resized like depth",
                 },
                 "splits": {"official_train_1based": train.tolist(), "official_test_1based": test.tolist()},
             }
@@ -306,8 +354,9 @@ def _read_manifest(folder: Path) -> dict | None:
         return None
 
 
-def load_cache(root: Path, size: int, classes: int, raw_depth: bool) -> tuple[Arrays, dict]:
-    """The arrays of a prepared variant, memory-mapped."""
+def load_cache(root: Path, size: int, classes: int, raw_depth: bool) -> tuple[Arrays, dict, Scoring | None]:
+    """The arrays of a prepared variant, memory-mapped, and the ground truth of the official test
+    frames at the scored resolution, in file order (``None`` where the file lacks some of them)."""
     folder = root / variant_name(size, classes, raw_depth)
     prepare = (f"mtlbench data prepare nyuv2 --mat {LABELED_FILE} --out {root} --size {size} --classes {classes}"
                + (" --raw-depth" if raw_depth else ""))
@@ -323,15 +372,33 @@ def load_cache(root: Path, size: int, classes: int, raw_depth: bool) -> tuple[Ar
         raise MtlbenchError(f"the cache {folder} has format {manifest.get('format')}, this mtlbench reads "
                             f"{FORMAT_VERSION}: rebuild it with `{prepare}`")
     # copy-on-write maps: tensors may be written in memory, the cache on disk never is
-    arrays = {k: torch.from_numpy(np.load(folder / f"{k}.npy", mmap_mode="c")) if k != "index"
-              else torch.from_numpy(np.load(folder / "index.npy")) for k in ("image", "depth", "seg", "index")}
-    return Arrays(arrays["image"], arrays["depth"], arrays["seg"], arrays["index"]), manifest
+    def load(name: str) -> torch.Tensor:
+        return torch.from_numpy(np.load(folder / f"{name}.npy", mmap_mode="c"))
+
+    arrays = Arrays(load("image"), load("depth"), load("seg"), torch.from_numpy(np.load(folder / "index.npy")),
+                    normals=load("normals"))
+    top, bottom, left, right = SCORE_CROP
+    test = torch.from_numpy(np.isin(arrays.index.numpy(), official_split()[1])).nonzero()[:, 0]
+    if len(test) != len(official_split()[1]):
+        return arrays, manifest, None
+    if size:
+        truth = Scoring(load("score/depth"), load("score/seg"), load("score/normals"))
+    else:
+        window = (test, slice(top, bottom), slice(left, right))
+        truth = Scoring(arrays.depth[window], arrays.seg[window],
+                        arrays.normals[window] if arrays.normals is not None else None)
+    scoring = replace(truth, frame=(HEIGHT, WIDTH), crop=SCORE_CROP,
+                      note=f"inside rows {top}:{bottom}, columns {left}:{right} of the 480×640 frames (the NYUD-MT "
+                           f"frame, without the white border)")
+    return arrays, manifest, scoring
 
 
-def _splits(arrays: Arrays, info: DatasetInfo, protocol: str, fractions: Sequence[float], split_seed: int,
-            val_frames: int, edge_thickness: int, source: str) -> DatasetSplits:
+def _splits(arrays: Arrays, scoring: Scoring | None, info: DatasetInfo, protocol: str, fractions: Sequence[float],
+            split_seed: int, val_frames: int, edge_thickness: int, source: str) -> DatasetSplits:
     parts = split_positions(arrays.index.numpy(), protocol, fractions, split_seed, val_frames)
-    train, val, test = (DenseDataset(arrays.take(p), info, edge_thickness) for p in parts)
+    train, val = (DenseDataset(arrays.take(p), info, edge_thickness) for p in parts[:2])
+    # (the official test positions are ascending, the order the scored ground truth is kept in)
+    test = DenseDataset(arrays.take(parts[2]), info, edge_thickness, scoring)
     return DatasetSplits(train, val, test, info=info, source=source)
 
 
@@ -353,10 +420,14 @@ def nyuv2(root: str, size: int, max_depth: float, edge_thickness: int,
     if not root:
         raise MtlbenchError(f"--data nyuv2 needs --data-root DIR, a folder made by "
                             f"`mtlbench data prepare nyuv2 --mat {LABELED_FILE} --out DIR`")
-    arrays, manifest = load_cache(Path(root).expanduser(), size, classes, raw_depth)
+    arrays, manifest, scoring = load_cache(Path(root).expanduser(), size, classes, raw_depth)
     info = DatasetInfo(num_classes=classes, max_depth=max_depth, class_names=class_names(classes),
-                       ignore_index=IGNORE[classes])
-    return _splits(arrays, info, protocol, fractions, split_seed, val_frames, edge_thickness,
+                       ignore_index=IGNORE[classes], normals=True)
+    # the NYUD-MT protocols score at 425×560; the seed's scores its own 256×256 frames as they are,
+    # and the 13-class (MTAN) frames are not reproduced here
+    native = protocol == "official" and classes == 40
+    return _splits(arrays, scoring if native else None, info, protocol, fractions, split_seed, val_frames,
+                   edge_thickness,
                    f"nyuv2 {manifest['frames']} frames, {manifest['depth']}, split {protocol} ({root})")
 
 
@@ -367,62 +438,136 @@ def _frame_id(stem: str, fallback: int) -> int:
     return int(digits) if digits else fallback
 
 
-def read_nyud_mt(root: Path, size: int, progress: Callable[[int, int], None] | None = None
-                 ) -> tuple[Arrays, dict[str, list[int]]]:
-    """All frames listed in ``gt_sets/*.txt``, resized; returns arrays and positions per list."""
+def resize_normals(normals: torch.Tensor, size: int) -> torch.Tensor:
+    """Normals (B×H×W×3, zero = invalid) to size×size: valid vectors averaged over each output
+    pixel's footprint and made unit again; invalid where under half the footprint is valid."""
+    if size == 0 or tuple(normals.shape[1:3]) == (size, size):
+        return normals
+    n = normals.float().permute(0, 3, 1, 2)
+    valid = (n.square().sum(1, keepdim=True) > 0.25).float()
+    num = F.interpolate(n * valid, (size, size), mode="bilinear", antialias=True, align_corners=False)
+    den = F.interpolate(valid, (size, size), mode="bilinear", antialias=True, align_corners=False)
+    out = torch.where(den >= 0.5, F.normalize(num, dim=1, eps=1e-6), torch.zeros_like(num))
+    return out.permute(0, 2, 3, 1).contiguous()
+
+
+def resize_edges(edge: torch.Tensor, size: int) -> torch.Tensor:
+    """Edge maps (B×H×W {0, 1}) to size×size: an output pixel is an edge where any pixel of its
+    footprint is (a thin line survives downsampling)."""
+    if size == 0 or tuple(edge.shape[1:3]) == (size, size):
+        return edge
+    return F.adaptive_max_pool2d(edge.float()[:, None], (size, size))[:, 0].to(edge.dtype)
+
+
+NYUD_MT_FOLDERS = "images/, depth/, segmentation/, gt_sets/{train,val}.txt; optional normals/ and edge/"
+# the ATRC release (NYUDv2.tar.gz) and the MTI-Net one (NYUD_MT.tgz) differ in file types only
+
+
+def _nyud_mt_frame(root: Path, stem: str, optional: dict[str, bool]) -> dict[str, np.ndarray]:
+    """One NYUD-MT frame at its own resolution: image, depth, labels (c + 1 → c, 0 → 255) and the
+    normals and edges where the release has them."""
     from torchvision.io import ImageReadMode, read_image  # heavy: torchvision import ~2 s, only this reader
 
+    paths = {"image": nyud_mt_file(root / "images", stem, (".jpg", ".png")), "depth": root / "depth" / f"{stem}.npy",
+             "seg": root / "segmentation" / f"{stem}.png"}
+    if optional["normals"]:
+        paths["normals"] = nyud_mt_file(root / "normals", stem, (".npy", ".png"))
+    if optional["edge"]:
+        paths["edge"] = nyud_mt_file(root / "edge", stem, (".npy", ".png"))
+    for p in paths.values():
+        if not p.is_file():
+            raise MtlbenchError(f"NYUD-MT frame {stem}: {p} not found")
+    image = read_image(str(paths["image"]), ImageReadMode.RGB).permute(1, 2, 0).numpy()
+    seg = read_image(str(paths["seg"]), ImageReadMode.UNCHANGED)[0].numpy()
+    frame = {"image": image, "depth": np.load(paths["depth"]).astype(np.float32).squeeze(),
+             "seg": np.where(seg == 0, 255, seg.astype(np.int64) - 1).astype(np.uint8)}
+    if "normals" in paths:
+        frame["normals"] = read_nyud_mt_normals(paths["normals"])
+    if "edge" in paths:
+        edge = (np.load(paths["edge"]) if paths["edge"].suffix == ".npy"
+                else read_image(str(paths["edge"]), ImageReadMode.GRAY)[0].numpy())  # 0 / 255
+        frame["edge"] = (np.asarray(edge).squeeze() > 0).astype(np.uint8)
+    shapes = {k: v.shape[:2] for k, v in frame.items()}
+    if len(set(shapes.values())) > 1:
+        raise MtlbenchError(f"NYUD-MT frame {stem}: its maps differ in size "
+                            f"({', '.join(f'{k} {h}x{w}' for k, (h, w) in shapes.items())})")
+    return frame
+
+
+def nyud_mt_file(folder: Path, stem: str, suffixes: tuple[str, ...]) -> Path:
+    """The file of ``stem`` in ``folder`` with the first of ``suffixes`` that exists (the MTI-Net
+    release has .jpg images and .npy edges and normals, the later ATRC release .png), else the
+    first (named in the error)."""
+    for suffix in suffixes:
+        if (folder / f"{stem}{suffix}").is_file():
+            return folder / f"{stem}{suffix}"
+    return folder / f"{stem}{suffixes[0]}"
+
+
+def read_nyud_mt(root: Path, size: int, progress: Callable[[int, int], None] | None = None
+                 ) -> tuple[Arrays, dict[str, list[int]], Scoring]:
+    """All frames listed in ``gt_sets/*.txt``, resized; returns the arrays, the positions of each
+    list, and the ground truth of the ``val`` list (the test split) at its own resolution."""
     lists = {}
     for name in ("train", "val"):
         path = root / "gt_sets" / f"{name}.txt"
         if not path.is_file():
-            raise MtlbenchError(f"{path} not found: {root} is not an NYUD-MT folder "
-                                f"(images/, depth/, segmentation/, gt_sets/{{train,val}}.txt)")
+            raise MtlbenchError(f"{path} not found: {root} is not an NYUD-MT folder ({NYUD_MT_FOLDERS})")
         lists[name] = [s.strip() for s in path.read_text().splitlines() if s.strip()]
     stems = lists["train"] + lists["val"]
-    images, depths, segs, ids = [], [], [], []
+    optional = {k: (root / k).is_dir() for k in ("normals", "edge")}
+    resized: dict[str, list[torch.Tensor]] = {}
+    native: dict[str, list[torch.Tensor]] = {}
+    ids = []
     for k, stem in enumerate(stems):
-        paths = {"image": root / "images" / f"{stem}.jpg", "depth": root / "depth" / f"{stem}.npy",
-                 "seg": root / "segmentation" / f"{stem}.png"}
-        for p in paths.values():
-            if not p.is_file():
-                raise MtlbenchError(f"NYUD-MT frame {stem}: {p} not found")
-        image = read_image(str(paths["image"]), ImageReadMode.RGB).permute(1, 2, 0).numpy()
-        depth = np.load(paths["depth"]).astype(np.float32).squeeze()
-        seg = read_image(str(paths["seg"]), ImageReadMode.UNCHANGED)[0].numpy()
-        if depth.shape != image.shape[:2] or seg.shape != image.shape[:2]:
-            raise MtlbenchError(f"NYUD-MT frame {stem}: image {image.shape[:2]}, depth {depth.shape} and "
-                                f"segmentation {seg.shape} differ in size")
-        seg = np.where(seg == 0, 255, seg.astype(np.int64) - 1).astype(np.uint8)  # 0 = ignore, c → c−1
-        image, depth, seg = (x[0] for x in resize_frames(torch.from_numpy(image)[None], torch.from_numpy(depth)[None],
-                                                         torch.from_numpy(seg)[None], size))
-        images.append(image)
-        depths.append(depth)
-        segs.append(seg)
+        frame = {key: torch.from_numpy(v)[None] for key, v in _nyud_mt_frame(root, stem, optional).items()}
+        if k >= len(lists["train"]):
+            for key in ("depth", "seg", "normals", "edge"):
+                if key in frame:
+                    native.setdefault(key, []).append(frame[key][0])
+        image, depth, seg = resize_frames(frame["image"], frame["depth"], frame["seg"], size)
+        small = {"image": image, "depth": depth, "seg": seg}
+        if "normals" in frame:
+            small["normals"] = resize_normals(frame["normals"], size).to(torch.float16)
+        if "edge" in frame:
+            small["edge"] = resize_edges(frame["edge"], size)
+        for key, v in small.items():
+            resized.setdefault(key, []).append(v[0])
         ids.append(_frame_id(stem, k + 1))
         if progress:
             progress(k + 1, len(stems))
-    arrays = Arrays(torch.stack(images), torch.stack(depths), torch.stack(segs), torch.tensor(ids, dtype=torch.int64))
+    sizes = {tuple(d.shape) for d in native["depth"]}
+    if len(sizes) > 1:
+        raise MtlbenchError(f"NYUD-MT test frames differ in size ({', '.join(f'{h}x{w}' for h, w in sorted(sizes))}): "
+                            f"they are scored at their own resolution, which must be one")
+    stacked = {k: torch.stack(v) for k, v in resized.items()}
+    arrays = Arrays(stacked["image"], stacked["depth"], stacked["seg"], torch.tensor(ids, dtype=torch.int64),
+                    normals=stacked.get("normals"), edge=stacked.get("edge"))
+    truth = {k: torch.stack(v) for k, v in native.items()}
+    h, w = truth["depth"].shape[-2:]
+    scoring = Scoring(truth["depth"], truth["seg"], truth.get("normals", None), truth.get("edge", None),
+                      frame=(h, w), crop=(0, h, 0, w),
+                      note="NYUD-MT frames, whole" + ("" if optional["edge"] else "; edges from label boundaries"))
     n_train = len(lists["train"])
-    return arrays, {"train": list(range(n_train)), "val": list(range(n_train, len(stems)))}
+    return arrays, {"train": list(range(n_train)), "val": list(range(n_train, len(stems)))}, scoring
 
 
 @DATASETS.register("nyud_mt", options={"split_seed": SPLIT_OPTIONS["split_seed"], "val_frames": VAL_FRAMES})
 def nyud_mt(root: str, size: int, max_depth: float, edge_thickness: int,
             progress: Callable[[int, int], None] | None = None, *, split_seed: int, val_frames: int) -> DatasetSplits:
     """NYUD-MT folders of the MTI-Net code release: gt_sets/train.txt trains (val carved with a
-    fixed seed), gt_sets/val.txt is the test split, as in that code."""
+    fixed seed), gt_sets/val.txt is the test split, as in that code; normals/ and edge/ are read
+    where present, and the test split is scored at the frames' own resolution."""
     if not root:
-        raise MtlbenchError("--data nyud_mt needs --data-root DIR, the NYUD-MT folder "
-                            "(images/, depth/, segmentation/, gt_sets/)")
+        raise MtlbenchError(f"--data nyud_mt needs --data-root DIR, the NYUD-MT folder ({NYUD_MT_FOLDERS})")
     folder = Path(root).expanduser()
     if not folder.is_dir():
         raise MtlbenchError(f"NYUD-MT folder {folder} not found")
-    arrays, lists = read_nyud_mt(folder, size, progress)
+    arrays, lists, scoring = read_nyud_mt(folder, size, progress)
     train, val = carve_val(torch.tensor(lists["train"]), val_frames, split_seed)
-    parts = (train, val, torch.tensor(lists["val"]))
-    info = DatasetInfo(num_classes=40, max_depth=max_depth, class_names=class_names(40))
-    train_ds, val_ds, test_ds = (DenseDataset(arrays.take(p), info, edge_thickness) for p in parts)
-    return DatasetSplits(train_ds, val_ds, test_ds, info=info, source=f"nyud_mt {len(arrays)} frames ({folder})")
-
-
+    info = DatasetInfo(num_classes=40, max_depth=max_depth, class_names=class_names(40),
+                       normals=arrays.normals is not None)
+    train_ds, val_ds = (DenseDataset(arrays.take(p), info, edge_thickness) for p in (train, val))
+    test_ds = DenseDataset(arrays.take(torch.tensor(lists["val"])), info, edge_thickness, scoring)
+    return DatasetSplits(train_ds, val_ds, test_ds, info=info, source=f"nyud_mt {len(arrays)} frames ({folder})",
+                         depth_zoom=True)

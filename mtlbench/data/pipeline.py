@@ -35,6 +35,17 @@ def depth_edges(depth: Tensor, threshold: float) -> Tensor:
     return ((grad > threshold) & whole).float()
 
 
+EDGE_TARGETS = ("both_sides", "one_side")
+
+
+def dilate(edges: Tensor, thickness: int) -> Tensor:
+    """``edges`` (B×1×H×W {0, 1}) grown by ``thickness − 1`` pixels (a square)."""
+    if thickness <= 1:
+        return edges
+    k = 2 * (thickness - 1) + 1
+    return (F.max_pool2d(edges.float(), k, stride=1, padding=k // 2) > 0).float()
+
+
 def label_edges(seg: Tensor, thickness: int = 1) -> Tensor:
     """Edge targets from label boundaries (B×1×H×W labels → B×1×H×W float {0, 1}).
 
@@ -45,10 +56,27 @@ def label_edges(seg: Tensor, thickness: int = 1) -> Tensor:
     """
     padded = F.pad(seg.float(), (1, 1, 1, 1), mode="replicate")
     edges = F.max_pool2d(padded, 3, stride=1) != -F.max_pool2d(-padded, 3, stride=1)
-    if thickness > 1:
-        k = 2 * (thickness - 1) + 1
-        edges = F.max_pool2d(edges.float(), k, stride=1, padding=k // 2) > 0
-    return edges.float()
+    return dilate(edges.float(), thickness)
+
+
+def boundary_map(seg: Tensor) -> Tensor:
+    """One-pixel label boundaries, as BSDS's ``seg2bmap`` draws them (B×1×H×W → float {0, 1}).
+
+    A pixel is a boundary where its label differs from its right, lower or lower-right
+    neighbour; the last row compares only to the right, the last column only downwards, and the
+    bottom-right pixel is never one. So each label change is marked on one side only, the
+    ground truth published edge scores are computed against. Ignored labels (255) are labels
+    like any other here: an unlabelled region's outline is a boundary.
+    """
+    s = seg
+    b = torch.zeros(s.shape, dtype=torch.bool, device=s.device)
+    inner = b[..., :-1, :-1]
+    inner |= s[..., :-1, :-1] != s[..., :-1, 1:]
+    inner |= s[..., :-1, :-1] != s[..., 1:, :-1]
+    inner |= s[..., :-1, :-1] != s[..., 1:, 1:]
+    b[..., -1, :-1] = s[..., -1, :-1] != s[..., -1, 1:]
+    b[..., :-1, -1] = s[..., :-1, -1] != s[..., 1:, -1]
+    return b.float()
 
 
 class AugmentParams(NamedTuple):
@@ -101,14 +129,22 @@ class BatchPipeline:
             bound of 1 turns cropping off).
         normalize: ImageNet mean/std normalisation of the image.
         edge_thickness: see :func:`label_edges`.
+        edge_targets: ``"both_sides"``: :func:`label_edges` (both sides of each label change);
+            ``"one_side"``: :func:`boundary_map` (BSDS's one-pixel boundaries, what edges are
+            scored against), dilated like ``label_edges`` when ``edge_thickness`` > 1. A dataset
+            with its own edge maps (NYUD-MT) trains on those instead.
         depth_edges: > 0 adds depth discontinuities to the edge targets (see :func:`depth_edges`).
+        depth_zoom: divide depth by the zoom of the random crop (frame side / crop side), as
+            MTI-Net's code does when it scales: a crop shown larger looks nearer.
         channels_last: return the image in channels-last memory format.
     """
 
     def __init__(self, device: torch.device, size: int, augment: bool = True, flip: bool = True,
                  scale: tuple[float, float] = (0.6, 1.0), color_jitter: float = 0.2,
-                 normalize: bool = True, edge_thickness: int = 1, depth_edges: float = 0.0,
-                 channels_last: bool = False) -> None:
+                 normalize: bool = True, edge_thickness: int = 1, edge_targets: str = "both_sides",
+                 depth_edges: float = 0.0, depth_zoom: bool = False, channels_last: bool = False) -> None:
+        if edge_targets not in EDGE_TARGETS:
+            raise ValueError(f"edge_targets {edge_targets!r}: choose from {', '.join(EDGE_TARGETS)}")
         self.device = device
         self.size = size
         self.flip = flip
@@ -118,7 +154,9 @@ class BatchPipeline:
         self.augment = augment and (flip or self.crop or color_jitter > 0)
         self.normalize = normalize
         self.edge_thickness = edge_thickness
+        self.edge_targets = edge_targets
         self.depth_edges = depth_edges
+        self.depth_zoom = depth_zoom
         self.channels_last = channels_last
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
@@ -184,22 +222,40 @@ class BatchPipeline:
         """
         dev = self.device
         image = raw["image"].to(dev, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-        depth = raw["depth"].to(dev, non_blocking=True).unsqueeze(1).float()
-        seg = raw["seg"].to(dev, non_blocking=True).unsqueeze(1)
+        # per-pixel targets stacked as channels, so one resampling moves them all alike
+        maps = [raw["depth"].to(dev, non_blocking=True).unsqueeze(1).float(),
+                raw["seg"].to(dev, non_blocking=True).unsqueeze(1).float()]
+        if "normals" in raw:
+            maps.append(raw["normals"].to(dev, non_blocking=True).permute(0, 3, 1, 2).float())
+        if "edge" in raw:
+            maps.append(raw["edge"].to(dev, non_blocking=True).unsqueeze(1).float())
+        stacked = torch.cat(maps, 1)
         if params is not None:
-            image, depth, seg = self._augment(image, depth, seg, params)
-        edge = label_edges(seg, self.edge_thickness)
+            image, stacked = self._augment(image, stacked, params, "normals" in raw)
+        depth, seg = stacked[:, :1], stacked[:, 1:2].long()
+        out = {"image": image, "depth": depth, "seg": seg.squeeze(1), "index": raw["index"]}
+        if "normals" in raw:
+            out["normals"] = stacked[:, 2:5]
+        if "edge" in raw:
+            edge = stacked[:, -1:]
+        elif self.edge_targets == "one_side":
+            edge = dilate(boundary_map(seg), self.edge_thickness)
+        else:
+            edge = label_edges(seg, self.edge_thickness)
         if self.depth_edges > 0:
             edge = torch.maximum(edge, depth_edges(depth, self.depth_edges))
+        out["edge"] = edge
         if self.normalize:
             image = (image - self.mean) / self.std
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        return {"image": image, "depth": depth, "seg": seg.squeeze(1).long(), "edge": edge,
-                "index": raw["index"]}
+        out["image"] = image
+        return out
 
-    def _augment(self, image: Tensor, depth: Tensor, seg: Tensor,
-                 params: AugmentParams) -> tuple[Tensor, Tensor, Tensor]:
+    def _augment(self, image: Tensor, maps: Tensor, params: AugmentParams,
+                 normals: bool) -> tuple[Tensor, Tensor]:
+        """Image and stacked target maps (depth, labels, then normals' x, y, z when ``normals``,
+        then any other map) augmented alike."""
         n, _, height, width = image.shape
         p = self._device_params(params, height, width).view(n, -1, 1, 1)
         if self.crop:
@@ -210,15 +266,16 @@ class BatchPipeline:
             gy = torch.addcmul(p[:, 3], p[:, 1], self._centres.view(1, s, 1)).clamp_(p[:, 5], p[:, 7])
             grid = torch.stack([gx.expand(n, s, s), gy.expand(n, s, s)], -1)
             image = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
-            # nearest copies values, so depths and labels (255 too) come through exactly
-            maps = F.grid_sample(torch.cat([depth, seg.float()], 1), grid, mode="nearest",
-                                 padding_mode="border", align_corners=False)
-            depth, seg = maps[:, :1], maps[:, 1:]
+            # nearest copies values, so depths, labels (255 too) and normals come through exactly
+            maps = F.grid_sample(maps, grid, mode="nearest", padding_mode="border", align_corners=False)
+            if self.depth_zoom:
+                maps = torch.cat([maps[:, :1] * p[:, 13:14], maps[:, 1:]], 1)
         elif self.flip:
             flip = p[:, 8:9] > 0.5
             image = torch.where(flip, image.flip(-1), image)
-            depth = torch.where(flip, depth.flip(-1), depth)
-            seg = torch.where(flip, seg.flip(-1), seg)
+            maps = torch.where(flip, maps.flip(-1), maps)
+        if normals and self.flip:  # a mirrored surface turns the other way: x of the normal flips
+            maps = torch.cat([maps[:, :2], maps[:, 2:3] * (1 - 2 * p[:, 8:9]), maps[:, 3:]], 1)
         if self.color_jitter > 0:
             c = p[:, 9:13]
             image = adjust_brightness(image, c[:, 0:1])
@@ -227,14 +284,15 @@ class BatchPipeline:
             # saturation then hue, both in HSV: one conversion there and back for the two
             hsv = adjust_hue_raw(adjust_saturation_raw(rgb_to_hsv(image), c[:, 2:3]), c[:, 3:4])
             image = hsv_to_rgb(hsv).clamp_(0.0, 1.0)
-        return image, depth, seg
+        return image, maps
 
     def _device_params(self, params: AugmentParams, height: int, width: int) -> Tensor:
         """The parameters as the per-image numbers the device ops use, moved there in one copy.
 
         Columns: x and y scale, x and y centre of the output-to-input affine in grid_sample's
         coordinates (0-3; a flip negates the x scale), x and y lower then upper clamp bounds
-        (4-7), flip (8), brightness shift, contrast, saturation, hue in radians (9-12). Each
+        (4-7), flip (8), brightness shift, contrast, saturation, hue in radians (9-12), the depth
+        factor of the crop's zoom, crop side / frame height (13). Each
         column is plain element-wise CPU arithmetic, so a row never depends on another row.
         """
         pixel = torch.tensor([1.0 / width, 1.0 / height])  # half a pixel in grid_sample units
@@ -245,5 +303,6 @@ class BatchPipeline:
         reach = scale - pixel  # centre to the outermost pixel centre of the box
         signed = torch.cat([scale[:, :1] * (1 - 2 * flip), scale[:, 1:]], 1)
         color = params.color * self._color_scale + self._color_shift
-        packed = torch.cat([signed, centre, centre - reach, centre + reach, flip, color], 1)
+        zoom = extent[:, 1:] / height
+        packed = torch.cat([signed, centre, centre - reach, centre + reach, flip, color, zoom], 1)
         return packed.to(self.device, non_blocking=True)

@@ -209,6 +209,14 @@ def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None
         splits = DATASETS.build(d.name, d.root, d.size, d.max_depth, d.edge_thickness, progress, **d.options)
     check_nonempty([len(splits[s]) for s in ("train", "val", "test")])
     parts = _assemble(cfg, splits.info, backbone, device, splits, dist, training)
+    if parts.pipeline.depth_zoom and d.augment and d.scale[0] < 1:
+        parts.notes.append(f"depth divided by each training crop's zoom (data.depth_zoom {d.depth_zoom})")
+    scoring = splits.test.scoring
+    if scoring is not None:
+        h, w = scoring.size
+        parts.notes.append(f"test scored at {h}×{w}, {scoring.note}" if cfg.eval.resolution == "auto"
+                           else f"test scored at the input resolution (eval.resolution input), not at the protocol's "
+                                f"{h}×{w}")
     for split in ("train", "val", "test"):
         if d.clahe:
             arrays = splits[split].arrays
@@ -220,6 +228,14 @@ def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None
                 splits[split].arrays = splits[split].arrays.to(device)
             parts.notes.append(f"dataset held on {device} ({size / 2**20:.0f} MiB)")
     return parts
+
+
+def depth_zoom(cfg: RunConfig, splits: DatasetSplits | None) -> bool:
+    """Whether training crops divide depth by their zoom: as ``data.depth_zoom`` says, or with
+    ``auto`` as the dataset's protocol does (NYUD-MT's code does, the seed's does not)."""
+    if cfg.data.depth_zoom == "auto":
+        return bool(splits is not None and splits.depth_zoom)
+    return cfg.data.depth_zoom == "on"
 
 
 def build_inference(cfg: RunConfig, info: DatasetInfo) -> RunParts:
@@ -251,6 +267,9 @@ def _assemble(cfg: RunConfig, info: DatasetInfo, backbone: Backbone, device: tor
         notes.append(f"--compile=auto: training eager, torch.compile cannot run on {device}: {blocker}")
     compile_step = training and cfg.train.compile != "off" and not notes
     tasks = build_tasks(parse_tasks(cfg.tasks), info)
+    if splits is not None and "normals" in tasks and not info.normals:
+        raise MtlbenchError(f"task normals needs surface normals, and dataset {d.name} has none: use synthrooms, "
+                            f"nyud_mt (its normals/ folder) or nyuv2 prepared with normals")
     _check_select(cfg, tasks)
     model = build_model(cfg, tasks, backbone)
     notes = list(model.notes) + notes
@@ -262,7 +281,8 @@ def _assemble(cfg: RunConfig, info: DatasetInfo, backbone: Backbone, device: tor
                             f"weighting (fixed, uncertainty)")
     pipeline = BatchPipeline(device, d.size, augment=d.augment, flip=d.flip, scale=(d.scale[0], d.scale[1]),
                              color_jitter=d.color_jitter, normalize=d.normalize,
-                             edge_thickness=d.edge_thickness, depth_edges=d.depth_edges,
+                             edge_thickness=d.edge_thickness, edge_targets=d.edge_targets,
+                             depth_edges=d.depth_edges, depth_zoom=depth_zoom(cfg, splits),
                              channels_last=cfg.train.channels_last)
     if cfg.train.sync_bn and dist.active:
         sync_batchnorm(model, dist, device)  # in place: the model itself is no BatchNorm

@@ -15,7 +15,7 @@ from typing import Any
 from mtlbench import config as C
 from mtlbench.data.datasets import DenseDataset
 from mtlbench.engine.build import RunParts, build_inference, build_run
-from mtlbench.engine.trainer import eval_record, load_checkpoint
+from mtlbench.engine.trainer import EvalPlan, eval_plan, eval_record, load_checkpoint
 from mtlbench.errors import MtlbenchError
 from mtlbench.fileio import atomic_write
 from mtlbench.rundir import CHECKPOINTS, RunDir
@@ -89,6 +89,11 @@ class Evaluation:
     def dataset(self) -> DenseDataset:
         return self.parts.dataset_splits()[self.split]
 
+    @property
+    def plan(self) -> EvalPlan:
+        """Scored as a final test is: exact edge matching and the protocol's resolution under ``auto``."""
+        return eval_plan(self.parts.cfg, self.dataset, final=True)
+
     def autocast(self) -> Any:
         return self.parts.autocast()
 
@@ -108,8 +113,21 @@ def open_evaluation(run_dir: Path, split: str = "test", checkpoint: str = "best"
     return Evaluation(RunDir(run_dir), parts, split, checkpoint, epoch)
 
 
+def _same_evaluation(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two history entries of one split, checkpoint and settings (when and where aside)."""
+    def key(e: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in e.items() if k not in ("result", "device")}
+    return key(a) == key(b)
+
+
 def record_evaluation(ev: Evaluation, result: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """Store one split's ``result`` in the run's ``metrics.json`` (other splits kept); returns the file."""
+    """Store one split's ``result`` in the run's ``metrics.json``; returns the file.
+
+    ``metrics[split]`` holds the latest evaluation, as ``compare`` reads it. ``history`` keeps
+    every evaluation with its settings: one evaluated with other settings (another checkpoint,
+    another ``[eval]`` option) is added beside the earlier ones, the same settings again replace
+    their entry.
+    """
     cfg, parts = ev.parts.cfg, ev.parts
     path = ev.run.metrics
     try:
@@ -121,8 +139,17 @@ def record_evaluation(ev: Evaluation, result: dict[str, dict[str, float]]) -> di
     metrics.update({"model": cfg.model.name, "backbone": cfg.model.backbone, "tasks": list(parts.tasks),
                     "dataset": cfg.data.name})
     metrics.setdefault("sizes", {s: len(parts.dataset_splits()[s]) for s in SPLITS})
+    history = [h for h in metrics.get("history", []) if isinstance(h, dict)]
+    earlier = metrics.get(ev.split)
+    if isinstance(earlier, dict):  # the run's own numbers (or an older file's) join the history first
+        entry = {"split": ev.split, **metrics.get("eval", {}).get(ev.split, {}), "result": earlier}
+        if not any(_same_evaluation(entry, h) for h in history):
+            history.append(entry)
+    record = eval_record(ev.plan, ev.checkpoint, ev.epoch, parts.device)
+    new = {"split": ev.split, **record, "result": result}
+    metrics["history"] = [h for h in history if not _same_evaluation(h, new)] + [new]
     metrics[ev.split] = result
-    metrics.setdefault("eval", {})[ev.split] = eval_record(cfg, ev.checkpoint, ev.epoch, parts.device)
+    metrics.setdefault("eval", {})[ev.split] = record
     atomic_write(path, lambda f: f.write(json.dumps(metrics, indent=2) + "\n"), mode="w")
     return metrics
 
@@ -136,7 +163,7 @@ def inference_parts(run_dir: Path, device: str | None, checkpoint: str) -> RunPa
     saved = ckpt.get("info")
     if saved:  # the checkpoint knows its dataset: no need to build it
         info = DatasetInfo(saved["num_classes"], saved["max_depth"], tuple(saved["class_names"]),
-                           saved["ignore_index"])
+                           saved["ignore_index"], bool(saved.get("normals", False)))
         parts = build_inference(cfg, info)
     else:
         parts = build_run(cfg, training=False)

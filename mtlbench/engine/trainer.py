@@ -24,14 +24,16 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-from mtlbench.config import criterion, dumps
-from mtlbench.data.datasets import DenseDataset
+from mtlbench.config import EvalConfig, criterion, dumps
+from mtlbench.data.datasets import DenseDataset, Scoring
+from mtlbench.data.pipeline import boundary_map
 from mtlbench.engine.build import RunParts
 from mtlbench.engine.distributed import Dist
 from mtlbench.errors import MtlbenchError, NonFiniteLossError
@@ -84,13 +86,40 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
 def info_dict(info: Any) -> dict[str, Any]:
     """The dataset facts a checkpoint keeps, so that ``predict`` needs no dataset."""
     return {"num_classes": info.num_classes, "max_depth": info.max_depth, "class_names": list(info.class_names),
-            "ignore_index": info.ignore_index}
+            "ignore_index": info.ignore_index, "normals": info.normals}
 
 
-def eval_record(cfg: Any, checkpoint: str, epoch: int, device: torch.device) -> dict[str, Any]:
-    """What ``metrics.json`` records of how a split was evaluated: checkpoint, its epoch, device
-    and the ``[eval]`` settings."""
-    return {"checkpoint": checkpoint, "epoch": epoch, "device": str(device), **dataclasses.asdict(cfg.eval)}
+@dataclass(frozen=True)
+class EvalPlan:
+    """How one split is scored: the ``[eval]`` settings with ``auto`` resolved, and the ground
+    truth of another resolution or crop where the protocol scores there."""
+
+    options: EvalConfig
+    scoring: Scoring | None
+    size: tuple[int, int]  # the scored resolution
+
+    @property
+    def scored(self) -> str:
+        h, w = self.size
+        return f"{h}×{w} " + (self.scoring.note if self.scoring else "at the input resolution")
+
+
+def eval_plan(cfg: Any, dataset: DenseDataset, final: bool) -> EvalPlan:
+    """``final``: the test of the best checkpoint or ``mtlbench eval`` (exact edge matching and the
+    protocol's resolution under ``auto``); otherwise validation during training."""
+    e = cfg.eval
+    matching = e.edge_matching if e.edge_matching != "auto" else ("exact" if final else "fast")
+    native = final and e.resolution == "auto" and dataset.scoring is not None
+    scoring = dataset.scoring if native else None
+    size = scoring.size if scoring else (cfg.data.size, cfg.data.size)
+    return EvalPlan(dataclasses.replace(e, edge_matching=matching), scoring, size)
+
+
+def eval_record(plan: EvalPlan, checkpoint: str, epoch: int, device: torch.device) -> dict[str, Any]:
+    """What ``metrics.json`` records of how a split was evaluated: checkpoint, its epoch, device,
+    the ``[eval]`` settings used and the pixels scored."""
+    return {"checkpoint": checkpoint, "epoch": epoch, "device": str(device), **dataclasses.asdict(plan.options),
+            "scored": plan.scored, "scored_size": list(plan.size)}
 
 
 # the loss's finiteness is checked (a host sync) every this many steps and at the end of an epoch
@@ -130,34 +159,48 @@ def shard(n: int, dist: Dist) -> Tensor:
     return torch.arange(dist.rank, n, dist.world)
 
 
+def metric_targets(raw: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The targets metrics score a pipeline ``batch`` against: edges are the dataset's own maps
+    or BSDS's one-pixel label boundaries, whatever the training targets are."""
+    if "edge" in raw:
+        return batch
+    return {**batch, "edge": boundary_map(batch["seg"][:, None])}
+
+
 @torch.no_grad()
 def evaluate(parts: RunParts, dataset: DenseDataset, autocast: Any = None,
              on_batch: Callable[[dict[str, Tensor], dict[str, Any], dict[str, Tensor]], None] | None = None,
-             ) -> dict[str, dict[str, float]]:
-    """Losses and metrics (as ``parts.cfg.eval`` says) of every task over ``dataset``, unaugmented.
+             plan: EvalPlan | None = None) -> dict[str, dict[str, float]]:
+    """Losses and metrics (as ``plan`` says; default: validation's) of every task over ``dataset``,
+    unaugmented. Losses are taken at the input resolution; metrics where ``plan`` scores.
 
     ``on_batch(batch, outputs, predictions)`` sees each batch after its metrics are accumulated
-    (progress bars, figures).
+    (progress bars, figures), predictions at the input resolution.
     """
     p, t = parts, parts.cfg.train
+    plan = plan or eval_plan(p.cfg, dataset, final=False)
     p.model.eval()
-    metrics = {name: task.metrics(p.cfg.eval) for name, task in p.tasks.items()}
+    metrics = {name: task.metrics(plan.options) for name, task in p.tasks.items()}
     # sums stay on the device until the end: no host sync per batch
     loss_sums = torch.zeros(len(p.tasks) + 1, dtype=torch.float64, device=p.device)
     frames = shard(len(dataset), p.dist).to(dataset.device)
     for s in range(0, len(frames), t.eval_batch_size):
-        batch = p.pipeline(dataset.batch(frames[s:s + t.eval_batch_size]), train=False)
+        idx = frames[s:s + t.eval_batch_size]
+        raw = dataset.batch(idx)
+        batch = p.pipeline(raw, train=False)
         with autocast or nullcontext():
             out = p.model(batch["image"])
         b = batch["image"].shape[0]
+        scoring = plan.scoring
+        targets = scoring.targets(idx, p.device) if scoring else metric_targets(raw, batch)
         preds = {}
         for i, (name, task) in enumerate(p.tasks.items()):
             loss_sums[i] += p.losses[name](out[name], batch).detach().double() * b
-            preds[name] = task.predict(out[name])
-            metrics[name].update(preds[name], batch)
+            preds[name] = task.predict(scoring.resize(out[name]) if scoring else out[name])
+            metrics[name].update(preds[name], targets)
         loss_sums[-1] += b
-        if on_batch is not None:
-            on_batch(batch, out, preds)
+        if on_batch is not None:  # figures draw at the input resolution, beside the input image
+            on_batch(batch, out, {n: task.predict(out[n]) for n, task in p.tasks.items()} if scoring else preds)
     sums = p.dist.sum_(loss_sums).tolist()
     for m in metrics.values():
         m.reduce(p.dist, p.device)
@@ -378,12 +421,13 @@ class Trainer:
         raise NonFiniteLossError(f"{what}; training stopped, last good checkpoint {self.files.last} "
                                  f"(epoch {self.epoch}) left intact")
 
-    def evaluate(self, dataset: DenseDataset, phase: str = "val", epoch: int = 0) -> dict[str, dict[str, float]]:
+    def evaluate(self, dataset: DenseDataset, phase: str = "val", epoch: int = 0,
+                 plan: EvalPlan | None = None) -> dict[str, dict[str, float]]:
         """Losses and metrics of every task over one split (no augmentation)."""
         self.dist.average_buffers(self.p.model)  # every rank evaluates the model rank 0 saves
         self.reporter.start(phase, epoch, self.cfg.train.epochs,
                             math.ceil(len(shard(len(dataset), self.dist)) / self.cfg.train.eval_batch_size))
-        return evaluate(self.p, dataset, self.autocast, on_batch=lambda *_: self.reporter.advance(None))
+        return evaluate(self.p, dataset, self.autocast, on_batch=lambda *_: self.reporter.advance(None), plan=plan)
 
     # -- checkpoints ----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -468,8 +512,10 @@ class Trainer:
         best = load_checkpoint(rd.best, self.p.device)
         self.p.model.load_state_dict(best["model"])
         splits = self.p.dataset_splits()
-        val = self.evaluate(splits.val, "val (best)", self.best_epoch)
-        test = self.evaluate(splits.test, "test", self.best_epoch)
+        plans = {"val": eval_plan(self.cfg, splits.val, final=False),
+                 "test": eval_plan(self.cfg, splits.test, final=True)}
+        val = self.evaluate(splits.val, "val (best)", self.best_epoch, plans["val"])
+        test = self.evaluate(splits.test, "test", self.best_epoch, plans["test"])
         result = {
             "test": test,
             "val": val,
@@ -485,7 +531,7 @@ class Trainer:
             "precision": self.p.precision,
             "processes": self.dist.world,
             "train_time_s": round(sum(r["time_s"] for r in self.read_log(rd.log)), 2),
-            "eval": {s: eval_record(self.cfg, "best", self.best_epoch, self.p.device) for s in ("val", "test")},
+            "eval": {s: eval_record(plans[s], "best", self.best_epoch, self.p.device) for s in ("val", "test")},
         }
         if self.dist.main:
             atomic_write(rd.metrics, lambda f: f.write(json.dumps(result, indent=2) + "\n"), mode="w")

@@ -156,3 +156,45 @@ def cross_entropy(info: DatasetInfo) -> nn.Module:
 def balanced_bce(info: DatasetInfo, pos_weight: float) -> nn.Module:
     """Binary cross-entropy with edge pixels weighted by pos_weight."""
     return BalancedBCE(pos_weight)
+
+
+def valid_normals_mask(normals: Tensor) -> Tensor:
+    """Pixels with a usable normal target (B×3×H×W → B×1×H×W): unit vectors, not the zero
+    vector that marks invalid pixels."""
+    return normals.float().square().sum(1, keepdim=True) > 0.25
+
+
+class NormalsLoss(nn.Module):
+    """Surface normals: the prediction normalised to unit length, then L1 against the target
+    (MTI-Net's ``NormalsLoss`` with ``normalize=True``) or ``1 − cos`` of the angle, averaged over
+    the pixels with a valid target.
+
+    Args:
+        kind: ``"l1"`` (mean over valid pixels and the three components) or ``"cosine"``.
+    """
+
+    def __init__(self, kind: str = "l1") -> None:
+        super().__init__()
+        if kind not in ("l1", "cosine"):
+            raise ValueError(f"normals loss {kind!r}: choose l1 or cosine")
+        self.kind = kind
+
+    def forward(self, pred: Tensor, batch: dict[str, Tensor]) -> Tensor:
+        target = batch["normals"].float()
+        mask = valid_normals_mask(target)
+        unit = F.normalize(pred.float(), dim=1, eps=1e-6)
+        if self.kind == "cosine":
+            return _masked_mean(1 - (unit * target).sum(1, keepdim=True), mask)
+        return _masked_mean((unit - target).abs(), mask)
+
+
+@LOSSES.register("normals_l1", task="normals")
+def normals_l1(info: DatasetInfo) -> nn.Module:
+    """L1 between the normalised prediction and the unit normal, masked where invalid (MTI-Net's)."""
+    return NormalsLoss("l1")
+
+
+@LOSSES.register("normals_cosine", task="normals")
+def normals_cosine(info: DatasetInfo) -> nn.Module:
+    """1 − cosine of the angle between prediction and unit normal, masked where invalid."""
+    return NormalsLoss("cosine")

@@ -16,11 +16,13 @@ if TYPE_CHECKING:
     from mtlbench.metrics.base import Metric
     from mtlbench.metrics.depth import DepthMetrics
     from mtlbench.metrics.edge import EdgeMetrics
+    from mtlbench.metrics.normals import NormalsMetrics
     from mtlbench.metrics.seg import SegMetrics
 
-_LAZY = {"DepthMetrics": "depth", "EdgeMetrics": "edge", "Metric": "base", "SegMetrics": "seg"}
+_LAZY = {"DepthMetrics": "depth", "EdgeMetrics": "edge", "Metric": "base", "NormalsMetrics": "normals",
+         "SegMetrics": "seg"}
 
-__all__ = ["DepthMetrics", "EdgeMetrics", "Metric", "SegMetrics"]
+__all__ = ["DepthMetrics", "EdgeMetrics", "Metric", "NormalsMetrics", "SegMetrics"]
 
 
 def __getattr__(name: str) -> Any:

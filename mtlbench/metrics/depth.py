@@ -20,8 +20,28 @@ For a valid pixel with prediction p and ground truth g (metres; p clipped to the
 - ``dbe_acc``/``dbe_comp``: the iBims-1 depth-boundary errors in pixels, averaged over images
   whose ground truth has depth edges (see :mod:`mtlbench.metrics.boundary`)
 
-Per-pixel terms and per-image sums are float32 (relative error ~1e-7, far below the printed
-digits); sums over images are float64, so a split of any length accumulates without drift.
+**Precision.** Every per-pixel term and every sum is float64 (inputs are converted first, exactly),
+so the printed digits are the definitions' (float32 terms cost up to 3e-5 relative on a 480×640
+frame and turned a SILog of 0 into 2.8). Two places need more than float64 alone:
+
+- SILog is a variance, and mean d² − (mean d)² cancels catastrophically when the spread of d is
+  small against its mean (a prediction exactly twice the ground truth: SILog 0, but the difference
+  of two ≈0.48 means is off by ~1e-16, whose square root, ×100, is ~1e-6). So each image keeps
+  its centred Σ(d − mean_i d)², and the split's variance is assembled at the end around the pooled
+  mean (Chan et al.'s parallel variance): Σ_i M2_i + Σ_i n_i (mean_i − mean)². This needs each
+  image's count and Σd at the end, so the state is a small per-image table (12 numbers per image,
+  concatenated over processes like the edge counts), not a running sum.
+- δ compares max(p, g) < 1.25^k · min(p, g) (equivalent for positive p, g). 1.25^k = 5^k/4^k has
+  at most 7 significant bits, so for float32 inputs (what ``predict`` and the datasets give) the
+  product is exact in float64 and the comparison decides exactly, ties included: p = 4, g = 5 and
+  p = 5, g = 4 both have a ratio of exactly 1.25, which is not < 1.25. (Comparing |ln p − ln g|
+  with k·ln 1.25, as before, put one tie inside and the other outside.) A prediction clipped to a
+  float64 bound (``min_depth``) is decided to within one rounding.
+
+**Bad predictions.** A non-finite prediction (NaN, ±inf) at a valid pixel is not a miss to score:
+it means the model or its ``predict`` is broken. Such pixels are counted (device-resident, summed
+over processes), left out of every sum, and :meth:`DepthMetrics.compute` raises a ``ValueError``
+naming how many there were. Non-finite values where the ground truth is invalid are ignored.
 """
 
 from __future__ import annotations
@@ -31,15 +51,20 @@ import math
 import torch
 from torch import Tensor
 
-from mtlbench.metrics.base import Metric
+from mtlbench.errors import BadPredictionError
+from mtlbench.metrics.base import Group, Metric
 from mtlbench.metrics.boundary import depth_boundary_errors
 
 # Eigen et al.'s evaluation crop of a 480×640 NYUv2 frame: rows 45:471, columns 41:601
 EIGEN_CROP = (45 / 480, 471 / 480, 41 / 640, 601 / 640)
 
 _BASE = ("mae", "rmse", "abs_rel", "sq_rel", "rmse_log", "log10", "silog", "delta1", "delta2", "delta3")
-# per-pixel sums kept for each image: count, then the terms below
-_TERMS = ("abs", "sq", "rel", "sq_rel", "dlog", "dlog_sq", "log10", "d1", "d2", "d3")
+# each image's row of the table: its valid-pixel count, then these sums over its valid pixels
+# (dlog = ln p − ln g; dlog_abs = |dlog|; d1..d3 the δ counts; dlog_m2 = Σ (dlog − its image mean)²)
+_TERMS = ("abs", "sq", "rel", "sq_rel", "dlog", "dlog_sq", "dlog_abs", "d1", "d2", "d3", "dlog_m2")
+_COLUMNS = 1 + len(_TERMS)
+_SUM_D = 1 + _TERMS.index("dlog")  # the column of Σd
+_DELTA = (1.25, 1.25**2, 1.25**3)  # exact binary fractions: 5/4, 25/16, 125/64
 
 
 def eigen_mask(height: int, width: int, device: torch.device | str = "cpu") -> Tensor:
@@ -50,8 +75,9 @@ def eigen_mask(height: int, width: int, device: torch.device | str = "cpu") -> T
     return mask
 
 
-def _finish(s: Tensor) -> dict[str, Tensor]:
-    """Metrics from per-pixel sums ``s`` (…×11: count then ``_TERMS``); any leading shape."""
+def _finish(s: Tensor, m2: Tensor) -> dict[str, Tensor]:
+    """Metrics from sums ``s`` (…×12: count then ``_TERMS``) and the centred Σ(d − mean d)² ``m2``
+    of the same pixels; any leading shape."""
     n = s[..., 0]
     mean = {t: s[..., i + 1] / n for i, t in enumerate(_TERMS)}
     return {
@@ -60,19 +86,25 @@ def _finish(s: Tensor) -> dict[str, Tensor]:
         "abs_rel": mean["rel"],
         "sq_rel": mean["sq_rel"],
         "rmse_log": mean["dlog_sq"].sqrt(),
-        "log10": mean["log10"],
-        "silog": 100 * (mean["dlog_sq"] - mean["dlog"] ** 2).clamp(min=0).sqrt(),
+        "log10": mean["dlog_abs"] / math.log(10),  # |log10 p − log10 g| = |ln p − ln g| / ln 10
+        "silog": 100 * (m2 / n).sqrt(),
         "delta1": mean["d1"],
         "delta2": mean["d2"],
         "delta3": mean["d3"],
     }
 
 
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise Σ a·b of two B×N tensors, as a batched matrix product: no B×N product in memory."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
+
+
 class DepthMetrics(Metric):
     """Depth metrics over the valid pixels of a split, pooled and per image (module docstring).
 
     A pixel is valid where ``min_depth < g <= cap`` (and inside Eigen's crop if asked);
-    predictions are clipped to ``[min_depth, cap]``.
+    predictions are clipped to ``[min_depth, cap]``. A non-finite prediction at a valid pixel is
+    an error that :meth:`compute` raises (module docstring, "Bad predictions").
 
     Args:
         max_depth: the normalisation depth of the model's output (for ``*_norm``), metres.
@@ -89,7 +121,7 @@ class DepthMetrics(Metric):
     """
 
     task = "depth"
-    summed = ("_pooled", "_per_image", "_dbe")
+    summed = ("_bad", "_dbe")  # the per-image table is concatenated over processes (reduce)
 
     def __init__(self, max_depth: float = 10.0, min_depth: float = 1e-3, cap: float | None = None,
                  eigen_crop: bool = False, boundaries: bool = True) -> None:
@@ -105,8 +137,8 @@ class DepthMetrics(Metric):
         self.reset()
 
     def reset(self) -> None:
-        self._pooled = torch.zeros(1 + len(_TERMS), dtype=torch.float64)
-        self._per_image = torch.zeros(len(_BASE) + 1, dtype=torch.float64)  # sums, then the images seen
+        self._images: list[Tensor] = []  # per batch, B×12: each image's count and sums (_TERMS)
+        self._bad = torch.zeros((), dtype=torch.int64)  # non-finite predictions at valid pixels
         self._dbe = torch.zeros(3, dtype=torch.float64)  # acc sum, comp sum, images with GT edges
 
     def valid_mask(self, gt: Tensor) -> Tensor:
@@ -117,65 +149,93 @@ class DepthMetrics(Metric):
         return valid
 
     def _workspace(self, b: int, n: int, device: torch.device) -> Tensor:
-        # one float32 buffer reused across batches: fresh large tensors per op cost more than the math
+        # one float64 buffer reused across batches: fresh large tensors per op cost more than the math
         ws = getattr(self, "_ws", None)
-        if ws is None or ws.shape != (len(_TERMS) + 1, b, n) or ws.device != device:
-            ws = self._ws = torch.empty(len(_TERMS) + 1, b, n, device=device)
+        if ws is None or ws.shape != (6, b, n) or ws.device != device:
+            ws = self._ws = torch.empty(6, b, n, dtype=torch.float64, device=device)
         return ws
 
     def update(self, pred: Tensor, batch: dict[str, Tensor]) -> None:
-        gt = batch["depth"].float()
-        b = gt.shape[0]
-        gt = gt.reshape(b, *gt.shape[-2:])
-        valid = self.valid_mask(gt)
-        n = valid[0].numel()
-        g = gt.reshape(b, n)
-        p = pred.float().reshape(b, n)
-        v = valid.reshape(b, n)
-        ws = self._workspace(b, n, gt.device)
-        count, t_abs, t_sq, t_rel, t_sq_rel, t_dlog, t_dlog_sq, t_log10, d1, d2, d3 = ws.unbind(0)
-        # masked pixels become p = g = 1, so every error term is 0 there; only the count and the δ
-        # indicators need the mask
-        invalid = ~v
-        torch.clamp(p, self.min_depth, self.cap, out=t_sq_rel).masked_fill_(invalid, 1.0)  # p
-        t_rel.copy_(g).masked_fill_(invalid, 1.0)  # g
-        torch.sub(t_sq_rel, t_rel, out=t_abs)  # p − g
-        torch.div(t_sq_rel, t_rel, out=t_dlog).log_()  # ln p − ln g
-        t_rel.reciprocal_()  # 1 / g
-        torch.mul(t_abs, t_abs, out=t_sq)
-        t_abs.abs_()
-        torch.mul(t_sq, t_rel, out=t_sq_rel)
-        t_rel.mul_(t_abs)
-        torch.mul(t_dlog, t_dlog, out=t_dlog_sq)
-        torch.abs(t_dlog, out=t_log10)
-        for k, d in zip((1, 2, 3), (d1, d2, d3)):  # max(p/g, g/p) < 1.25^k  <=>  |ln p − ln g| < k·ln 1.25
-            d.copy_(t_log10 < k * math.log(1.25)).mul_(v)
-        t_log10.mul_(1 / math.log(10))
-        count.copy_(v)
-        # per-image sums by one matrix product (float32 within an image, float64 across images)
-        sums = (ws.view(-1, n) @ torch.ones(n, device=gt.device)).view(-1, b).T.double()  # B×11
+        depth = batch["depth"]
+        b = depth.shape[0]
+        height, width = depth.shape[-2:]
+        n = height * width
+        p, g, x, y, z, f = self._workspace(b, n, depth.device).unbind(0)
+        g.copy_(depth.reshape(b, n))  # float32 → float64 is exact
+        p.copy_(pred.reshape(b, n))
+        valid = self.valid_mask(g.view(b, height, width)).view(b, n)
+        finite = torch.sub(p, p, out=y) == 0  # isfinite(p) without its temporaries: NaN − NaN, inf − inf are NaN
         # state on the device of the batch, masked rather than indexed: no host sync
-        self._pooled = self._pooled.to(sums.device) + sums.sum(0)
-        seen = sums[:, 0] > 0
-        per = _finish(sums)  # NaN rows of images without valid pixels are masked out
-        self._per_image = self._per_image.to(sums.device) + torch.stack(
-            [torch.where(seen, per[k], 0).sum() for k in _BASE] + [seen.sum().double()])
+        self._bad = self._bad.to(depth.device) + (valid & ~finite).sum(dtype=torch.int32)
+        ok = valid & finite
+        count = f.copy_(ok).sum(1)  # counts as float64 sums of 0/1: exact, and no int64 copy of the mask
+        # pixels left out become p = g = 1: every error term is 0 there
+        outside = ~ok
+        p.clamp_(self.min_depth, self.cap).masked_fill_(outside, 1.0)
+        g.masked_fill_(outside, 1.0)
+        torch.div(p, g, out=x).log_()  # d = ln p − ln g
+        torch.sub(p, g, out=y).abs_()  # |p − g|
+        torch.div(y, g, out=z)  # |p − g| / g
+        s_abs, s_sq, s_rel, s_sq_rel = y.sum(1), _dot(y, y), z.sum(1), _dot(y, z)
+        s_d, s_d2 = x.sum(1), _dot(x, x)
+        s_dabs = torch.abs(x, out=y).sum(1)
+        # each image's centred Σ(d − mean d)² (SILog without cancellation); d is 0 where left out
+        centred = torch.addcmul(x, f, (s_d / count.clamp(min=1))[:, None], value=-1, out=z)
+        m2 = _dot(centred, centred)
+        # δ: max(p, g) < 1.25^k · min(p, g), exact in float64 (module docstring); the pixels left
+        # out (p = g = 1) are inside every δ and are taken off again
+        lo, hi = torch.minimum(p, g, out=y), torch.maximum(p, g, out=z)
+        left_out = n - count
+        deltas = [torch.lt(hi, torch.mul(lo, t, out=x), out=f).sum(1) - left_out for t in _DELTA]
+        self._images.append(torch.stack([count, s_abs, s_sq, s_rel, s_sq_rel, s_d, s_d2, s_dabs, *deltas, m2], 1))
         if self.boundaries:
+            gt = depth.float().reshape(b, height, width)
             acc, comp = depth_boundary_errors(pred.float().reshape(gt.shape).clamp(self.min_depth, self.cap), gt,
-                                              valid)
+                                              valid.view(b, height, width))
             has = ~torch.isnan(acc)
-            self._dbe = self._dbe.to(sums.device) + torch.stack(
+            self._dbe = self._dbe.to(depth.device) + torch.stack(
                 [torch.where(has, acc, 0).double().sum(), torch.where(has, comp, 0).double().sum(),
                  has.sum().double()])
 
+    def _all(self) -> Tensor | None:
+        """Every image's row so far (N×12), or ``None`` before the first batch."""
+        return torch.cat(self._images) if self._images else None
+
+    def reduce(self, group: Group, device: torch.device) -> None:
+        """Sums over processes, and every process's per-image rows in rank order."""
+        super().reduce(group, device)
+        mine = self._all()
+        if mine is None:
+            mine = torch.zeros((0, _COLUMNS), dtype=torch.float64, device=device)
+        every = group.cat(mine.to(device))
+        self._images = [every] if every.shape[0] else []
+
     def compute(self) -> dict[str, float]:
-        if self._pooled[0] == 0:
+        bad = int(self._bad)
+        if bad:
+            raise BadPredictionError(
+                f"depth predictions hold {bad} non-finite values (NaN or ±inf) at valid ground-truth pixels: a "
+                f"model's predict() must return finite depths in metres. NaN usually means the model diverged "
+                f"(check the training loss) or overflowed in fp16 (try --precision bf16 or fp32)")
+        table = self._all()
+        if table is None:
             return {}
-        result = {k: float(v) for k, v in _finish(self._pooled).items()}
+        counts = table[:, 0]
+        total = counts.sum()
+        if total == 0:
+            return {}
+        # pooled: the images' sums added; the centred term around the pooled mean (module docstring)
+        seen = counts > 0
+        image_mean = table[:, _SUM_D] / counts.clamp(min=1)
+        between = torch.where(seen, counts * (image_mean - table[:, _SUM_D].sum() / total) ** 2, 0).sum()
+        result = {k: float(v) for k, v in _finish(table.sum(0), table[:, -1].sum() + between).items()}
         result["mae_norm"] = result["mae"] / self.max_depth
         result["rmse_norm"] = result["rmse"] / self.max_depth
-        for k, v in zip(_BASE, (self._per_image[:-1] / self._per_image[-1]).tolist()):
-            result[f"{k}_img"] = v
+        # per image: images without a valid pixel are left out (their rows are NaN, masked here)
+        per = _finish(table, table[:, -1])
+        n_images = seen.sum()
+        for k in _BASE:
+            result[f"{k}_img"] = float(torch.where(seen, per[k], 0).sum() / n_images)
         acc, comp, n = self._dbe.tolist()
         if n:  # absent, not NaN, when no image had depth edges (JSON has no NaN)
             result["dbe_acc"] = acc / n

@@ -1,29 +1,46 @@
 """Edge detection metrics: ODS, OIS and AP over a threshold sweep, as in the BSDS benchmark.
 
 The pipeline follows Dollár's structured-edge toolbox (``edgesNms`` then ``edgesEvalImg`` and
-``edgesEvalDir``), the evaluation BSDS and NYUD edge papers report:
+``edgesEvalDir``), the evaluation BSDS and NYUD edge papers report (SEISM, which the NYUD odsF of
+MTI-Net and later come from, calls ``edgesEvalImg`` once per threshold map):
 
 1. ``thin``: non-maximum suppression of the probability map (one pixel wide ridges).
-2. ``edge_counts``: per image and threshold ``t_k = k/(K+1)``, the matched and total predicted
-   pixels and the matched and total ground-truth pixels, with a matching radius of
-   ``tolerance * sqrt(H² + W²)`` pixels (0.011: the NYUD / MTI-Net setting; BSDS uses 0.0075).
+2. Per image and threshold ``t_k = k/(K+1)``: the matched and total predicted pixels and the
+   matched and total ground-truth pixels, with a matching radius of ``tolerance * sqrt(H² + W²)``
+   pixels (0.011: the NYUD / MTI-Net setting; BSDS uses 0.0075). Two ways to count, chosen by
+   ``EdgeMetrics(matching=...)``; both predict the pixels with ``prob >= t_k`` (``_levels``):
+
+   * ``"exact"`` (``mtlbench.metrics.bsds.exact_counts``, on the CPU): the toolbox's step itself.
+     Each threshold's binary map is thinned (``bwmorph(E, 'thin', inf)``, scikit-image's
+     ``thin``), then matched one to one with ``correspondPixels``' semantics: the minimum-cost
+     assignment where a pair within the radius costs its distance and a pixel left out costs
+     100 radii (match.cc's graph), solved exactly (match.cc's CSA solves it on a random sparse
+     outlier graph and can miss the minimum by a few pairs). Left different from SEISM: NMS is
+     this module's port of ``edgesNms``, there is one ground-truth map per image, and the
+     thresholds apply to float probabilities (SEISM's to 8-bit PNGs).
+   * ``"fast"`` (``edge_counts``, on the device, the default): two deliberate shortcuts.
+
+     - Matching is many-to-one: a predicted pixel is matched when any ground-truth edge pixel
+       lies within the radius, and a ground-truth pixel when any predicted pixel does. On the
+       same binary map this accepts every pair one-to-one matching accepts, so it gives equal or
+       higher precision and recall: equal when matches are unambiguous (a thin prediction against
+       a thin ground-truth line), higher where several predicted pixels crowd around one
+       ground-truth pixel.
+     - The binary map at each threshold is not thinned again, so every threshold is counted from
+       one histogram instead of one image operation per threshold. NMS leaves most ridges one
+       pixel wide, but not flat or saturated ones (its 1.01 slack keeps a plateau): a band of
+       equal values stays a band here, where the toolbox would thin it to a line. Such a band
+       counts its unmatched pixels, so precision can also come out *lower* than the toolbox's (an
+       11-pixel band of 0.99 over a 1-pixel line at 256×256: precision 7/11 here, 1.0 there).
+
+   Size of the difference, measured on ``benchmarks/bench_ods.py``'s synthetic maps (32 images
+   at 256×256: blurred label boundaries, partly missed, with clutter and pixel noise, after NMS):
+   fast ODS 0.777, OIS 0.806, AP 0.799; exact 0.714, 0.747, 0.711. Of the 0.063 ODS, 0.068 is the
+   many-to-one matching (exact matching without the per-threshold thinning: 0.709) and -0.005
+   the thinning. Maps with less clutter around the edges differ less. The price: exact took about
+   2 s per such 256×256 image on one core (30-40x the fast mode) and 20 s at 480×640.
 3. ``ods_ois_ap``: dataset-level precision/recall, best F at a fixed threshold (ODS), best F per
    image (OIS) and average precision (AP).
-
-Differences from the BSDS / SEISM code, both deliberate, for speed:
-
-* Matching is many-to-one, not the one-to-one bipartite assignment of ``correspondPixels``: a
-  predicted pixel is matched when any ground-truth edge pixel lies within the radius, and a
-  ground-truth pixel when any predicted pixel does. On the same binary map this accepts every
-  pair one-to-one matching accepts, so it gives equal or higher precision and recall: equal
-  when matches are unambiguous (a thin prediction against a thin ground-truth line), higher
-  where several predicted pixels crowd around one ground-truth pixel.
-* The binary map at each threshold is not thinned again (``bwmorph(E, 'thin', inf)``), so every
-  threshold is counted from one histogram instead of one image operation per threshold. NMS
-  leaves most ridges one pixel wide, but not flat or saturated ones (its 1.01 slack keeps a
-  plateau): a band of equal values stays a band here, where the toolbox would thin it to a line.
-  Such a band counts its unmatched pixels, so precision can also come out *lower* than the
-  toolbox's (an 11-pixel band of 0.99 over a 1-pixel line at 256×256: precision 7/11 here, 1.0 there).
 
 Score conventions (OIS without interpolation, AP over 101 recalls divided by 100, AP 0 for a
 single distinct recall) are the toolbox's and are listed in ``ods_ois_ap``.
@@ -44,6 +61,7 @@ _EPS = 2.220446049250313e-16  # MATLAB eps: the toolbox's guard against 0/0
 _NMS_MULTIPLIER = 1.01  # edgesNms: conservative suppression
 _BORDER = 5  # edgesNms: attenuate edges within this many pixels of the border
 _TRI_RADIUS = 4  # edgesDetect: triangle smoothing before orientation
+MATCHINGS = ("fast", "exact", "auto")  # auto: resolved by the caller; counts as fast here
 
 
 # --------------------------------------------------------------------------- thinning
@@ -324,6 +342,11 @@ class EdgeMetrics(Metric):
         tolerance: matching radius as a fraction of the image diagonal (0.011: NYUD setting).
         thresholds: number of thresholds K, at ``k/(K+1)``.
         nms: thin predictions with ``thin`` before counting (as the toolbox's users do).
+        matching: ``"fast"`` (``edge_counts``, on the device) or ``"exact"`` (BSDS one-to-one
+            matching with per-threshold thinning, ``bsds.exact_counts``, on the CPU); see the module
+            docstring. ``"auto"`` is the configuration's "let the trainer decide"
+            (``engine.trainer.eval_plan`` resolves it); a metric built with it counts as fast.
+        workers: processes for ``"exact"`` (0: in this process); images are independent.
 
     Example:
         >>> m = EdgeMetrics()
@@ -336,12 +359,19 @@ class EdgeMetrics(Metric):
     task = "edge"
     names = ("ods", "ois", "ap", "ods_precision", "ods_recall", "ods_threshold")
 
-    def __init__(self, tolerance: float = 0.011, thresholds: int = 99, nms: bool = True) -> None:
+    def __init__(self, tolerance: float = 0.011, thresholds: int = 99, nms: bool = True,
+                 matching: str = "fast", workers: int = 0) -> None:
         if tolerance < 0 or thresholds < 1:
             raise ValueError("tolerance must be >= 0 and thresholds >= 1")
+        if matching not in MATCHINGS:
+            raise ValueError(f"matching must be one of {', '.join(map(repr, MATCHINGS))}, got {matching!r}")
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
         self.tolerance = float(tolerance)
         self.thresholds = int(thresholds)
         self.nms = nms
+        self.matching = matching
+        self.workers = int(workers)
         self.reset()
 
     def reset(self) -> None:
@@ -369,7 +399,14 @@ class EdgeMetrics(Metric):
             raise ValueError(f"pred {tuple(prob.shape)} and edge {tuple(gt.shape)} differ")
         if self.nms:
             prob = thin(prob)
-        self._counts.append(edge_counts(prob, gt, self.tolerance, self.thresholds))
+        if self.matching == "exact":
+            from mtlbench.metrics.bsds import exact_counts_batch  # SciPy and scikit-image: only when asked
+
+            counts = exact_counts_batch(prob.float().cpu().numpy(), gt.cpu().numpy(), self.tolerance,
+                                        self.thresholds, workers=self.workers)
+            self._counts.append(torch.from_numpy(counts).to(prob.device))
+        else:
+            self._counts.append(edge_counts(prob, gt, self.tolerance, self.thresholds))
 
     def reduce(self, group: Group, device: torch.device) -> None:
         """Every process's per-image counts, in rank order (OIS needs them per image)."""

@@ -218,6 +218,18 @@ _EDGE = [
     MetricRecord("ods_recall", "edge", "ODS recall", "ODS R", _UP, percent=True),
 ]
 
-for _r in _DEPTH + _SEG + _EDGE:
+# angular errors in degrees (mtlbench.metrics.normals); columns say "angle" so that they do not read
+# as depth's RMSE in a table of several tasks. Δm ``all`` takes the five that Nash-MTL and LibMTL
+# report for NYUv2 normals (mean, median, the three fractions), not the RMSE.
+_NORMALS = [
+    MetricRecord("mean", "normals", "mean angle °", "mean angle", _DOWN, unit="°", key=True, in_delta_all=True,
+                 order=0),
+    MetricRecord("median", "normals", "median angle °", "median angle", _DOWN, unit="°", in_delta_all=True, order=1),
+    MetricRecord("rmse", "normals", "RMSE angle °", "RMSE angle", _DOWN, unit="°", order=2),
+    *(MetricRecord(f"within_{t}", "normals", f"angle < {t}°", f"<{t}°", _UP, percent=True, in_delta_all=True,
+                   order=3 + i) for i, t in enumerate(("11.25", "22.5", "30"))),
+]
+
+for _r in _DEPTH + _SEG + _EDGE + _NORMALS:
     register(_r)
 del _r

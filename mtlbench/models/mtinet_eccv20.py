@@ -176,7 +176,7 @@ class MTINetECCV20(MultiTaskModel):
 
     def __init__(self, tasks: Mapping[str, Task], backbone: Backbone, se_reduction: int = 4) -> None:
         if not tasks:
-            raise MtlbenchError("mtinet_eccv20 needs at least one task: pass one or more of depth, seg, edge")
+            raise MtlbenchError("mtinet_eccv20 needs at least one task: pass one or more of depth, seg, edge, normals")
         if list(backbone.strides) != [4, 8, 16, 32]:
             raise MtlbenchError(f"backbone {backbone.name} has strides {backbone.strides}; "
                                 f"mtinet_eccv20 needs its last four scales at strides 4, 8, 16, 32")
@@ -221,7 +221,7 @@ class MTINetECCV20(MultiTaskModel):
         return out
 
 
-@MODELS.register("mtinet_eccv20", tasks=("depth", "seg", "edge"), options={
+@MODELS.register("mtinet_eccv20", tasks=("depth", "seg", "edge", "normals"), options={
     "se_reduction": Option(4, "channel reduction of the FPM's squeeze-and-excitation", at_least(1)),
 })
 def mtinet_eccv20(tasks: Mapping[str, Task], backbone: Backbone, se_reduction: int) -> MTINetECCV20:

@@ -83,7 +83,9 @@ class LightDecoder(nn.Module):
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-DECODERS: dict[str, type[nn.Module]] = {"depth": SkipDecoder, "seg": TransposedDecoder, "edge": LightDecoder}
+# normals, a dense regression like depth, take depth's decoder (PAD-Net and MTI-Net treat the two alike)
+DECODERS: dict[str, type[nn.Module]] = {"depth": SkipDecoder, "seg": TransposedDecoder, "edge": LightDecoder,
+                                        "normals": SkipDecoder}
 
 
 class TaskFeatures(nn.Module):

@@ -1,12 +1,13 @@
 """Single-task baselines from segmentation-models-pytorch (smp): U-Net, FPN, DeepLabV3+.
 
-Each model predicts one task, depth or segmentation, from the run's backbone used as smp's timm
+Each model predicts one task, depth, segmentation or surface normals, from the run's backbone used as smp's timm
 universal encoder (``tu-<backbone>``). smp is never asked for weights (``encoder_weights=None``,
 nothing is downloaded); instead the encoder starts from the weights of the backbone the run built,
 copied tensor by tensor where name and shape match: ImageNet weights under ``--pretrained`` or
 ``--weights``, timm's random initialisation otherwise. The backbone's own 1×1 reduction convs are
-not used. Depth is a 1-channel regression head without activation, segmentation one logit channel
-per class; outputs have the input's size (sides must be multiples of the backbone's stride, 32).
+not used. Depth is a 1-channel regression head without activation, normals a 3-channel one,
+segmentation one logit channel per class; outputs have the input's size (sides must be multiples
+of the backbone's stride, 32).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from mtlbench.models.base import MultiTaskModel, Outputs
 from mtlbench.registry import MODELS
 from mtlbench.tasks import Task
 
-SMP_TASKS = ("depth", "seg")
+SMP_TASKS = ("depth", "seg", "normals")
 
 
 class SmpSingleTask(MultiTaskModel):

@@ -41,11 +41,12 @@ _KNOWN_ORDER = ("depth", "seg", "edge")
 
 
 def seed_figure(rgb: Any, pred_edge: Any, gt_seg: Any, gt_depth: Any, pred_seg: Any,
-                pred_depth: Any, title: str | None = None) -> Figure:
+                pred_depth: Any, title: str | None = None, normals: tuple[Any, Any, Any] | None = None) -> Figure:
     """The seed paper's qualitative figure: 2 rows × 3 columns.
 
     Row 1: RGB, GT segmentation, predicted segmentation; row 2: predicted edges, GT depth,
-    predicted depth (so each column pairs RGB/edges, GT seg/depth, predicted seg/depth).
+    predicted depth (so each column pairs RGB/edges, GT seg/depth, predicted seg/depth). With
+    ``normals`` = (GT edges, GT normals, predicted normals), a third row shows them.
 
     Args:
         rgb: the input image, H×W×3 uint8 (or anything :func:`to_uint8_rgb` takes).
@@ -62,12 +63,16 @@ def seed_figure(rgb: Any, pred_edge: Any, gt_seg: Any, gt_depth: Any, pred_seg: 
     def pred(x: Any) -> Any:
         return "not trained" if x is None else x
 
-    return panel_grid([("RGB", "no image" if rgb is None else rgb),
-                       ("GT seg", gt(gt_seg)),
-                       ("predicted seg", pred(pred_seg)),
-                       ("predicted edges", pred(pred_edge)),
-                       ("GT depth", gt(gt_depth)),
-                       ("predicted depth", pred(pred_depth))], cols=3, title=title)
+    panels = [("RGB", "no image" if rgb is None else rgb),
+              ("GT seg", gt(gt_seg)),
+              ("predicted seg", pred(pred_seg)),
+              ("predicted edges", pred(pred_edge)),
+              ("GT depth", gt(gt_depth)),
+              ("predicted depth", pred(pred_depth))]
+    if normals is not None:
+        gt_edge, gt_normals, pred_normals = normals
+        panels += [("GT edges", gt(gt_edge)), ("GT normals", gt(gt_normals)), ("predicted normals", pred(pred_normals))]
+    return panel_grid(panels, cols=3, title=title)
 
 
 @drawing

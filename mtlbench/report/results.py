@@ -43,15 +43,26 @@ class Protocol:
     name: str
     description: str
     size: str = ""  # the resolution published numbers were evaluated at
+    scored: tuple[int, int] | None = None  # a run must have been scored at exactly this (h, w) to stand beside them
+    tasks: tuple[str, ...] = ()  # the tasks the published rows trained together, where they must match
+
+
+NYUD_SCORED = (425, 560)
+FOUR_TASKS = ("seg", "depth", "normals", "edge")
 
 
 PROTOCOLS = {
     "seed": Protocol("seed", "NYUv2 labelled set, random 80/10/10 split, 40 classes, 256×256 (the seed paper's); "
                              "MAE/RMSE norm. are on depth divided by the maximum depth (10 m here; the paper says "
                              "only \"normalised to [0, 1]\")", "256×256"),
-    "nyud-mt": Protocol("nyud-mt", "NYUD-v2 official 795/654 split, 40 classes; depth RMSE pooled over the valid "
-                                   "test pixels in metres; odsF from the MATLAB SEISM/BSDS toolbox with maxDist "
-                                   "0.011", "480×640 (full frames)"),
+    "nyud-mt": Protocol("nyud-mt", "NYUD-v2 official 795/654 split, 40 classes, scored at 425×560 (the NYUD-MT frames: "
+                                   "rows 45:470, columns 40:600 of the 480×640 frames, without the white border); "
+                                   "depth RMSE pooled over the valid test pixels in metres; odsF from the MATLAB "
+                                   "SEISM/BSDS toolbox (one-to-one matching, maxDist 0.011)", "425×560", NYUD_SCORED),
+    "nyud-mt-4task": Protocol("nyud-mt-4task", "NYUD-MT four tasks (seg, depth, normals, edge trained together), "
+                                               "official 795/654 split, 40 classes, scored at 425×560; normals mErr "
+                                               "= mean angular error in degrees over valid pixels; odsF from SEISM "
+                                               "(maxDist 0.011)", "425×560", NYUD_SCORED, FOUR_TASKS),
     "nyuv2-13-mtan": Protocol("nyuv2-13-mtan", "NYUv2 official split, 13 classes, 288×384 (MTAN protocol); depth "
                                                "abs. err = MAE in metres", "288×384"),
     "eigen-depth": Protocol("eigen-depth", "NYUv2 official 654 test frames, Eigen crop, per-image mean, depth only, "
@@ -84,10 +95,13 @@ DEFAULT_COLUMNS = {
              "depth/delta1", "depth/rmse", "depth/abs_rel", "depth/dbe_acc", "seg/pixel_acc", "seg/miou", "edge/ods"],
     "nyud-mt": ["seg/miou", "seg/pixel_acc", "depth/rmse", "depth/abs_rel", "depth/delta1", "depth/dbe_acc",
                 "edge/ods", "edge/ois", "edge/ap"],
+    "nyud-mt-4task": ["seg/miou", "depth/rmse", "normals/mean", "normals/median", "normals/within_11.25", "edge/ods",
+                      "edge/ois", "edge/ap"],
     "nyuv2-13-mtan": ["seg/miou", "seg/pixel_acc", "depth/mae", "depth/rmse", "depth/abs_rel"],
     "eigen-depth": ["depth/delta1_img", "depth/abs_rel_img", "depth/rmse_img"],
     None: ["depth/rmse", "depth/abs_rel", "depth/delta1", "depth/dbe_acc", "depth/dbe_comp", "seg/miou",
-           "seg/pixel_acc", "seg/fwiou", "edge/ods", "edge/ois", "edge/ap"],
+           "seg/pixel_acc", "seg/fwiou", "normals/mean", "normals/median", "normals/within_11.25", "edge/ods",
+           "edge/ois", "edge/ap"],
 }
 
 DELTA_LABEL = {"mti": "Δm % (MTI-Net: one metric per task)", "all": "Δm % (all metrics, flat mean)"}
@@ -102,7 +116,7 @@ def published_rows() -> tuple[dict[str, Any], ...]:
 # [eval] settings whose defaults every published protocol assumes; a run evaluated otherwise
 # follows no published protocol
 STANDARD_EVAL = {"min_depth": 1e-3, "max_depth": 0.0, "boundaries": None, "edge_tolerance": 0.011,
-                 "edge_thresholds": 99, "edge_nms": True}
+                 "edge_thresholds": 99, "edge_nms": True, "edge_matching": None, "resolution": None}
 
 
 @dataclass
@@ -137,11 +151,29 @@ class Run:
         used = self.eval_settings(split)
         return [f"{k} {used[k]}" for k, v in STANDARD_EVAL.items() if v is not None and used[k] != v]
 
+    def scored_size(self, split: str) -> tuple[int, int] | None:
+        """The (h, w) ``split`` was scored at, as ``metrics.json`` records it (``None``: a file
+        from before mtlbench recorded it)."""
+        size = self.metrics.get("eval", {}).get(split, {}).get("scored_size")
+        return (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 else None
+
+    def edge_exact(self, split: str) -> bool:
+        """Whether ``split``'s edge scores come from one-to-one (BSDS) matching."""
+        return self.metrics.get("eval", {}).get(split, {}).get("edge_matching") == "exact"
+
     def protocol(self, split: str = "test") -> str | None:
-        """The published protocol ``split`` can stand beside, or ``None``."""
+        """The published protocol ``split`` can stand beside, or ``None``: the data, split and
+        classes of one, its [eval] settings, its task set where it has one, and scored at its
+        resolution and pixels."""
         if self.custom_eval(split):
             return None
-        return run_protocol(self.config, bool(self.eval_settings(split)["eigen_crop"]))
+        name = run_protocol(self.config, bool(self.eval_settings(split)["eigen_crop"]))
+        if name == "nyud-mt" and set(FOUR_TASKS) <= set(self.tasks):
+            name = "nyud-mt-4task"
+        p = PROTOCOLS.get(name) if name else None
+        if p is not None and p.scored is not None and self.scored_size(split) != p.scored:
+            return None
+        return name
 
     def setting(self, split: str) -> tuple:
         """What must match for one run to serve as another's single-task reference."""
@@ -322,19 +354,29 @@ def _protocol_table(protocol: str | None, runs: Sequence[Run], split: str, publi
         if any(r.custom_eval(split) for r in runs):
             notes.append("Evaluated with [eval] settings no published protocol uses (see the source column), "
                          "so no published numbers are shown.")
+        elif any(run_protocol(r.config) for r in runs):
+            notes.append("The data follows a published protocol, but the split was not scored at that protocol's "
+                         "resolution and pixels (e.g. scored at the input resolution, or an older metrics.json): "
+                         "re-evaluate with `mtlbench eval RUN_DIR` to score it there.")
         else:
             notes.append("No published numbers share this protocol, so none are shown.")
     else:
         p = PROTOCOLS[protocol]
         title = f"{split} metrics, protocol {protocol}: {p.description}"
-        if runs and pub:
+        if runs and pub and p.scored is None:  # (scored protocols admit only runs scored at their size)
             sizes = sorted({f"{r.config.data.size}×{r.config.data.size}" for r in runs})
             if p.size not in sizes:
                 notes.append(f"Runs evaluated at {', '.join(sizes)}; published rows at {p.size}.")
     notes.append("Pooled metrics count every valid pixel of the split; /img columns average per image.")
-    if any(k.startswith("edge/") for k in keys):
-        notes.append("odsF/oisF/AP of runs: mtlbench's Python edge evaluation (many-to-one matching within "
-                     "0.011 of the diagonal, docs/evaluation.md), not the MATLAB toolbox of published odsF.")
+    if any(k.startswith("edge/") for k in keys) and runs:
+        exact = [r.edge_exact(split) for r in runs]
+        if all(exact):
+            notes.append("odsF/oisF/AP of runs: exact one-to-one matching as BSDS correspondPixels, thinned per "
+                         "threshold (docs/evaluation.md), in Python rather than the MATLAB toolbox.")
+        else:
+            notes.append("APPROXIMATE odsF/oisF/AP for runs scored with fast many-to-one matching (higher than "
+                         "one-to-one, docs/evaluation.md): " + ", ".join(r.label for r, e in zip(runs, exact) if not e)
+                         + "; re-evaluate with `mtlbench eval RUN_DIR --edge-matching exact` before citing them.")
     if delta:
         notes.append("Δm against one-task runs with the same data, resolution, backbone and [eval] settings"
                      + (f" ({'; '.join(f'{t}: {p}' for t, p in used_refs.items())})" if used_refs else "")

@@ -51,16 +51,16 @@ def sample_panels(parts: RunParts, batch: Mapping[str, Tensor], preds: Mapping[s
     panels: dict[str, Any] = {"rgb": (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()}
     depth_range = _depth_range(_gt_or_none(batch, "depth", i),
                                preds["depth"][i].squeeze(0) if "depth" in preds else None)
-    for key in ("edge", "seg", "depth"):
+    for key in ("edge", "seg", "depth", "normals"):
         task = parts.tasks.get(key)
         options = depth_range if key == "depth" else {}
         pred = preds.get(key)
-        panels[f"pred_{key}"] = (task.colorize(pred[i].squeeze(0).cpu(), **options).numpy()
+        squeeze = key != "normals"  # 3×H×W stays whole
+        panels[f"pred_{key}"] = (task.colorize((pred[i].squeeze(0) if squeeze else pred[i]).cpu(), **options).numpy()
                                  if task is not None and pred is not None else None)
-        gt = _gt_or_none(batch, key, i)
-        if key != "edge":
-            panels[f"gt_{key}"] = (_colouring_task(parts, key).colorize(gt.cpu(), **options).numpy()
-                                   if gt is not None else None)
+        gt = batch[key][i] if key == "normals" and key in batch else _gt_or_none(batch, key, i)
+        panels[f"gt_{key}"] = (_colouring_task(parts, key).colorize(gt.cpu(), **options).numpy()
+                               if gt is not None else None)
     return panels
 
 
@@ -73,7 +73,9 @@ def write_sample_figures(parts: RunParts, batch: Mapping[str, Tensor], preds: Ma
         p = sample_panels(parts, batch, preds, i)
         name = names[i] if names else f"{prefix}-{int(batch['index'][i]):05d}"
         fig = seed_figure(p["rgb"], p["pred_edge"], p["gt_seg"], p["gt_depth"], p["pred_seg"], p["pred_depth"],
-                          title=f"{parts.cfg.model.name}: {name}")
+                          title=f"{parts.cfg.model.name}: {name}",
+                          normals=(p["gt_edge"], p["gt_normals"], p["pred_normals"]) if "normals" in parts.tasks
+                          else None)
         path = folder / f"{name}{suffix}.png"
         save_png(fig, path)
         written.append(path)

@@ -44,7 +44,7 @@ def evaluate_with_figures(run_dir: Path, split: str = "test", checkpoint: str = 
             if on_batch is not None:
                 on_batch()
 
-        result = evaluate(ev.parts, ev.dataset, ev.autocast(), on_batch=each)
+        result = evaluate(ev.parts, ev.dataset, ev.autocast(), on_batch=each, plan=ev.plan)
     metrics = record_evaluation(ev, result)
     if figures and ev.run.log.is_file():
         records = Trainer.read_log(ev.run.log)

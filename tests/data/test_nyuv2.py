@@ -98,7 +98,7 @@ def labeled_full(tmp_path_factory):
 def native(labeled, tmp_path_factory):
     out = tmp_path_factory.mktemp("native")
     N.prepare_nyuv2(labeled, out, size=0, classes=40, raw_depth=True)
-    arrays, manifest = N.load_cache(out, 0, 40, True)
+    arrays, manifest, _ = N.load_cache(out, 0, 40, True)
     return arrays, manifest
 
 
@@ -142,7 +142,7 @@ def test_40_to_13_cross_check_on_the_real_samples(native13, i):
 
 def test_894_classes_keep_the_raw_ids(labeled, tmp_path):
     N.prepare_nyuv2(labeled, tmp_path, size=0, classes=894)
-    arrays, manifest = N.load_cache(tmp_path, 0, 894, False)
+    arrays, manifest, _ = N.load_cache(tmp_path, 0, 894, False)
     assert arrays.seg.dtype == torch.uint16 and manifest["ignore_index"] == 65535
     pos = int(torch.nonzero(arrays.index == 433)[0])
     expected = to_894(sample(433)["seg40"]).astype(np.int64)
@@ -152,13 +152,40 @@ def test_894_classes_keep_the_raw_ids(labeled, tmp_path):
 
 def test_resized_cache_and_inpainted_depth(labeled, tmp_path):
     N.prepare_nyuv2(labeled, tmp_path, size=64)
-    arrays, manifest = N.load_cache(tmp_path, 64, 40, False)
+    arrays, manifest, _ = N.load_cache(tmp_path, 64, 40, False)
     assert tuple(arrays.image.shape) == (500, 64, 64, 3) and manifest["depth"] == "depths"
     pos = int(torch.nonzero(arrays.index == 433)[0])
     depth = arrays.depth[pos].numpy()
     assert (depth > 0).all()  # in-painted source: no holes
     s = sample(433)
     assert set(np.unique(arrays.seg[pos].numpy())) <= set(np.unique(s["seg40"]))
+
+
+def test_prepare_keeps_the_scored_ground_truth_and_normals(labeled_full, labeled, tmp_path):
+    N.prepare_nyuv2(labeled_full, tmp_path, size=32, raw_depth=True)
+    arrays, manifest, scoring = N.load_cache(tmp_path, 32, 40, True)
+    top, bottom, left, right = N.SCORE_CROP
+    assert (bottom - top, right - left) == (425, 560) and scoring.frame == (480, 640)
+    assert manifest["score"] == {"frame": [480, 640], "crop": [45, 470, 40, 600], "frames": 654}
+    # the official test frames alone, in file order; each the original frame's pixels, never resized
+    test_ids = sorted(N.official_split()[1].tolist())
+    assert scoring.depth.shape == (654, 425, 560)
+    k = test_ids.index(433)
+    s = sample(433)
+    assert np.array_equal(scoring.depth[k].numpy(), s["raw_depth"][top:bottom, left:right])
+    assert np.array_equal(scoring.seg[k].numpy(), s["seg40"][top:bottom, left:right])
+    # normals fitted at 480×640, then resized with the frames: unit where valid
+    native = N.frame_normals(torch.from_numpy(s["raw_depth"])[None])[0]
+    assert torch.equal(scoring.normals[k], native[top:bottom, left:right].to(torch.float16))
+    pos = int(torch.nonzero(arrays.index == 433)[0])
+    length = arrays.normals[pos].float().norm(dim=-1)
+    assert ((length - 1).abs()[length > 0] < 2e-3).all() and (length > 0).float().mean() > 0.5
+    blank = int(torch.nonzero(arrays.index == 1)[0])  # a frame the test file leaves empty
+    assert arrays.normals[blank].abs().sum() == 0
+    # a file without every official test frame keeps no scored ground truth
+    partial = tmp_path / "partial"
+    N.prepare_nyuv2(labeled, partial, size=32)
+    assert N.load_cache(partial, 32, 40, False)[2] is None
 
 
 def test_resize_never_blends_invalid_depth():
@@ -212,7 +239,7 @@ def test_an_older_cache_format_is_an_error_for_runs_and_rebuilt_by_prepare(label
     manifest = json.loads((result.folder / "manifest.json").read_text())
     manifest["format"] = 0
     (result.folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(MtlbenchError, match="has format 0, this mtlbench reads 1: rebuild it with"):
+    with pytest.raises(MtlbenchError, match=f"has format 0, this mtlbench reads {N.FORMAT_VERSION}: rebuild it with"):
         N.load_cache(tmp_path, 32, 40, False)
     assert N.prepare_nyuv2(labeled, tmp_path, size=32).written
     assert N.load_cache(tmp_path, 32, 40, False)[1]["format"] == N.FORMAT_VERSION
@@ -258,6 +285,9 @@ def test_official_and_seed_splits(labeled_full, tmp_path):
     official = build_splits("nyuv2", root=str(tmp_path), size=32, protocol="official", val_frames=80)
     ids = {s: set(official[s].arrays.index.tolist()) for s in ("train", "val", "test")}
     assert [len(ids[s]) for s in ("train", "val", "test")] == [715, 80, 654]
+    # the official 40-class split is scored at 425×560, its frames' ground truth in the same order
+    scoring = official.test.scoring
+    assert scoring is not None and scoring.size == (425, 560) and scoring.depth.shape[0] == 654
     train_ids, test_ids = N.official_split()
     assert ids["test"] == set(test_ids.tolist())
     assert ids["train"] | ids["val"] == set(train_ids.tolist()) and not ids["train"] & ids["val"]
@@ -266,6 +296,7 @@ def test_official_and_seed_splits(labeled_full, tmp_path):
     seed = build_splits("nyuv2", root=str(tmp_path), size=32, protocol="seed")
     sizes = [len(seed[s]) for s in ("train", "val", "test")]
     assert sizes == [1161, 144, 144]
+    assert seed.test.scoring is None  # the seed paper scores its own frames as trained
     partial = tmp_path / "partial"
     N.prepare_nyuv2(_small(tmp_path), partial, size=32)
     with pytest.raises(MtlbenchError, match="the official split needs frames this data lacks"):
@@ -331,7 +362,7 @@ def make_nyud_mt(root, train=(433,), val=(464,)) -> None:
     """The MTI-Net release's folders, from the real samples (segmentation: 0 = ignore, c + 1)."""
     from torchvision.io import write_jpeg, write_png
 
-    for sub in ("images", "depth", "segmentation", "edge", "gt_sets"):
+    for sub in ("images", "depth", "segmentation", "gt_sets"):
         (root / sub).mkdir(parents=True)
     for i in train + val:
         s = sample(i)
@@ -347,7 +378,8 @@ def make_nyud_mt(root, train=(433,), val=(464,)) -> None:
 def test_nyud_mt_folders_are_read_directly(tmp_path):
     root = tmp_path / "NYUD_MT"
     make_nyud_mt(root, train=(433, 464), val=(464,))
-    arrays, lists = N.read_nyud_mt(root, size=0)
+    arrays, lists, scoring = N.read_nyud_mt(root, size=0)
+    assert scoring.size == (480, 640) and torch.equal(scoring.seg[0], arrays.seg[2])
     assert lists == {"train": [0, 1], "val": [2]}
     assert arrays.index.tolist() == [433, 464, 464]
     s = sample(464)
@@ -368,3 +400,66 @@ def test_nyud_mt_bad_folders(tmp_path):
     (root / "depth" / "0464.npy").unlink()
     with pytest.raises(MtlbenchError, match="NYUD-MT frame 0464: .*0464.npy not found"):
         build_splits("nyud_mt", root=str(root), size=64)
+
+
+def make_four_task_nyud_mt(root, frames=(1, 2, 3), test=(4, 5), size=(34, 45)) -> dict[int, dict]:
+    """An ATRC-style NYUD-MT release (PNG images, edges and normals) of synthrooms frames at a
+    non-square size of their own; returns the frames written."""
+    from torchvision.io import write_png
+
+    from mtlbench.data.normals import encode_normals_png
+    from mtlbench.data.synthrooms import render_scene
+
+    for sub in ("images", "depth", "segmentation", "edge", "normals", "gt_sets"):
+        (root / sub).mkdir(parents=True)
+    written = {}
+    for i in frames + test:
+        f = render_scene(3, i, size)
+        edge = np.zeros(size, np.uint8)
+        edge[5 + i, :] = 255  # an edge map of the release's own, unlike any label boundary
+        seg = np.where(f["seg"] == 255, 0, f["seg"].astype(np.int64) + 1).astype(np.uint8)
+        png = {"images": f["image"], "segmentation": seg, "edge": edge, "normals": encode_normals_png(f["normals"])}
+        for sub, arr in png.items():
+            t = torch.from_numpy(arr)
+            write_png((t.permute(2, 0, 1) if t.dim() == 3 else t[None]).contiguous(), str(root / sub / f"{i:04d}.png"))
+        np.save(root / "depth" / f"{i:04d}.npy", f["depth"])
+        written[i] = {**f, "edge": edge > 0}
+    (root / "gt_sets" / "train.txt").write_text("".join(f"{i:04d}\n" for i in frames))
+    (root / "gt_sets" / "val.txt").write_text("".join(f"{i:04d}\n" for i in test))
+    return written
+
+
+def test_nyud_mt_four_tasks_normals_edges_and_the_test_split_at_its_own_resolution(tmp_path):
+    root = tmp_path / "NYUDv2"
+    frames = make_four_task_nyud_mt(root)
+    splits = build_splits("nyud_mt", root=str(root), size=32, val_frames=1)
+    assert splits.info.normals and splits.depth_zoom
+    test = splits.test
+    assert test.arrays.normals.shape == (2, 32, 32, 3) and test.arrays.edge.shape == (2, 32, 32)
+    s = test.scoring
+    assert s is not None and s.frame == (34, 45) and s.crop == (0, 34, 0, 45) and s.size == (34, 45)
+    for k, i in enumerate((4, 5)):
+        f = frames[i]
+        assert np.array_equal(s.seg[k].numpy(), f["seg"])
+        assert np.array_equal(s.depth[k].numpy(), f["depth"])
+        assert np.array_equal(s.edge[k].numpy() > 0, f["edge"])
+        valid = np.linalg.norm(f["normals"], axis=-1) > 0.5
+        assert np.array_equal(np.linalg.norm(s.normals[k].numpy(), axis=-1) > 0.5, valid)
+        cos = (s.normals[k].numpy()[valid] * f["normals"][valid]).sum(-1)
+        assert np.degrees(np.arccos(np.clip(cos, -1, 1))).max() < 0.7  # 8-bit PNG quantisation
+    targets = s.targets(torch.tensor([1]), torch.device("cpu"))
+    assert targets["normals"].shape == (1, 3, 34, 45) and targets["edge"].shape == (1, 1, 34, 45)
+    assert torch.equal(targets["edge"][0, 0].bool(), torch.from_numpy(frames[5]["edge"]))
+    # a raw head output at the input resolution comes back at the frames' own size
+    assert s.resize(torch.zeros(2, 3, 32, 32)).shape == (2, 3, 34, 45)
+    # the training edges are the release's own lines, resized so that no line is lost
+    train_edges = splits.train.arrays.edge
+    assert all(int(e.sum(1).gt(0).sum()) >= 1 for e in train_edges)
+
+
+def test_nyud_mt_without_normals_has_no_normals_task(tmp_path):
+    root = tmp_path / "mt"
+    make_nyud_mt(root, train=(433, 464))
+    splits = build_splits("nyud_mt", root=str(root), size=64, val_frames=1)
+    assert not splits.info.normals and splits.test.arrays.normals is None
+    assert splits.test.scoring is not None and "edges from label boundaries" in splits.test.scoring.note

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import profile
 
-from mtlbench.data.pipeline import AugmentParams, BatchPipeline, depth_edges, label_edges
+from mtlbench.data.pipeline import AugmentParams, BatchPipeline, boundary_map, depth_edges, label_edges
 
 CPU = torch.device("cpu")
 SYNCS = {"aten::item", "aten::_local_scalar_dense", "aten::nonzero", "aten::is_nonzero"}
@@ -184,3 +184,78 @@ def test_evaluation_ignores_seed_and_matches_an_unaugmented_pipeline():
     plain = BatchPipeline(CPU, 24, augment=False)(raw, train=True)
     assert all(torch.equal(out[k], plain[k]) for k in out)
     assert out["image"].shape == (4, 3, 32, 32)  # no crop, no resize
+
+
+# -- normals, the dataset's own edges, one-sided targets, depth scaled with the zoom ---------------
+
+def with_normals(raw: dict[str, torch.Tensor], seed: int = 1) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    n, h, w = raw["depth"].shape
+    normals = F.normalize(torch.randn(n, h, w, 3, generator=g), dim=-1)
+    normals[raw["depth"] == 0] = 0.0
+    edge = (torch.rand(n, h, w, generator=g) < 0.1).to(torch.uint8)
+    return {**raw, "normals": normals.to(torch.float16), "edge": edge}
+
+
+def test_a_flip_mirrors_normals_and_turns_their_x_component():
+    raw = with_normals(raw_batch(4))
+    pipe = BatchPipeline(CPU, 32, scale=(1.0, 1.0), color_jitter=0.0)
+    for flip in (False, True):
+        out = pipe.apply(raw, params(4, flip=flip))
+        expect = raw["normals"].float().permute(0, 3, 1, 2)
+        if flip:
+            expect = expect.flip(-1) * torch.tensor([-1.0, 1.0, 1.0]).view(1, 3, 1, 1)
+        assert torch.equal(out["normals"], expect)
+        assert torch.equal(out["edge"][:, 0], raw["edge"].float().flip(-1) if flip else raw["edge"].float())
+
+
+def test_a_crop_moves_normals_and_edges_with_the_labels_and_flips_x_through_the_affine_too():
+    raw = with_normals(raw_batch(3))
+    pipe = BatchPipeline(CPU, 16, scale=(0.25, 1.0), color_jitter=0.0)
+    box = (8.0, 4.0, 16.0, 16.0)  # a 16-px crop shown at 16 px: an exact cut-out
+    for flip in (False, True):
+        out = pipe.apply(raw, params(3, flip=flip, box=box))
+        cut = raw["normals"].float()[:, 4:20, 8:24].permute(0, 3, 1, 2)
+        seg = raw["seg"][:, 4:20, 8:24].long()
+        edge = raw["edge"][:, 4:20, 8:24].float()
+        if flip:
+            cut, seg, edge = cut.flip(-1) * torch.tensor([-1.0, 1.0, 1.0]).view(1, 3, 1, 1), seg.flip(-1), edge.flip(-1)
+        assert torch.equal(out["seg"], seg)
+        assert torch.equal(out["normals"], cut)
+        assert torch.equal(out["edge"][:, 0], edge)  # the dataset's own edges, not label boundaries
+
+
+def test_depth_is_divided_by_the_crop_zoom_only_when_asked():
+    raw = raw_batch(2)
+    box = (0.0, 0.0, 16.0, 16.0)  # half the 32-px side shown at 32 px: zoom 2
+    plain = BatchPipeline(CPU, 32, scale=(0.25, 1.0), color_jitter=0.0).apply(raw, params(2, box=box))
+    zoomed = BatchPipeline(CPU, 32, scale=(0.25, 1.0), color_jitter=0.0, depth_zoom=True).apply(raw, params(2, box=box))
+    assert torch.equal(zoomed["depth"], plain["depth"] * 0.5)
+    assert torch.equal(zoomed["seg"], plain["seg"])
+    whole = BatchPipeline(CPU, 32, scale=(0.25, 1.0), color_jitter=0.0, depth_zoom=True).apply(raw, params(2))
+    assert torch.equal(whole["depth"], raw["depth"][:, None])  # the whole frame: zoom 1
+
+
+def test_one_sided_targets_are_bsds_boundaries_and_both_sided_ones_their_superset():
+    raw = raw_batch(2)
+    one = BatchPipeline(CPU, 32, augment=False, edge_targets="one_side")(raw, train=False)
+    both = BatchPipeline(CPU, 32, augment=False)(raw, train=False)
+    assert torch.equal(one["edge"], boundary_map(raw["seg"].long()[:, None]))
+    assert bool((one["edge"] <= both["edge"]).all()) and one["edge"].sum() < both["edge"].sum()
+    with pytest.raises(ValueError, match="edge_targets 'thick'"):
+        BatchPipeline(CPU, 32, edge_targets="thick")
+
+
+def test_boundary_map_marks_one_side_of_each_label_change_as_seg2bmap():
+    seg = torch.zeros(1, 1, 5, 6, dtype=torch.long)
+    seg[..., :, 3:] = 1
+    seg[..., 3:, :] = 2
+    # hand-drawn from BSDS seg2bmap: a pixel is marked where its right, lower or lower-right
+    # neighbour differs; the last row looks right only, the last column down only
+    expect = torch.tensor([[0, 0, 1, 0, 0, 0],
+                           [0, 0, 1, 0, 0, 0],
+                           [1, 1, 1, 1, 1, 1],
+                           [0, 0, 0, 0, 0, 0],
+                           [0, 0, 0, 0, 0, 0]], dtype=torch.float32)
+    assert torch.equal(boundary_map(seg)[0, 0], expect)
+    assert boundary_map(torch.full((1, 1, 4, 4), 3))[0, 0].sum() == 0

@@ -1,4 +1,5 @@
-"""Depth metrics: hand cases, both conventions, Eigen crop, against an independent numpy derivation."""
+"""Depth metrics: hand cases, both conventions, Eigen crop, float64 exactness (SILog of a constant
+ratio, δ ties), bad predictions, against an independent numpy derivation."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from mtlbench.errors import BadPredictionError
 from mtlbench.metrics import DepthMetrics
 from mtlbench.metrics.depth import eigen_mask
 
@@ -53,7 +55,9 @@ def test_hand_case_pooled():
     m = DepthMetrics(max_depth=10.0, min_depth=0.5, boundaries=False)
     m.update(DEPTH_PRED, {"depth": DEPTH_GT})
     got = m.compute()
-    assert _pick(got, DEPTH_EXPECTED) == _approx(DEPTH_EXPECTED)
+    # float64 throughout: the hand values to the last digits (the inputs are float32 roundings of
+    # the decimals above, hence 1e-7 and not 1e-15)
+    assert _pick(got, DEPTH_EXPECTED) == _approx(DEPTH_EXPECTED, rel=1e-7)
     # one image: the per-image convention gives the same numbers
     for k in ("mae", "rmse", "abs_rel", "silog", "delta2"):
         assert got[f"{k}_img"] == pytest.approx(got[k], rel=1e-9)
@@ -162,12 +166,11 @@ def test_streaming_equals_concatenation_and_numpy():
     once = DepthMetrics(10.0, boundaries=False)
     once.update(torch.cat([pred_a, pred_b]), {"depth": torch.cat([gt_a, gt_b])})
     got = streamed.compute()
-    # each image is summed in float32, images in float64: batch composition changes nothing beyond
-    # float32 rounding
-    assert got == _approx(once.compute(), rel=1e-6)
+    # every term and sum is float64: batch composition changes nothing beyond float64 rounding
+    assert got == _approx(once.compute(), rel=1e-12)
     ref = _reference_np(torch.cat([pred_a, pred_b]).squeeze(1).numpy(), torch.cat([gt_a, gt_b]).squeeze(1).numpy(),
                         10.0, 1e-3)
-    assert _pick(got, ref) == _approx(ref, rel=2e-6)
+    assert _pick(got, ref) == _approx(ref, rel=1e-10)
 
     streamed.reset()
     assert streamed.compute() == {}
@@ -181,6 +184,143 @@ def test_scale_invariance_of_ratios():
     m2.update(2 * DEPTH_PRED, {"depth": 2 * DEPTH_GT})
     a, b = m1.compute(), m2.compute()
     for k in ("mae", "rmse", "sq_rel"):
-        assert b[k] == pytest.approx(2 * a[k], rel=1e-6)
+        assert b[k] == pytest.approx(2 * a[k], rel=1e-12)
     for k in ("abs_rel", "delta1", "delta3", "silog", "rmse_log", "log10", "mae_norm", "rmse_norm"):
-        assert b[k] == pytest.approx(a[k], rel=1e-6)
+        assert b[k] == pytest.approx(a[k], rel=1e-12)
+
+
+# ------------------------------------------------------------------------------------ float64 exactness
+
+
+def test_constant_ratio_at_480x640_is_exact():
+    # the audit's repro: a prediction exactly twice the ground truth on a full frame. d = ln 2 at
+    # every pixel, so SILog (a standard deviation of d) is 0; float32 per-image sums gave 2.8
+    g = torch.full((1, 1, 480, 640), 3.0)
+    m = DepthMetrics(boundaries=False)
+    m.update(2 * g, {"depth": g})
+    got = m.compute()
+    assert abs(got["silog"]) <= 1e-9 and abs(got["silog_img"]) <= 1e-9
+    assert got["log10"] == pytest.approx(math.log10(2), abs=1e-12)
+    assert got["rmse_log"] == pytest.approx(math.log(2), rel=1e-12)
+    assert (got["mae"], got["rmse"], got["abs_rel"], got["sq_rel"]) == (3.0, 3.0, 1.0, 3.0)
+    assert (got["delta1"], got["delta2"], got["delta3"]) == (0.0, 0.0, 0.0)  # ratio 2 > 1.25³ = 1.953125
+
+
+def test_silog_pooled_over_images_and_batches_without_cancellation():
+    # image A (two batches of it, 480×640): ratio 2; image B (240×320): ratio 3. Pooled, d takes ln 2
+    # on a fraction w = 2·307200 / (2·307200 + 76800) of the pixels and ln 3 on the rest:
+    # variance w(1 − w)(ln 3 − ln 2)²; per image each SILog is 0
+    a = torch.full((1, 1, 480, 640), 3.0)
+    b = torch.full((1, 1, 240, 320), 2.5)
+    m = DepthMetrics(boundaries=False)
+    m.update(2 * a, {"depth": a})
+    m.update(3 * b, {"depth": b})
+    m.update(2 * a, {"depth": a})
+    w = 2 * 307200 / (2 * 307200 + 76800)
+    got = m.compute()
+    assert got["silog"] == pytest.approx(100 * math.sqrt(w * (1 - w)) * math.log(1.5), rel=1e-12)
+    assert abs(got["silog_img"]) <= 1e-9
+    assert got["rmse_log"] == pytest.approx(math.sqrt(w * math.log(2) ** 2 + (1 - w) * math.log(3) ** 2), rel=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_delta_ties_are_out_in_both_directions(k):
+    # p/g = 1.25^k exactly (5^k/4^k): max(p/g, g/p) = 1.25^k is not < 1.25^k, whichever side is
+    # larger; δ_{k+1} holds both. The neighbouring float32 values are decided exactly too.
+    small, large = 4.0**k, 5.0**k
+    below = float(np.nextafter(np.float32(large), np.float32(0)))  # large·(1 − 2⁻²⁴): ratio just under
+    above = float(np.nextafter(np.float32(large), np.float32(np.inf)))
+    pred = torch.tensor([[[small, large, small, below, small, above]]])
+    gt = torch.tensor([[[large, small, below, small, above, small]]])
+    m = DepthMetrics(max_depth=200.0, boundaries=False)
+    for i in range(6):  # one pixel at a time: each pixel's δ on its own
+        m.reset()
+        m.update(pred[..., i:i + 1], {"depth": gt[..., i:i + 1]})
+        got = m.compute()
+        inside = i in (2, 3)  # ratio 5^k/4^k·(1 − 2⁻²⁴)
+        assert got[f"delta{k}"] == float(inside), (i, got)
+        if k < 3:
+            assert got[f"delta{k + 1}"] == 1.0
+    m.reset()
+    m.update(pred, {"depth": gt})
+    assert m.compute()[f"delta{k}"] == pytest.approx(2 / 6)
+
+
+def test_audit_tie_cases():
+    # the audit's pair: p = 4, g = 5 used to count for δ1 and p = 5, g = 4 not; now both are out
+    for p, g in ((4.0, 5.0), (5.0, 4.0)):
+        m = DepthMetrics(boundaries=False)
+        m.update(torch.tensor([[[p]]]), {"depth": torch.tensor([[[g]]])})
+        got = m.compute()
+        assert (got["delta1"], got["delta2"]) == (0.0, 1.0), (p, g)
+
+
+# ------------------------------------------------------------------------------------ bad predictions
+
+
+def test_non_finite_predictions_at_valid_pixels_raise_with_their_count():
+    gt = torch.full((2, 1, 8, 8), 2.0)
+    gt[1, 0, 0] = 0.0  # a row without ground truth: predictions there are not looked at
+    pred = gt.clone() + 0.5
+    pred[0, 0, 3, 3] = float("nan")
+    pred[1, 0, 4, 4] = float("inf")
+    pred[1, 0, 5, 5] = -float("inf")
+    pred[1, 0, 0, :3] = float("nan")  # invalid ground truth: ignored
+    m = DepthMetrics()
+    m.update(pred[:1], {"depth": gt[:1]})
+    m.update(pred[1:], {"depth": gt[1:]})
+    with pytest.raises(BadPredictionError, match=r"depth predictions hold 3 non-finite values .* at valid ground-truth "
+                                         r"pixels: a model's predict\(\) must return finite depths"):
+        m.compute()
+    # the bad pixels were kept out of the sums: what is left is the 0.5 m error of the others
+    rows = m._all()
+    assert rows is not None and bool(torch.isfinite(rows).all())
+    assert float(rows[:, 1].sum() / rows[:, 0].sum()) == pytest.approx(0.5)
+    assert int(rows[:, 0].sum()) == 64 + 56 - 3
+    m.reset()
+    m.update(gt + 0.5, {"depth": gt})
+    assert m.compute()["mae"] == pytest.approx(0.5)
+
+
+def test_nan_only_outside_valid_pixels_is_fine():
+    gt = torch.tensor([[[2.0, 0.0, 12.0]]])
+    pred = torch.tensor([[[2.5, float("nan"), float("inf")]]])
+    m = DepthMetrics(boundaries=False)
+    m.update(pred, {"depth": gt})
+    assert m.compute()["mae"] == pytest.approx(0.5)
+
+
+class _Pair:
+    """Two processes as the first sees them: sums add the other's state, cat appends its rows."""
+
+    active = True
+
+    def __init__(self, other: DepthMetrics) -> None:
+        self.other = other
+        self.names = list(other.summed)
+
+    def sum_(self, t: torch.Tensor) -> torch.Tensor:
+        return t + getattr(self.other, self.names.pop(0))
+
+    def cat(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t, self.other._all()])
+
+
+def test_reduce_over_processes_equals_one_process_bad_count_included():
+    gen = torch.Generator().manual_seed(3)
+    gt = torch.rand(4, 1, 16, 16, generator=gen) * 9 + 0.5
+    pred = gt * (0.8 + 0.4 * torch.rand(gt.shape, generator=gen))
+    whole, first, second = (DepthMetrics(boundaries=False) for _ in range(3))
+    whole.update(pred, {"depth": gt})
+    first.update(pred[:3], {"depth": gt[:3]})
+    second.update(pred[3:], {"depth": gt[3:]})
+    first.reduce(_Pair(second), torch.device("cpu"))
+    assert first.compute() == _approx(whole.compute(), rel=1e-12)
+    # a bad pixel on one process only is reported after the reduction
+    pred[3, 0, 0, 0] = float("nan")
+    first, second = DepthMetrics(boundaries=False), DepthMetrics(boundaries=False)
+    first.update(pred[:3], {"depth": gt[:3]})
+    second.update(pred[3:], {"depth": gt[3:]})
+    first.reduce(_Pair(second), torch.device("cpu"))
+    with pytest.raises(ValueError, match="hold 1 non-finite"):
+        first.compute()

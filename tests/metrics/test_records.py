@@ -16,8 +16,9 @@ from rich.console import Console
 from mtlbench import config as C
 from mtlbench.config import EvalConfig
 from mtlbench.errors import MtlbenchError
-from mtlbench.metrics import DepthMetrics, SegMetrics, records
+from mtlbench.metrics import DepthMetrics, NormalsMetrics, SegMetrics, records
 from mtlbench.metrics.records import MetricRecord, key_metric, lookup, records_for, register
+from mtlbench.registry import TASKS
 from mtlbench.report import results as R
 from mtlbench.report.console import metrics_table
 from mtlbench.tasks import DatasetInfo, build_tasks
@@ -39,7 +40,8 @@ def _text(table) -> str:
 
 
 def _batch() -> dict[str, torch.Tensor]:
-    """Two 32×32 images: a depth step (so that the boundary errors exist), three classes, an edge line."""
+    """Two 32×32 images: a depth step (so that the boundary errors exist), three classes, an edge
+    line, normals of two planes with an invalid band."""
     depth = torch.full((2, 1, 32, 32), 2.0)
     depth[..., 16:] = 5.0
     seg = torch.zeros(2, 32, 32, dtype=torch.long)
@@ -47,7 +49,10 @@ def _batch() -> dict[str, torch.Tensor]:
     seg[:, 20:, 20:] = 2
     edge = torch.zeros(2, 1, 32, 32)
     edge[..., 4:28, 16] = 1.0
-    return {"depth": depth, "seg": seg, "edge": edge}
+    normals = torch.zeros(2, 3, 32, 32)
+    normals[:, 2, :16] = 1.0
+    normals[:, 1, 16:30] = 1.0
+    return {"depth": depth, "seg": seg, "edge": edge, "normals": normals}
 
 
 def _predictions(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -55,7 +60,12 @@ def _predictions(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     seg = batch["seg"].clone()
     seg[:, :4] = 2  # some errors, every class predicted
     edge = batch["edge"] * 0.8 + 0.1
-    return {"depth": depth, "seg": seg, "edge": edge}
+    normals = batch["normals"] + torch.tensor([0.3, 0.0, 0.1]).view(1, 3, 1, 1)
+    return {"depth": depth, "seg": seg, "edge": edge, "normals": normals}
+
+
+# the built-in tasks whose metrics the test below builds through their task (normals once registered)
+BUILT_IN = tuple(t for t in ("depth", "seg", "edge", "normals") if t in TASKS.names())
 
 
 # option combinations that change the set of keys (boundaries) or could (crop, NMS, class names)
@@ -67,7 +77,7 @@ OPTIONS = [EvalConfig(boundaries=b, eigen_crop=c, edge_nms=n) for b, c, n in ite
                                                            f"nms{int(o.edge_nms)}")
 def test_every_computed_key_has_a_record(options, class_names):
     info = DatasetInfo(num_classes=3, max_depth=10.0, class_names=class_names)
-    tasks = build_tasks(("depth", "seg", "edge"), info)
+    tasks = build_tasks(BUILT_IN, info)
     batch = _batch()
     pred = _predictions(batch)
     for name, task in tasks.items():
@@ -84,6 +94,17 @@ def test_every_computed_key_has_a_record(options, class_names):
     seg = tasks["seg"].metrics(options)
     seg.update(pred["seg"], batch)
     assert {k for k in seg.compute() if k.startswith("iou/")} == {f"iou/{c}" for c in class_names or ("0", "1", "2")}
+
+
+def test_every_normals_key_has_a_record():
+    # also where the normals task is not registered: the metric class and its records alone
+    batch = _batch()
+    m = NormalsMetrics()
+    m.update(_predictions(batch)["normals"], batch)
+    got = m.compute()
+    assert set(got) == set(m.names)
+    assert [k for k in got if records.find("normals", k) is None] == []
+    assert key_metric("normals") == "mean" and R.delta_keys(["normals"], "mti") == ["normals/mean"]
 
 
 def test_directions_agree_with_the_definitions():
@@ -124,7 +145,7 @@ def test_records_for_is_in_console_order():
     assert names == ["miou", "pixel_acc", "mean_acc", "fwiou", "iou/<class>"]
     assert [r.name for r in records_for("edge")][:4] == ["ods", "ois", "ap", "ods_threshold"]
     assert [r.name for r in records_for("depth")][:3] == ["rmse", "mae", "abs_rel"]
-    assert records_for("normals") == ()
+    assert records_for("curvature") == ()
 
 
 def test_lookup_says_what_was_meant():
@@ -137,10 +158,10 @@ def test_lookup_says_what_was_meant():
     with pytest.raises(MtlbenchError) as exc:
         lookup("edge", "zzz")
     assert "did you mean" not in str(exc.value) and "edge metrics: ods, ois" in str(exc.value)
-    with pytest.raises(MtlbenchError, match="task 'normals' has no metric records"):
-        lookup("normals", "mean_angle")
-    with pytest.raises(MtlbenchError, match="task 'normals' has no key metric"):
-        key_metric("normals")
+    with pytest.raises(MtlbenchError, match="task 'curvature' has no metric records"):
+        lookup("curvature", "mean_curvature")
+    with pytest.raises(MtlbenchError, match="task 'curvature' has no key metric"):
+        key_metric("curvature")
 
 
 def test_register_refuses_duplicates_and_inconsistent_records(fresh_records):
@@ -149,14 +170,15 @@ def test_register_refuses_duplicates_and_inconsistent_records(fresh_records):
     with pytest.raises(MtlbenchError, match="has a key metric already \\(miou\\)"):
         register(MetricRecord("dice", "seg", "Dice", "Dice", True, key=True))
     with pytest.raises(MtlbenchError, match="with a direction"):
-        register(MetricRecord("angle", "normals", "angle", "angle", None, key=True))
+        register(MetricRecord("curv", "curvature", "curv", "curv", None, key=True))
     with pytest.raises(MtlbenchError, match="prefix/<slot>"):
         register(MetricRecord("iou<class>", "seg", "IoU", "IoU", True))
     # a plugin task's records: its key metric, lookup and Δm follow
-    register(MetricRecord("mean_angle", "normals", "mean angle °", "mean angle", False, unit="°", key=True,
-                          in_delta_all=True, order=0))
-    assert key_metric("normals") == "mean_angle" and R.delta_keys(["normals"], "mti") == ["normals/mean_angle"]
-    assert R.delta_m({"normals/mean_angle": 9.0}, {"normals/mean_angle": 10.0}, ["normals"], "mti") == (
+    register(MetricRecord("mean_curvature", "curvature", "mean curvature 1/m", "mean curv.", False, unit="1/m",
+                          key=True, in_delta_all=True, order=0))
+    assert key_metric("curvature") == "mean_curvature"
+    assert R.delta_keys(["curvature"], "mti") == ["curvature/mean_curvature"]
+    assert R.delta_m({"curvature/mean_curvature": 9.0}, {"curvature/mean_curvature": 10.0}, ["curvature"], "mti") == (
         pytest.approx(10.0))
 
 
@@ -237,14 +259,14 @@ def test_a_new_metric_needs_only_its_class_and_its_record(fresh_records, tmp_pat
 def test_console_table_labels_order_and_fallbacks():
     metrics = {"depth": {"loss": 0.3, "mae": 0.25, "rmse": 0.5, "mae_img": 0.2},
                "edge": {"ods": 0.7, "ods_precision": 0.6},
-               "normals": {"mean_angle": 12.0, "per/x": 1.0},
+               "curvature": {"mean_curvature": 12.0, "per/x": 1.0},
                "total": {"loss": 1.0}}
     text = _text(metrics_table(metrics, "t"))
     lines = [line.split("│") for line in text.splitlines() if "│" in line]
     shown = [(cells[2].strip(), cells[3].strip()) for cells in lines if cells[2].strip()]
     # records' labels in their order; per-image MAE and ODS precision have records without a console place;
     # a task without records shows its raw keys
-    assert shown == [("RMSE m", "0.5000"), ("MAE m", "0.2500"), ("odsF", "0.7000"), ("mean_angle", "12.0000")]
+    assert shown == [("RMSE m", "0.5000"), ("MAE m", "0.2500"), ("odsF", "0.7000"), ("mean_curvature", "12.0000")]
 
 
 def test_records_and_compare_import_no_torch(tmp_path):

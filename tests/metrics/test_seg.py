@@ -1,4 +1,5 @@
-"""Segmentation metrics: hand confusion matrices and an independent numpy derivation."""
+"""Segmentation metrics: hand confusion matrices, bad predicted labels, and an independent numpy
+derivation."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from mtlbench.errors import BadPredictionError
 from mtlbench.metrics import SegMetrics
 
 
@@ -81,6 +83,47 @@ def test_seg_metrics_random_against_numpy_confusion(absent):
     assert m.compute() == _approx(ref, rel=1e-12)
 
 
+@pytest.mark.parametrize("bad", [255, 4, -1, 65535])
+def test_predicted_labels_outside_the_classes_raise_and_stay_out_of_the_matrix(bad):
+    # they used to be clamped into [0, C − 1]: a 255 counted as the last class
+    pred = SEG_PRED.clone()
+    pred[0, 0, 0] = bad  # at a labelled pixel (gt 0)
+    pred[0, 1, 2] = bad  # at a labelled pixel (gt 1)
+    pred[0, 2, 2] = bad  # at an unlabelled pixel (gt 255): not looked at
+    m = SegMetrics(4)
+    m.update(pred[:, :2], {"seg": SEG_GT[:, :2]})
+    m.update(pred[:, 2:], {"seg": SEG_GT[:, 2:]})
+    with pytest.raises(BadPredictionError, match=r"seg predictions hold 2 labels outside \[0, 4\) at labelled pixels: "
+                                         r"a model's predict\(\) must return class ids"):
+        m.compute()
+    # the two pixels are in no cell; the other eight are where they were
+    good = SegMetrics(4)
+    good.update(SEG_PRED, {"seg": SEG_GT})
+    expected = good.confusion.clone()
+    expected[0, 0] -= 1
+    expected[1, 1] -= 1
+    assert torch.equal(m.confusion, expected)
+    m.reset()
+    m.update(SEG_PRED, {"seg": SEG_GT})
+    assert m.compute() == _approx(SEG_EXPECTED, rel=1e-12)
+
+
+def test_bad_label_count_is_summed_over_processes():
+    class Pair:  # the other process's state added to this one's, in ``summed`` order
+        active = True
+
+        def __init__(self, other: SegMetrics) -> None:
+            self.state = [getattr(other, n) for n in other.summed]
+
+        def sum_(self, t: torch.Tensor) -> torch.Tensor:
+            return t + self.state.pop(0)
+
+    first, second = SegMetrics(4), SegMetrics(4)
+    first.update(SEG_PRED, {"seg": SEG_GT})
+    second.update(torch.full_like(SEG_PRED, 7), {"seg": SEG_GT})
+    first.reduce(Pair(second), torch.device("cpu"))
+    with pytest.raises(ValueError, match="hold 10 labels"):
+        first.compute()
 
 
 def test_per_class_keys_use_class_names():

@@ -22,7 +22,7 @@ def build(model: str, *tasks: str, width: int = 16):
 
 @pytest.mark.parametrize("backbone", ["test_resnet", "test_convnext"])
 @pytest.mark.parametrize("model", SMP)
-@pytest.mark.parametrize("task, channels", [("depth", 1), ("seg", 40)])
+@pytest.mark.parametrize("task, channels", [("depth", 1), ("seg", 40), ("normals", 3)])
 def test_output_is_one_task_at_the_input_size(model, task, channels, backbone):
     torch.manual_seed(0)
     net = MODELS.build(model, build_tasks((task,), INFO), build_backbone(backbone, width=16)).eval()
@@ -43,8 +43,8 @@ def test_depth_head_has_no_activation():
 
 
 @pytest.mark.parametrize("model", SMP)
-def test_registered_for_depth_and_seg_only(model):
-    assert tuple(MODELS.entry(model).meta["tasks"]) == ("depth", "seg")
+def test_registered_for_the_dense_tasks_but_edges(model):
+    assert tuple(MODELS.entry(model).meta["tasks"]) == ("depth", "seg", "normals")
 
 
 @pytest.mark.parametrize("model", SMP)

@@ -15,10 +15,11 @@ from mtlbench.models.zoo import CrossStitchUnit, encoder_stages
 from mtlbench.registry import LOSSES, MODELS
 from mtlbench.tasks import DatasetInfo, build_tasks
 
-ALL = ("depth", "seg", "edge")
-SUBSETS = [c for r in (1, 2, 3) for c in itertools.combinations(ALL, r)]
+ALL = ("depth", "seg", "edge", "normals")
+SUBSETS = [c for r in (1, 2, 3, 4) for c in itertools.combinations(ALL, r)]
+THREE = ALL[:3]  # what the trained batch has targets for
 INFO = DatasetInfo(num_classes=40, max_depth=10.0)
-CHANNELS = {"depth": 1, "seg": 40, "edge": 1}
+CHANNELS = {"depth": 1, "seg": 40, "edge": 1, "normals": 3}
 ZOO = ["padnet", "cross_stitch", "mtan"]
 
 
@@ -145,7 +146,7 @@ def test_cross_stitch_with_identity_alpha_equals_independent_networks():
     net = build("cross_stitch", ALL).eval()
     with torch.no_grad():
         for unit in net.units:
-            unit.alpha.copy_(torch.eye(3)[:, :, None].expand_as(unit.alpha))
+            unit.alpha.copy_(torch.eye(len(ALL))[:, :, None].expand_as(unit.alpha))
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         out = net(x)
@@ -243,7 +244,7 @@ def test_model_trains_on_a_fixed_batch(model, batch):
     # falls only 4-12 % in 15 steps at width 16. Over seeds 0-2 every model ended with depth at
     # 0.11-0.38, seg at 0.88-0.96 and edge at 0.69-0.91 of their first values.
     torch.manual_seed(0)
-    net = MODELS.build(model, build_tasks(ALL, INFO), build_backbone("test_resnet", width=16)).train()
+    net = MODELS.build(model, build_tasks(THREE, INFO), build_backbone("test_resnet", width=16)).train()
     losses = {"depth": LOSSES.build("structured_depth", INFO), "seg": LOSSES.build("cross_entropy", INFO),
               "edge": LOSSES.build("balanced_bce", INFO)}
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -258,5 +259,5 @@ def test_model_trains_on_a_fixed_batch(model, batch):
         loss.backward()
         opt.step()
     last = {t: float(v.detach()) for t, v in per_task().items()}  # after the 15th step
-    assert all(last[t] < 0.98 * first[t] for t in ALL), (first, last)
+    assert all(last[t] < 0.98 * first[t] for t in THREE), (first, last)
     assert last["depth"] < 0.5 * first["depth"], (first, last)

@@ -3,8 +3,9 @@
 Each frame is a box-shaped room (floor, ceiling, four walls) with 2-8 box-shaped furniture
 pieces standing on the floor and flat decals (pictures, windows, doors, ...) on the walls and
 floor. Every pixel gets an RGB colour, a metric z-depth (Kinect-style distance along the optical
-axis) and an NYU-40 class id (0-based), so the frames stand in for NYU Depth V2 in tests and
-smoke runs without any download.
+axis), an NYU-40 class id (0-based) and the exact unit normal of the surface it hit (camera
+frame of :mod:`mtlbench.data.normals`: x right, y up, z toward the viewer), so the frames stand
+in for NYU Depth V2 in tests and smoke runs without any download.
 
 Geometry conventions:
     World: ``y`` points up, the floor is ``y = 0``, the room spans ``x`` in ``[0, width]`` and

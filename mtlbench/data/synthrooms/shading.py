@@ -280,14 +280,16 @@ def _group_pixels(tr: _Trace, n_boxes: int) -> list[tuple[int, np.ndarray]]:
 
 def _colour_and_labels(
     layout: SceneLayout, tr: _Trace
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Shade every hit.
 
     Pixels are processed grouped by surface (so each group is a contiguous slice).
 
     Returns:
         ``order`` (H*W,) the pixel permutation used, ``rgb`` (3, H*W) float32 linear colour in
-        ~[0, 1] and ``seg`` (H*W,) uint8 labels, both in ``order``.
+        ~[0, 1], ``seg`` (H*W,) uint8 labels and ``normals`` (3, H*W) float32 world unit normals
+        of the hit surfaces (facing the camera), all in ``order``. The normals are the ones the
+        shading uses, so they are exact rather than estimated from depth.
     """
     h, w = tr.t.shape
     groups = _group_pixels(tr, len(layout.boxes))
@@ -306,6 +308,7 @@ def _colour_and_labels(
 
     rgb = np.empty((3, order.size), dtype=np.float32)
     seg = np.empty(order.size, dtype=np.uint8)
+    normals = np.empty((3, order.size), dtype=np.float32)
     room_materials = (layout.wall_material,) * 4 + (layout.floor_material, layout.ceiling_material)
     room_labels = (WALL,) * 4 + (FLOOR, CEILING)
     decals_by_surface: dict[int, list[Decal]] = {}
@@ -338,7 +341,9 @@ def _colour_and_labels(
             normal, albedo = _box_surface(box, x, y, z)
         albedo *= _shade(layout, x, y, z, normal)
         rgb[:, sl] = albedo
-    return order, rgb, seg
+        for c in range(3):
+            normals[c, sl] = normal[c]  # a float (planes) or an array (box faces)
+    return order, rgb, seg, normals
 
 
 def _box_surface(
