@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -120,7 +121,10 @@ def _exact_threads(batches: list[tuple[Tensor, Tensor]], workers: int) -> tuple[
             gt = (edge[:, 0] > 0.5).numpy()
             counts += list(pool.map(exact_counts, prob, gt))
     scores = ods_ois_ap(torch.from_numpy(np.stack(counts)))
-    return time.perf_counter() - start, scores
+    seconds = time.perf_counter() - start
+    from mtlbench.metrics import EdgeMetrics
+
+    return seconds, {k: scores[k] for k in EdgeMetrics.names}
 
 
 def _line(scores: dict[str, float]) -> str:
@@ -167,6 +171,7 @@ def main() -> None:
 
     n_exact = min(args.exact_images or args.images, args.images)
     subset = _first(batches, n_exact)
+    load = os.getloadavg()[0]  # other processes on the cores skew the parallel timing: printed
     fast_s, fast_scores = _timed({}, subset)
     if args.pool == "thread":
         exact_s, exact_scores = _exact_threads(subset, args.workers)
@@ -174,9 +179,10 @@ def main() -> None:
         if args.workers > 1:  # start the worker processes outside the timing
             _timed({"matching": "exact", "workers": args.workers}, [_first(batches, args.workers)[0]])
         exact_s, exact_scores = _timed({"matching": "exact", "workers": args.workers}, subset)
-    print(f"exact matching over {n_exact} images {h}x{w}, {args.workers} {args.pool}"
-          f"{'es' if args.pool == 'process' else 's'}: {exact_s:.1f} s, {exact_s / n_exact:.2f} s/image, "
-          f"{exact_s / fast_s:.0f}x the fast mode on the same images ({fast_s:.2f} s)")
+    how = f"{args.workers} {args.pool}{'es' if args.pool == 'process' else 's'}" if args.workers > 1 else "serial"
+    print(f"exact matching over {n_exact} images {h}x{w}, {how}: {exact_s:.1f} s, {exact_s / n_exact:.2f} s/image, "
+          f"{exact_s / fast_s:.0f}x the fast mode on the same images ({fast_s:.2f} s); "
+          f"load average {load:.1f} -> {os.getloadavg()[0]:.1f}")
     if n_exact < args.images:
         total = exact_s * args.images / n_exact
         print(f"  extrapolated to {args.images} images (not measured): {total:.0f} s = {total / 60:.1f} min")

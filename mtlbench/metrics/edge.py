@@ -37,8 +37,10 @@ MTI-Net and later come from, calls ``edgesEvalImg`` once per threshold map):
    at 256×256: blurred label boundaries, partly missed, with clutter and pixel noise, after NMS):
    fast ODS 0.777, OIS 0.806, AP 0.799; exact 0.714, 0.747, 0.711. Of the 0.063 ODS, 0.068 is the
    many-to-one matching (exact matching without the per-threshold thinning: 0.709) and -0.005
-   the thinning. Maps with less clutter around the edges differ less. The price: exact took about
-   2 s per such 256×256 image on one core (30-40x the fast mode) and 20 s at 480×640.
+   the thinning: the gap is predicted pixels crowding around ground-truth ones. The price: exact
+   took 2 s per such 256×256 image on one core (some 500 times the fast mode) and 20-27 s at 480×640
+   (``benchmarks/bench_ods.py --exact``); ``EdgeMetrics(workers=...)`` spreads images over
+   processes.
 3. ``ods_ois_ap``: dataset-level precision/recall, best F at a fixed threshold (ODS), best F per
    image (OIS) and average precision (AP).
 
