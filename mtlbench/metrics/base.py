@@ -47,6 +47,16 @@ class Metric:
         without records may override this with a class attribute."""
         return frozenset(k for k in self.names if (r := find(self.task, k)) is not None and r.higher_is_better)
 
+    def workspace(self, rows: int, b: int, n: int, device: torch.device) -> Tensor:
+        """A rows×B×N float64 buffer kept across batches of one shape: fresh large tensors per op
+        cost more than the math."""
+        ws: Tensor | None = getattr(self, "_ws", None)
+        if ws is None or ws.shape != (rows, b, n) or ws.device != device:
+            import torch  # the module imports no torch at import time (records are read without it)
+
+            ws = self._ws = torch.empty(rows, b, n, dtype=torch.float64, device=device)
+        return ws
+
     def reset(self) -> None:
         raise NotImplementedError
 

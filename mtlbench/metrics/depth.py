@@ -148,19 +148,12 @@ class DepthMetrics(Metric):
             valid &= eigen_mask(height, width, device=gt.device)
         return valid
 
-    def _workspace(self, b: int, n: int, device: torch.device) -> Tensor:
-        # one float64 buffer reused across batches: fresh large tensors per op cost more than the math
-        ws = getattr(self, "_ws", None)
-        if ws is None or ws.shape != (6, b, n) or ws.device != device:
-            ws = self._ws = torch.empty(6, b, n, dtype=torch.float64, device=device)
-        return ws
-
     def update(self, pred: Tensor, batch: dict[str, Tensor]) -> None:
         depth = batch["depth"]
         b = depth.shape[0]
         height, width = depth.shape[-2:]
         n = height * width
-        p, g, x, y, z, f = self._workspace(b, n, depth.device).unbind(0)
+        p, g, x, y, z, f = self.workspace(6, b, n, depth.device).unbind(0)
         g.copy_(depth.reshape(b, n))  # float32 → float64 is exact
         p.copy_(pred.reshape(b, n))
         valid = self.valid_mask(g.view(b, height, width)).view(b, n)

@@ -107,20 +107,13 @@ class NormalsMetrics(Metric):
         self._counts = torch.zeros(2 + len(THRESHOLDS), dtype=torch.int64)
         self._hist = torch.zeros(_BINS, dtype=torch.int64)
 
-    def _workspace(self, b: int, n: int, device: torch.device) -> Tensor:
-        # one float64 buffer reused across batches: fresh large tensors per op cost more than the math
-        ws = getattr(self, "_ws", None)
-        if ws is None or ws.shape != (10, b, n) or ws.device != device:
-            ws = self._ws = torch.empty(10, b, n, dtype=torch.float64, device=device)
-        return ws
-
     def update(self, pred: Tensor, batch: dict[str, Tensor]) -> None:
         gt = batch["normals"]
         if gt.dim() != 4 or gt.shape[1] != 3 or pred.shape != gt.shape:
             raise ValueError(f"normals metrics expect B×3×H×W prediction and ground truth, got "
                              f"{tuple(pred.shape)} and {tuple(gt.shape)}")
         b, n, device = gt.shape[0], gt.shape[2] * gt.shape[3], gt.device
-        ws = self._workspace(b, n, device)
+        ws = self.workspace(10, b, n, device)
         # components as B×N rows (strided channel reductions are slow); float32 → float64 is exact
         ws[0:3].copy_(pred.reshape(b, 3, n).transpose(0, 1))
         ws[3:6].copy_(gt.reshape(b, 3, n).transpose(0, 1))
