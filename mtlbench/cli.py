@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mtlbench.errors import MtlbenchError, NonFiniteLossError
@@ -88,9 +89,15 @@ def list_cmd(
                 extra = f" (tasks: {', '.join(e.meta['tasks'])})" if "tasks" in e.meta else ""
                 if e.meta.get("level"):
                     extra += f" ({e.meta['level']} level)"
+                if e.meta.get("paper"):
+                    extra += f" paper: {e.meta['paper']}."
+                if e.meta.get("implementation"):
+                    extra += f" implementation: {e.meta['implementation']}."
+                if e.meta.get("extra"):
+                    extra += f" needs pip install '{e.meta['extra']}'."
                 if e.options:
                     extra += f" options: {', '.join(f'{n}={o.default!r}' for n, o in e.options.items())}"
-                table.add_row(e.name, e.source, e.summary + extra)
+                table.add_row(e.name, e.source, escape(e.summary + extra))  # "[solvers]" is not markup
             console.print(table)
     except MtlbenchError as exc:
         _fail(str(exc))

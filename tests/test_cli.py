@@ -117,15 +117,29 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, monkeypatch,
     assert not cache.exists()  # nothing rendered
 
 
-def test_a_gradient_weighting_needs_shared_parameters(tmp_path):
+def test_a_gradient_weighting_needs_shared_parameters(tmp_path, isolated_registries):
     # known only once the model is built, after the frames are (a complete cache, reused later)
     from mtlbench.data import build_splits
+    from mtlbench.models.multitask import hps
 
+    def separate(*args, **kwargs):
+        model = hps(*args, **kwargs)
+        model.shared_modules = lambda: []  # every task on its own branch
+        return model
+
+    isolated_registries.MODELS.add("separate", separate)
     build_splits("synthrooms", size=64, frames=24)
-    result = invoke("run", *TINY, "--model", "cross_stitch", "--task", "depth", "--weighting", "pcgrad",
+    result = invoke("run", *TINY, "--model", "separate", "--task", "depth,seg", "--weighting", "pcgrad",
                     "--run-dir", tmp_path / "r")
     assert_bad_input(result, "weighting pcgrad combines the tasks' gradients of the shared parameters",
-                     "model cross_stitch shares none on depth")
+                     "model separate shares none on depth, seg")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_gradient_weighting_needs_two_tasks(tmp_path):
+    result = invoke("run", *TINY, "--task", "depth", "--weighting", "mgda", "--run-dir", tmp_path / "r")
+    assert_bad_input(result, "weighting mgda: it combines the gradients of several tasks and only depth is trained",
+                     "--weighting fixed")
     assert not (tmp_path / "r").exists()
 
 

@@ -58,7 +58,7 @@ def test_eval_options_splits_and_figures(runs, tmp_path):
     assert after["eval"]["val"]["eigen_crop"] is True and "dbe_acc" not in after["val"]["depth"]
     assert after["test"] == before["test"]
     pngs = sorted(p.name for p in (run / "figures").glob("*.png"))
-    assert len([p for p in pngs if p.startswith("val-")]) == 2 and "curves.png" in pngs
+    assert len([p for p in pngs if p.startswith("val-")]) == 2 and {"curves.png", "weights.png"} <= set(pngs)
     with Image.open(run / "figures" / pngs[0]) as im:
         assert im.size[0] > 3 * 64 and im.size[1] > 2 * 64  # 3 columns, 2 rows of 64-pixel panels
 
@@ -214,7 +214,7 @@ def test_guided_attention_figures(tmp_path):
     result = invoke("eval", run, "--figures", "1")
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in (run / "figures").iterdir())
-    assert len(names) == 3 and names[0] == "curves.png"
+    assert len(names) == 4 and names[0] == "curves.png" and names[3] == "weights.png"  # weights: fixed's 1s
     assert names[1].endswith(".png") and names[2] == names[1].replace(".png", "_attention.png")
     rgb, _, _, _ = _frame_png(tmp_path)
     result = invoke("predict", run, rgb, "--out", tmp_path / "p")

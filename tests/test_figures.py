@@ -465,3 +465,20 @@ def test_names_are_plain_text_not_mathtext():
     render(fig)
     assert fig.get_suptitle() == name and fig.axes[0].get_title() == f"{name} loss"
     render(panel_grid([(name, solid(RED))], cols=1, title=name))
+
+
+def test_weight_curves_draw_each_tasks_logged_weight_per_epoch():
+    from mtlbench.report.figures import weight_curves
+
+    records = [{"epoch": 1, "weights": {"depth": 1.0, "seg": 1.0}},
+               {"epoch": 2, "weights": {"depth": 0.5, "seg": 1.5}},
+               {"epoch": 3, "weights": {"depth": 0.25, "seg": 1.75}}]
+    fig = weight_curves(records, "dwa")
+    lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in fig.axes[0].get_lines()}
+    assert lines["depth"] == ([1, 2, 3], [1.0, 0.5, 0.25])
+    assert lines["seg"] == ([1, 2, 3], [1.0, 1.5, 1.75])
+    assert "dwa" in fig.axes[0].get_title()
+    from mtlbench.errors import MtlbenchError
+
+    with pytest.raises(MtlbenchError, match="weighting config logged no task weights"):
+        weight_curves([{"epoch": 1}], "config")

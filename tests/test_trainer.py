@@ -174,3 +174,55 @@ def test_a_gradient_level_weighting_trains_through_the_same_trainer(tmp_path):
     assert all(torch.isfinite(torch.tensor(r["train"]["total"])) for r in log)
     assert load(tmp_path / "config.toml").weighting.name == "pcgrad"
     assert set(result["test"]) == {"depth", "seg", "edge", "total"}
+
+
+@pytest.mark.slow
+def test_nan_weights_stop_training_naming_the_method_task_and_step(tmp_path):
+    from mtlbench.weighting import GramianWeighting
+
+    class NaNOnSixthStep(GramianWeighting):
+        calls = 0
+
+        def weigh(self, gramian):
+            NaNOnSixthStep.calls += 1
+            w = torch.ones(len(self.tasks))
+            if NaNOnSixthStep.calls == 6:
+                w[1] = float("nan")
+            return w
+
+    parts = build_run(tiny_config(weighting={"name": "mgda"}))
+    parts.weighting = NaNOnSixthStep(list(parts.tasks))
+    # 4 training steps in epoch 1: the sixth is epoch 2's second
+    with pytest.raises(NonFiniteLossError, match=r"weighting mgda gave task seg a weight of nan at epoch 2 step 2"):
+        Trainer(parts, tmp_path).fit()
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+    assert not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_dwa_through_the_trainer_logs_the_weights_its_paper_gives(tmp_path):
+    Trainer(build_run(tiny_config(weighting={"name": "dwa", "options": {"temperature": 2.0}})), tmp_path).fit()
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    tasks = ["depth", "seg", "edge"]
+    assert [list(r["weights"]) for r in log] == [tasks] * 3
+    assert log[0]["weights"] == log[1]["weights"] == dict.fromkeys(tasks, 1.0)
+    # epoch 3: T·softmax(r/2) with r the ratio of the logged mean training losses of epochs 2 and 1
+    rates = torch.tensor([log[1]["train"][t] / log[0]["train"][t] for t in tasks], dtype=torch.float64)
+    expected = 3 * torch.softmax(rates / 2.0, dim=0)
+    assert [log[2]["weights"][t] for t in tasks] == pytest.approx(expected.tolist(), rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["famo", "gradvac"])
+def test_a_stateful_weighting_resumes_to_identical_metrics(name, tmp_path):
+    cfg = tiny_config(weighting={"name": name})
+    (tmp_path / "full").mkdir()
+    (tmp_path / "cut").mkdir()
+    expected = Trainer(build_run(cfg), tmp_path / "full").fit()
+    with pytest.raises(Interrupt):
+        Trainer(build_run(cfg), tmp_path / "cut", StopDuringEpoch(epoch=2, step=2)).fit()
+    result = Trainer(build_run(load(tmp_path / "cut" / "config.toml")), tmp_path / "cut").fit(resume=True)
+    assert result["test"] == expected["test"]
+    logs = [[json.loads(line)["weights"] for line in (tmp_path / d / "log.jsonl").read_text().splitlines()]
+            for d in ("full", "cut")]
+    assert logs[0] == logs[1]

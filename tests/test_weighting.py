@@ -13,8 +13,13 @@ from mtlbench.config import RunConfig, from_dict
 from mtlbench.engine.build import resolve
 from mtlbench.errors import MtlbenchError
 from mtlbench.models.base import MultiTaskModel
-from mtlbench.weighting import FixedWeighting, GradientWeighting, PCGrad, UncertaintyWeighting
+from mtlbench.weighting import FixedWeighting, GradientWeighting, UncertaintyWeighting
+from mtlbench.weighting.gradient import pcgrad
 from mtlbench.weighting.methods import fixed
+
+
+def PCGrad(tasks):
+    return pcgrad(tasks, "parameters")
 
 
 def test_fixed_weighting_weighted_sum_and_default_one():
@@ -148,3 +153,32 @@ def test_gradient_weighting_writes_gradients_in_the_layout_of_channels_last_para
     assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
     for p in parts.model.shared_parameters():
         assert p.grad is not None and p.grad.stride() == p.stride()
+
+
+def test_a_missing_solver_is_one_line_naming_the_pip_install(monkeypatch, tmp_path):
+    import importlib.util
+
+    from tests.conftest import TINY_ARGS, assert_bad_input, invoke
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "quadprog" else real(name, *a))
+    result = invoke("run", *TINY_ARGS, "--weighting", "upgrad", "--run-dir", tmp_path / "r")
+    assert_bad_input(result, "weighting upgrad: upgrad needs the quadprog solver (quadprog missing)",
+                     "pip install 'mtlbench[solvers]'")
+    assert not (tmp_path / "r").exists()
+
+
+def test_list_weightings_shows_every_method_with_its_level_paper_and_extra():
+    from mtlbench.registry import WEIGHTINGS
+    from tests.conftest import invoke
+
+    result = invoke("list", "weightings")
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())  # cells wrap over table rows
+    names = WEIGHTINGS.names()
+    assert len(names) >= 25
+    for name in names:
+        assert f" {name} " in text, name
+    for fragment in ("Kendall, Gal, Cipolla, CVPR 2018", "Navon et al., ICML 2022", "(gradient level)",
+                     "(loss level)", "needs pip install 'mtlbench[solvers]'", "implementation: torchjd"):
+        assert fragment in text, fragment

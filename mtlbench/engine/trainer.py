@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from mtlbench.config import EvalConfig, criterion, dumps
 from mtlbench.data.datasets import DenseDataset, Scoring
@@ -326,12 +326,11 @@ class Trainer:
         self.callbacks = callbacks or []
         t = self.cfg.train
         check_world(t.batch_size, len(parts.dataset_splits().train), self.dist.world)
-        if self.dist.active:
-            parts.weighting.average = self.dist.average_
+        parts.weighting.dist = self.dist
         self.params = list(parts.model.parameters()) + list(parts.weighting.parameters())
         # a gradient-level weighting averaged the shared parameters' gradients already (its Jacobian)
-        done = {id(p) for p in parts.model.shared_parameters()} if isinstance(parts.weighting, GradientWeighting) \
-            else set()
+        done = {id(p) for p in parts.model.shared_parameters()} \
+            if isinstance(parts.weighting, GradientWeighting) and parts.weighting.averages_shared else set()
         self.to_average = [p for p in self.params if id(p) not in done]
         fused = parts.device.type == "cuda"  # one kernel for the whole update
         self.optimizer = torch.optim.Adam(self.params, lr=t.lr, weight_decay=t.weight_decay, fused=fused)
@@ -370,6 +369,22 @@ class Trainer:
         self.dist.average_grads(self.to_average)
         return total, losses
 
+    def after_step(self, batch: dict[str, Tensor]) -> None:
+        """The weighting's update after the optimiser step; the losses it may ask for are of the
+        same batch, with batch-norm statistics left as the step made them."""
+        def recompute() -> dict[str, Tensor]:
+            norms = [m for m in self.p.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+            momenta = [m.momentum for m in norms]
+            for m in norms:
+                m.momentum = 0.0
+            try:
+                with torch.no_grad():
+                    return self.forward_losses(batch)[1]
+            finally:
+                for m, momentum in zip(norms, momenta):
+                    m.momentum = momentum
+        self.p.weighting.after_step(recompute)
+
     def optimizer_step(self) -> None:
         if self.scaler is None:
             self.optimizer.step()
@@ -378,7 +393,7 @@ class Trainer:
             self.scaler.update()
 
     # -- epochs ---------------------------------------------------------------------------
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
         p, t, d = self.p, self.cfg.train, self.dist
         p.model.train()
         p.weighting.train()
@@ -389,18 +404,29 @@ class Trainer:
         steps = n // t.batch_size if n >= t.batch_size else 1
         share = t.batch_size // d.world
         self.reporter.start("train", epoch, t.epochs, steps)
-        sums = torch.zeros(len(p.tasks) + 1, device=p.device)  # per task, then the total
-        watch = FiniteWatch(len(p.tasks) + 1, p.device)
+        n_tasks = len(p.tasks)
+        sums = torch.zeros(n_tasks + 1, device=p.device)  # per task, then the total
+        weights = torch.zeros(n_tasks, device=p.device)  # the weights the method applied, summed
+        weighted = 0
+        watch = FiniteWatch(2 * n_tasks + 1, p.device)
         count = 0
+        after = p.weighting.updates_after_step
         for step, raw in enumerate(batches(train, t.batch_size, True, seed, True, (d.rank, d.world)), 1):
             batch = p.pipeline(raw, train=True, seed=step_seed(seed, step),
                                span=(d.rank * share, t.batch_size) if d.active else None)
             total, losses = self.train_step(batch)
             values = torch.stack([*(losses[k].detach().float() for k in p.tasks), total.float()])
-            watch.add(values, step)
+            applied = p.weighting.applied
+            if applied is not None:
+                weights += applied.to(weights)
+                weighted += 1
+            watch.add(torch.cat([values, applied.to(values) if applied is not None else values.new_zeros(n_tasks)]),
+                      step)
             if step % CHECK_EVERY == 0 or step == steps:
                 self._check_finite(watch, epoch)
             self.optimizer_step()
+            if after:
+                self.after_step(batch)
             sums += values
             count += 1
             if (step % 5 == 0 or step == steps) and not isinstance(self.reporter, SilentReporter):
@@ -408,16 +434,30 @@ class Trainer:
             else:
                 self.reporter.advance(None)
         d.average_(sums)
-        return dict(zip([*p.tasks, "total"], (sums / max(count, 1)).tolist()))
+        means = sums / max(count, 1)
+        p.weighting.end_epoch(means[:n_tasks])
+        record = dict(zip([*p.tasks, "total"], means.tolist()))
+        if weighted:
+            record["weights"] = dict(zip(p.tasks, (weights / weighted).tolist()))
+        return record
 
     def _check_finite(self, watch: FiniteWatch, epoch: int) -> None:
         if not self.dist.any(watch.seen):
             return
-        names = [*self.p.tasks, "total (weighting)"]
+        names = list(self.p.tasks)
+        n = len(names)
         bad, value, step = watch.first()
-        tasks = [names[i] for i in bad if i < len(self.p.tasks)] or [names[-1]]
-        what = (f"loss of task {', '.join(tasks)} became {value} at epoch {epoch} step {step}" if bad
-                else f"a loss became non-finite in another process at epoch {epoch}")
+        tasks = [names[i] for i in bad if i < n]
+        weights = [names[i - n - 1] for i in bad if i > n]
+        if tasks:
+            what = f"loss of task {', '.join(tasks)} became {value} at epoch {epoch} step {step}"
+        elif weights:
+            what = (f"weighting {self.cfg.weighting.name} gave task {', '.join(weights)} a weight of {value} "
+                    f"at epoch {epoch} step {step}")
+        elif bad:
+            what = f"the total of weighting {self.cfg.weighting.name} became {value} at epoch {epoch} step {step}"
+        else:
+            what = f"a loss or weight became non-finite in another process at epoch {epoch}"
         raise NonFiniteLossError(f"{what}; training stopped, last good checkpoint {self.files.last} "
                                  f"(epoch {self.epoch}) left intact")
 
@@ -492,8 +532,11 @@ class Trainer:
                 if d.main:
                     save_checkpoint({"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": self.p.model.state_dict(),
                                      "tasks": list(self.p.tasks), "info": info_dict(self.p.info)}, rd.best)
+            applied = train_losses.pop("weights", None)
             record = {"epoch": epoch, "train": train_losses, "val": val, "select": value,
                       "best": improved, "time_s": round(time.perf_counter() - t0, 3)}
+            if applied is not None:  # the mean weight the method gave each task this epoch
+                record["weights"] = applied
             if d.world > 1:
                 record["world"] = d.world
             if d.main:

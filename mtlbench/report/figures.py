@@ -215,6 +215,22 @@ def training_curves(records: Sequence[Mapping], title: str | None = None,
     return fig
 
 
+@drawing
+def weight_curves(records: Sequence[Mapping], method: str, size: tuple[int, int] = (640, 360)) -> Figure:
+    """The mean weight the weighting ``method`` gave each task per epoch (the records' ``weights``),
+    one line per task; epochs without weights (a method that logs none) are gaps."""
+    logged = [rec for rec in records if isinstance(rec.get("weights"), Mapping)]
+    if not logged:
+        raise MtlbenchError(f"weighting {method} logged no task weights: nothing to plot")
+    tasks = list(dict.fromkeys(t for rec in logged for t in rec["weights"]))
+    epochs = [_number(rec.get("epoch", i + 1)) for i, rec in enumerate(records)]
+    fig = new_figure(*size, layout="constrained")
+    ax = fig.subplots()
+    lines = {t: (epochs, [_number((rec.get("weights") or {}).get(t)) for rec in records]) for t in tasks}
+    draw_lines(ax, lines, f"task weights of {method} (mean per epoch)", "epoch", "weight")
+    return fig
+
+
 # ----------------------------------------------------------------------------- edges
 
 

@@ -13,7 +13,7 @@ from mtlbench.engine.runs import ensure_folder, open_evaluation, record_evaluati
 from mtlbench.engine.trainer import Trainer, evaluate
 from mtlbench.errors import MtlbenchError
 from mtlbench.models.base import capture_attention
-from mtlbench.report.figures import save_png, training_curves
+from mtlbench.report.figures import save_png, training_curves, weight_curves
 from mtlbench.report.samples import write_attention_figure, write_sample_figures
 
 
@@ -50,4 +50,6 @@ def evaluate_with_figures(run_dir: Path, split: str = "test", checkpoint: str = 
         records = Trainer.read_log(ev.run.log)
         if records:
             save_png(training_curves(records, title=f"{ev.parts.cfg.model.name} training"), folder / "curves.png")
+        if any("weights" in r for r in records):
+            save_png(weight_curves(records, ev.parts.cfg.weighting.name), folder / "weights.png")
     return metrics
