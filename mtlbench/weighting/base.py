@@ -182,6 +182,7 @@ class GradientWeighting(Weighting):
         if through == "representation" and not self.representation_ok:
             raise ValueError("its state is kept per shared parameter: through = 'representation' does not apply")
         self.through = through
+        self.loss_values: Tensor | None = None
 
     @property
     def averages_shared(self) -> bool:
@@ -191,6 +192,10 @@ class GradientWeighting(Weighting):
     def aggregate(self, jacobian: Tensor) -> Tensor:
         """The combined gradient (P) from the per-task gradients (T×P, rows in ``self.tasks`` order)."""
         raise NotImplementedError
+
+    def branch_weights(self) -> Tensor | None:
+        """Each task's weight in the task branches' gradient (None: the plain sum)."""
+        return None
 
     def aggregate_local(self, jacobian: Tensor) -> Tensor:
         """Representation rows of this process's samples (T×n): the combined gradient of them, as
@@ -217,13 +222,17 @@ class GradientWeighting(Weighting):
                              f"{type(model).__name__} gives none: use through = 'parameters'")
         inputs: list[Tensor] = list(shared) if through_rep and shared else list(params)
         values = [losses[t] for t in self.tasks]
+        # the processes' mean loss values, for methods that scale the rows by them (DB-MTL)
+        self.loss_values = self.dist.average_(torch.stack([v.detach().float() for v in values]))
         rows = [_flat(torch.autograd.grad(v * scale, inputs, retain_graph=True, allow_unused=True), inputs)
                 for v in values]
         # the methods see true gradients: several are not scale-equivariant (MGDA normalises)
         jacobian = torch.stack(rows) / scale
         total = torch.stack([v.float() for v in values]).sum()
-        if others:  # the task branches: the plain sum, pruned to them
-            torch.autograd.backward(total * scale, inputs=others, retain_graph=through_rep)
+        if others:  # the task branches, pruned to them
+            branch = self.branch_weights()
+            objective = total if branch is None else (branch * torch.stack([v.float() for v in values])).sum()
+            torch.autograd.backward(objective * scale, inputs=others, retain_graph=through_rep)
         if through_rep:
             combined = self.aggregate_local(jacobian) * scale
             pieces = torch.split(combined, [s.numel() for s in inputs])

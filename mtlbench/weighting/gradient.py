@@ -10,6 +10,7 @@ naming the ``pip install`` that adds it.
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -91,6 +92,11 @@ class NashMTL(MatrixWeighted):
     """torchjd's Nash-MTL, whose convex problem (cvxpy objects, not checkpointed) is rebuilt on
     resume."""
 
+    def aggregate(self, jacobian: Tensor) -> Tensor:
+        with warnings.catch_warnings():  # cvxpy's advice on re-solving, once per step otherwise
+            warnings.filterwarnings("ignore", message="You are solving a parameterized problem that is not DPP")
+            return super().aggregate(jacobian)
+
     def set_extra_state(self, state: dict[str, Any]) -> None:
         super().set_extra_state(state)
         nash: Any = self.weighting
@@ -153,6 +159,40 @@ class MoCo(GradientWeighting, KeepsAttributes):
         self._lambda = project_simplex(lam - self.gamma / k ** self.gamma_sigma * step)
         self.applied = self._lambda.clone()
         return self._lambda @ y
+
+
+class DBMTL(GradientWeighting, KeepsAttributes):
+    """DB-MTL (Lin et al. 2023): the gradients of the log losses (∇L_t / L_t: scale balance),
+    tracked as an EMA, each rescaled to the largest tracked norm (magnitude balance), summed.
+    The EMA rate at step k is β/k^σβ. The task branches receive the gradient of Σ_t log L_t.
+
+    Written here (torchjd has no DB-MTL). The rows are the processes' average gradient divided by
+    their average loss, the gradient of the log of the global loss.
+    """
+
+    representation_ok = False
+
+    def __init__(self, tasks: Sequence[str], beta: float = 0.9, beta_sigma: float = 0.0) -> None:
+        super().__init__(tasks)
+        self.beta, self.beta_sigma = beta, beta_sigma
+        self._buffer: Tensor | None = None
+        self._step = 0
+
+    def branch_weights(self) -> Tensor | None:
+        assert self.loss_values is not None
+        return 1.0 / (self.loss_values + 1e-8)
+
+    def aggregate(self, jacobian: Tensor) -> Tensor:
+        assert self.loss_values is not None
+        grads = jacobian / (self.loss_values + 1e-8)[:, None]
+        self._step += 1
+        buffer = torch.zeros_like(grads) if self._buffer is None else self._buffer.to(grads.device)
+        self._buffer = grads + self.beta / self._step ** self.beta_sigma * (buffer - grads)
+        norms = self._buffer.norm(dim=1)
+        alpha = norms.max() / (norms + 1e-8)
+        # as a weighting of the raw gradients: α_t/L_t on the current ones (the EMA adds the past)
+        self.applied = (alpha * (1 - self.beta / self._step ** self.beta_sigma) / (self.loss_values + 1e-8)).detach()
+        return alpha @ self._buffer
 
 
 # -- registrations ---------------------------------------------------------------------------------
@@ -261,7 +301,7 @@ def fairgrad(tasks: Sequence[str], through: str, alpha: float) -> nn.Module:
 # MoDo and SDMGrad take J₁J₂ᵀ of two independent batches; the trainer gives one batch per step, so
 # they receive its Gramian JJᵀ (as LibMTL's single-batch use does): see docs/weighting.md
 @_register("modo", "Chen et al., NeurIPS 2023", "MoDo: MGDA weights by one projected step each "
-           "iteration.", {"gamma": Option(0.1, "step size of the weights", positive),
+           "iteration.", {"gamma": Option(1e-3, "step size of the weights", positive),
                           "rho": Option(0.1, "regularisation of the weights", non_negative)})
 def modo(tasks: Sequence[str], through: str, gamma: float, rho: float) -> nn.Module:
     return Gramian(tasks, jd.MoDoWeighting(gamma=gamma, rho=rho), through)
@@ -276,10 +316,18 @@ def sdmgrad(tasks: Sequence[str], through: str, lambda_: float) -> nn.Module:
 
 @_register("excess_mtl", "He et al., ICML 2024", "ExcessMTL: weights raised for tasks with large excess "
            "risk, estimated from squared gradients.",
-           {"robust_step_size": Option(1.0, "step size of the weights", positive)}, through=False)
+           {"robust_step_size": Option(1e-2, "step size of the weights", positive)}, through=False)
 def excess_mtl(tasks: Sequence[str], robust_step_size: float) -> nn.Module:
     return MatrixWeighted(tasks, jd.ExcessMTLWeighting(robust_step_size=robust_step_size),
                           representation_ok=False)
+
+
+@_register("db_mtl", "Lin et al., arXiv 2023", "DB-MTL: log-loss gradients, tracked, each rescaled to the "
+           "largest norm.", {"beta": Option(0.9, "EMA rate β of the tracked gradients", non_negative),
+                             "beta_sigma": Option(0.0, "decay σ of the EMA rate (β/k^σ)", non_negative)},
+           implementation="mtlbench", through=False)
+def db_mtl(tasks: Sequence[str], beta: float, beta_sigma: float) -> nn.Module:
+    return DBMTL(tasks, beta, beta_sigma)
 
 
 @_register("rgw", "Lin et al., TMLR 2022", "Random Gradient Weighting: softmax of a standard normal draw "

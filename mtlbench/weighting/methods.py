@@ -115,8 +115,8 @@ class DWA(LossWeighting):
 
 class LogScale(LossWeighting):
     """DB-MTL's loss-scale balancing (Lin et al. 2023): Σ_t log(L_t + ε), so that each task's
-    gradient is divided by its loss. DB-MTL's second part, rescaling each task's gradient to the
-    largest norm, is a gradient-level method and not part of this one."""
+    gradient is divided by its loss. The whole DB-MTL, which also rescales each task's tracked
+    gradient to the largest norm, is the gradient-level ``db_mtl``."""
 
     def __init__(self, tasks: Sequence[str], eps: float = 1e-8) -> None:
         super().__init__(tasks)
@@ -156,10 +156,10 @@ class FAMO(LossWeighting):
 
 
 class STCH(LossWeighting):
-    """Smooth Tchebycheff scalarisation (Lin et al., ICML 2024): μ·log Σ_t exp(log(L_t / z_t) / μ),
-    a smoothed maximum of the log-normalised losses, through torchjd's ``STCH``. The nadir point z
-    is each task's mean training loss over the first ``warmup_epochs`` epochs, during which the
-    log losses are summed (as LibMTL does)."""
+    """Smooth Tchebycheff scalarisation (Lin et al., ICML 2024): T·μ·log Σ_t exp(log(L_t / z_t) / μ),
+    a smoothed maximum of the log-normalised losses, through torchjd's ``STCH``. As in the
+    paper's code (and LibMTL's), the log losses are summed for ``warmup_epochs`` epochs and the
+    nadir point z is each task's mean training loss of the last of them."""
 
     nadir: Tensor
     epochs: Tensor
@@ -168,7 +168,7 @@ class STCH(LossWeighting):
         super().__init__(tasks)
         self.stch = _STCH(mu, weights=torch.ones(len(self.tasks)))
         self.warmup_epochs = int(warmup_epochs)
-        self.register_buffer("nadir", torch.zeros(len(self.tasks)))
+        self.register_buffer("nadir", torch.ones(len(self.tasks)))
         self.register_buffer("epochs", torch.zeros((), dtype=torch.long))
 
     def combine(self, losses: Mapping[str, Tensor]) -> Tensor:
@@ -176,12 +176,12 @@ class STCH(LossWeighting):
         if int(self.epochs) < self.warmup_epochs:
             return logs.sum()
         self.stch.weights = torch.ones_like(logs)
-        return self.stch(logs - torch.log(self.nadir / self.warmup_epochs))
+        return len(self.tasks) * self.stch(logs - torch.log(self.nadir))
 
     def end_epoch(self, losses: Tensor) -> None:
-        if int(self.epochs) < self.warmup_epochs:
-            self.nadir += losses.to(self.nadir)
         self.epochs += 1
+        if int(self.epochs) == self.warmup_epochs:
+            self.nadir.copy_(losses)
 
 
 class GradNorm(LossWeighting):
@@ -274,10 +274,10 @@ def imtl_l(tasks: Sequence[str]) -> nn.Module:
     return Scalarized(tasks, _IMTLL(len(tasks)))
 
 
-@WEIGHTINGS.register("db_mtl", level="loss", paper="Lin et al., arXiv 2023 (loss-scale part)",
+@WEIGHTINGS.register("log_losses", level="loss", paper="Lin et al., arXiv 2023 (DB-MTL's loss-scale part)",
                      implementation="mtlbench")
-def db_mtl(tasks: Sequence[str]) -> nn.Module:
-    """DB-MTL's loss-scale balancing: the sum of the log losses."""
+def log_losses(tasks: Sequence[str]) -> nn.Module:
+    """DB-MTL's loss-scale balancing alone: the sum of the log losses (db_mtl is the whole method)."""
     return LogScale(tasks)
 
 
