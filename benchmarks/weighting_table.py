@@ -32,8 +32,9 @@ def run(out: Path, name: str, args: list[str]) -> Path:
     run_dir = out / name
     if (run_dir / "metrics.json").is_file():
         return run_dir
-    cmd = ["mtlbench", "run", *args, "--run-dir", str(run_dir)]
-    cmd += ["--resume"] if (run_dir / "last.pt").is_file() else ["--overwrite"]
+    # an interrupted run continues from its own config.toml
+    cmd = ["mtlbench", "run", "--run-dir", str(run_dir), *(["--resume"] if (run_dir / "last.pt").is_file()
+                                                              else [*args, "--overwrite"])]
     print("$", " ".join(cmd), flush=True)
     done = subprocess.run(cmd)
     if done.returncode != 0:

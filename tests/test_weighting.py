@@ -163,8 +163,8 @@ def test_a_missing_solver_is_one_line_naming_the_pip_install(monkeypatch, tmp_pa
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "quadprog" else real(name, *a))
     result = invoke("run", *TINY_ARGS, "--weighting", "upgrad", "--run-dir", tmp_path / "r")
-    assert_bad_input(result, "weighting upgrad: upgrad needs the quadprog solver (quadprog missing)",
-                     "pip install 'mtlbench[solvers]'")
+    assert_bad_input(result, "weighting upgrad: upgrad needs the quadprog solver (quadprog",
+                     "missing): pip install 'mtlbench[solvers]'")
     assert not (tmp_path / "r").exists()
 
 
@@ -182,3 +182,20 @@ def test_list_weightings_shows_every_method_with_its_level_paper_and_extra():
     for fragment in ("Kendall, Gal, Cipolla, CVPR 2018", "Navon et al., ICML 2022", "(gradient level)",
                      "(loss level)", "needs pip install 'mtlbench[solvers]'", "implementation: torchjd"):
         assert fragment in text, fragment
+
+
+def test_method_options_reach_the_method_and_bad_values_are_named():
+    from mtlbench.engine.build import build_weighting
+
+    cfg = _resolved(weighting={"name": "dwa", "options": {"temperature": 0.5}})
+    assert build_weighting(cfg, ["depth", "seg", "edge"]).temperature == 0.5
+    cfg = _resolved(weighting={"name": "mgda", "options": {"through": "representation"}})
+    assert build_weighting(cfg, ["depth", "seg", "edge"]).through == "representation"
+    with pytest.raises(MtlbenchError, match=r"temperature.*must be a number > 0, got -1"):
+        _resolved(weighting={"name": "dwa", "options": {"temperature": -1}})
+    with pytest.raises(MtlbenchError, match=r"through.*must be 'parameters' or 'representation', got 'encoder'"):
+        _resolved(weighting={"name": "pcgrad", "options": {"through": "encoder"}})
+    with pytest.raises(MtlbenchError, match=r"weighting moco takes no option 'through'"):
+        _resolved(weighting={"name": "moco", "options": {"through": "representation"}})
+    with pytest.raises(MtlbenchError, match=r"did you mean 'temperature'"):
+        _resolved(weighting={"name": "dwa", "options": {"temprature": 2.0}})

@@ -589,10 +589,10 @@ def test_every_method_trains_through_mtlbench_run(name, tmp_path):
     from tests.conftest import TINY_ARGS, invoke
 
     _available(name)
-    result = invoke("run", *TINY_ARGS, "--epochs", "2", "--weighting", name, "--run-dir", tmp_path / "r")
+    result = invoke("run", *TINY_ARGS, "--weighting", name, "--run-dir", tmp_path / "r")
     assert result.exit_code == 0, result.output
     log = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in log] == [1, 2]
+    assert [r["epoch"] for r in log] == [1]
     assert all(math.isfinite(v) for r in log for v in r["train"].values())
     if name not in ("graddrop", "config"):  # their updates are not weighted sums: no weights
         assert all(list(r["weights"]) == ["depth", "seg", "edge"] for r in log)
