@@ -43,14 +43,19 @@ def config(a: argparse.Namespace, method: str) -> RunConfig:
                       "train": {"batch_size": a.batch, "device": a.device, "seed": 0}}, RunConfig())
 
 
-def measure(a: argparse.Namespace, method: str) -> dict[str, Any]:
+def setup(a: argparse.Namespace, method: str) -> tuple[Any, dict[str, torch.Tensor]]:
+    """The run's parts, the model in training mode, and one training batch (the same for every method)."""
     parts = build_run(config(a, method))
+    parts.model.train()
+    raw = next(batches(parts.dataset_splits().train, a.batch, True, 0, True))
+    return parts, parts.pipeline(raw, train=True, seed=0)
+
+
+def measure(a: argparse.Namespace, method: str) -> dict[str, Any]:
+    parts, batch = setup(a, method)
     model, w, device = parts.model, parts.weighting, parts.device
-    model.train()
     params = [*model.parameters(), *w.parameters()]
     opt = torch.optim.Adam(params, lr=1e-4)
-    raw = next(batches(parts.dataset_splits().train, a.batch, True, 0, True))
-    batch = parts.pipeline(raw, train=True, seed=0)
 
     def sync() -> None:
         if device.type == "cuda":
@@ -87,11 +92,8 @@ def measure(a: argparse.Namespace, method: str) -> dict[str, Any]:
 def gramian_routes(a: argparse.Namespace) -> dict[str, float]:
     from torchjd.autogram import Engine
 
-    parts = build_run(config(a, "mgda"))
+    parts, batch = setup(a, "mgda")
     model = parts.model
-    model.train()
-    raw = next(batches(parts.dataset_splits().train, a.batch, True, 0, True))
-    batch = parts.pipeline(raw, train=True, seed=0)
     shared = [p for p in model.shared_parameters() if p.requires_grad]
 
     def losses() -> torch.Tensor:

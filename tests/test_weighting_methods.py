@@ -21,7 +21,7 @@ from torch.testing import assert_close
 from mtlbench.models.base import MultiTaskModel
 from mtlbench.registry import WEIGHTINGS
 from mtlbench.weighting import GradientWeighting, Weighting
-from mtlbench.weighting.gradient import project_simplex
+from mtlbench.weighting.gradient import EXTRAS, project_simplex
 
 TASKS = ["a", "b", "c"]
 ALL = WEIGHTINGS.names()
@@ -160,14 +160,14 @@ def test_imtl_g_projects_equally_on_every_unit_gradient():
 
 
 def test_cagrad_at_c_zero_is_the_mean_gradient():
-    pytest.importorskip("cvxpy", reason="cagrad's solver (mtlbench[solvers]) is not installed")
+    _available("cagrad")
     rows = torch.tensor([[1.0, 0.0, 2.0], [-0.5, 1.0, 0.0], [0.0, 0.3, -1.0]])
     g, _ = gradient_of("cagrad", rows, c=0.0)
     assert_close(g, rows.mean(0), rtol=1e-4, atol=1e-4)
 
 
 def test_nash_mtl_weights_solve_the_bargaining_condition():
-    pytest.importorskip("ecos", reason="nash_mtl's solver (mtlbench[solvers]) is not installed")
+    _available("nash_mtl")
     rows = torch.tensor([[1.0, 0.2, 0.0], [0.1, 2.0, 0.0], [0.0, 0.3, 0.5]])
     _, w = gradient_of("nash_mtl", rows, max_norm=0.0)
     alpha = w.applied.double()
@@ -186,7 +186,7 @@ def test_fairgrad_at_alpha_one_meets_the_proportional_fairness_condition():
 
 @pytest.mark.parametrize("name", ["upgrad", "dualproj"])
 def test_dual_cone_methods_never_conflict_with_a_task(name):
-    pytest.importorskip("quadprog", reason=f"{name}'s solver (mtlbench[solvers]) is not installed")
+    _available(name)
     rows = torch.tensor([[1.0, 0.0, 0.0], [-2.0, 0.5, 0.0], [0.0, -1.0, 0.1]])
     assert (rows @ rows.mean(0) < 0).any()  # the mean conflicts with some task
     g, w = gradient_of(name, rows)
@@ -198,7 +198,7 @@ def test_dual_cone_methods_never_conflict_with_a_task(name):
 
 
 def test_upgrad_leaves_non_conflicting_gradients_as_their_mean():
-    pytest.importorskip("quadprog", reason="upgrad's solver (mtlbench[solvers]) is not installed")
+    _available("upgrad")
     rows = torch.tensor([[1.0, 0.2, 0.0], [0.5, 1.0, 0.0]])
     g, _ = gradient_of("upgrad", rows)
     assert_close(g, rows.mean(0), rtol=1e-4, atol=1e-5)
@@ -422,10 +422,11 @@ def test_a_torchjd_method_receives_the_shared_jacobian_in_task_order(name):
 # -- every method trains, resumes, runs under bf16 -------------------------------------------------
 
 def _available(name: str) -> None:
-    extra = WEIGHTINGS.entry(name).meta.get("extra")
-    if extra:
-        for module in {"cagrad": ("cvxpy",), "nash_mtl": ("cvxpy", "ecos")}.get(name, ("quadprog",)):
-            pytest.importorskip(module, reason=f"{name} needs {extra}, not installed")
+    """Skip, saying why, when the solver ``name`` needs (``mtlbench[solvers]``) is not installed."""
+    solver = WEIGHTINGS.entry(name).meta.get("solver")
+    if solver:
+        for module in EXTRAS[solver][0]:
+            pytest.importorskip(module, reason=f"{name} needs {EXTRAS[solver][1]}, not installed")
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -228,10 +228,11 @@ class GradientWeighting(Weighting):
                 for v in values]
         # the methods see true gradients: several are not scale-equivariant (MGDA normalises)
         jacobian = torch.stack(rows) / scale
-        total = torch.stack([v.float() for v in values]).sum()
+        stacked = torch.stack([v.float() for v in values])
+        total = stacked.sum()
         if others:  # the task branches, pruned to them
             branch = self.branch_weights()
-            objective = total if branch is None else (branch * torch.stack([v.float() for v in values])).sum()
+            objective = total if branch is None else (branch * stacked).sum()
             torch.autograd.backward(objective * scale, inputs=others, retain_graph=through_rep)
         if through_rep:
             combined = self.aggregate_local(jacobian) * scale

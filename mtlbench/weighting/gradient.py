@@ -206,7 +206,7 @@ def _register(name: str, paper: str, doc: str, options: dict[str, Option] | None
     opts = {"through": THROUGH, **(options or {})} if through else dict(options or {})
     meta: dict[str, Any] = {"level": "gradient", "paper": paper, "implementation": implementation}
     if solver:
-        meta["extra"] = EXTRAS[solver][1]
+        meta["solver"], meta["extra"] = solver, EXTRAS[solver][1]
 
     def wrap(factory: Factory) -> Factory:
         factory.__doc__ = doc
