@@ -10,4 +10,10 @@ grep -qx "/.whl/" "$exclude" 2>/dev/null || echo "/.whl/" >> "$exclude"
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$py" --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -d .whl kornia kornia_rs segmentation-models-pytorch torchjd
+# the weightings' solvers (mtlbench[solvers]) without what the GPU machine has (numpy, scipy) or what
+# they never call there (scs: 43 MB)
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$py" --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
+  --platform manylinux2014_x86_64 --platform manylinux_2_27_x86_64 \
+  -d .whl cvxpy clarabel ecos osqp qdldl highspy "sparsediffpy<0.7" quadprog qpsolvers jinja2 markupsafe joblib
 ls .whl

@@ -357,14 +357,21 @@ def load(path: str | Path) -> RunConfig:
     """Read a ``config.toml``; any problem is one :class:`MtlbenchError` line."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise MtlbenchError(f"config file {path} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise MtlbenchError(f"cannot read config {path}: {exc}") from None
+    return loads(text, str(path))
+
+
+def loads(text: str, where: str = "config") -> RunConfig:
+    """A ``config.toml``'s text as a checked :class:`RunConfig`; ``where`` names it in errors."""
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise MtlbenchError(f"config {path} is not valid TOML: {exc}") from None
-    cfg = from_dict(upgrade_legacy(data), RunConfig(), where=str(path))
+        raise MtlbenchError(f"config {where} is not valid TOML: {exc}") from None
+    cfg = from_dict(upgrade_legacy(data), RunConfig(), where=where)
     validate(cfg)
     return cfg
 

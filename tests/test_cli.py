@@ -70,7 +70,8 @@ def test_a_config_file_keeps_its_model_and_tasks(tmp_path):
                     "--weighting", "uncertainty", "--epochs", "1", "--run-dir", third)
     assert result.exit_code == 0, result.output
     cfg = load(third / "config.toml")
-    assert (cfg.model.options, cfg.weighting.options) == ({"interaction": "guided_attention"}, {})
+    assert cfg.model.options == {"interaction": "guided_attention", "guidance": ["seg->depth", "edge->depth"]}
+    assert cfg.weighting.options == {}
     assert list(cfg.loss.names) == ["seg", "edge"] and cfg.train.select == "val/total/loss"
 
 

@@ -92,7 +92,8 @@ def test_an_unknown_key_in_an_old_file_is_still_refused(tmp_path):
 def test_settings_over_a_resolved_config_drop_the_tables_of_what_they_replace():
     base = tiny_config(tasks=["depth", "seg"], weighting={"name": "fixed", "options": {"weights": {"seg": 2.0}}})
     resolve(base)
-    assert base.train.select == "val/depth/loss" and base.model.options == {"interaction": "guided_attention"}
+    assert base.train.select == "val/depth/loss"
+    assert base.model.options == {"interaction": "guided_attention", "guidance": ["seg->depth", "edge->depth"]}
     cfg = C.from_dict({"model": {"name": "hps"}, "data": {"name": "nyud_mt", "root": "x"}, "tasks": ["seg"]}, base)
     C.rebase(cfg, base)
     resolve(cfg)

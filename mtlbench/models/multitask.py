@@ -155,16 +155,40 @@ def known_interaction(name: str) -> None:
     INTERACTIONS.entry(name)  # an unknown name raises with the close matches
 
 
+def parse_guidance(edges: Sequence[str]) -> list[tuple[str, str]]:
+    """``["seg->depth", …]`` as (guide, target) pairs; an edge that is not two different known
+    tasks, or that repeats, is an error naming it."""
+    pairs: list[tuple[str, str]] = []
+    for edge in edges:
+        parts = str(edge).split("->")
+        if len(parts) != 2 or any(p.strip() not in DECODERS for p in parts) or parts[0].strip() == parts[1].strip():
+            raise MtlbenchError(f"guidance edge {edge!r}: write GUIDE->TARGET with two different tasks of "
+                                f"{', '.join(DECODERS)}, e.g. \"seg->depth\"")
+        pair = (parts[0].strip(), parts[1].strip())
+        if pair in pairs:
+            raise MtlbenchError(f"guidance edge {edge!r} is given twice")
+        pairs.append(pair)
+    return pairs
+
+
+def _check_guidance(edges: Sequence[str]) -> None:
+    parse_guidance(edges)
+
+
 @MODELS.register("mtinet", tasks=tuple(DECODERS), options={
     "interaction": Option("guided_attention", "guidance module (mtlbench list interactions)", known_interaction),
+    "guidance": Option([f"{g}->{t}" for g, t in SEED_GUIDANCE], "guidance edges GUIDE->TARGET, applied in order "
+                       "(an edge whose tasks are not both trained is off; [] is no guidance)", _check_guidance),
 })
-def mtinet(tasks: Mapping[str, Task], backbone: Backbone, interaction: str) -> MultiTaskNet:
+def mtinet(tasks: Mapping[str, Task], backbone: Backbone, interaction: str,
+           guidance: Sequence[str] = ("seg->depth", "edge->depth")) -> MultiTaskNet:
     """Seed model: seg→depth and edge→depth guided attention on task features, task decoders."""
-    pairs = [(g, t) for g, t in SEED_GUIDANCE if g in tasks and t in tasks]
-    guidance = {p: INTERACTIONS.build(interaction, backbone.width) for p in pairs}
-    model = MultiTaskNet(tasks, backbone, guidance)
+    edges = parse_guidance(guidance)
+    pairs = [(g, t) for g, t in edges if g in tasks and t in tasks]
+    modules = {p: INTERACTIONS.build(interaction, backbone.width) for p in pairs}
+    model = MultiTaskNet(tasks, backbone, modules)
     model.notes = [f"{line} [{interaction}]" if line.endswith(": on") else line
-                   for line in guidance_report(list(tasks))]
+                   for line in guidance_report(list(tasks), edges)] or ["guidance: none"]
     return model
 
 

@@ -32,6 +32,7 @@ class TableData:
     rows: list[list[str]]
     sections: list[int] = field(default_factory=list)  # row indices preceded by a rule
     raw: list[dict[str, Any]] = field(default_factory=list)  # per row, unformatted values (JSON)
+    bold: set[tuple[int, int]] = field(default_factory=set)  # (row, column) of cells to stress (the best)
 
 
 def to_rich(data: TableData, columns: Sequence[int] | None = None, title: str | None = None,
@@ -49,7 +50,7 @@ def to_rich(data: TableData, columns: Sequence[int] | None = None, title: str | 
     for r, row in enumerate(data.rows):
         if r in data.sections:
             table.add_section()
-        table.add_row(*(escape(row[i]) for i in keep))
+        table.add_row(*(f"[bold]{escape(row[i])}[/bold]" if (r, i) in data.bold else escape(row[i]) for i in keep))
     return table
 
 
@@ -95,8 +96,9 @@ def to_markdown(tables: Sequence[TableData]) -> str:
         out.append(f"**{_md_cell(t.title)}**\n")
         out.append("| " + " | ".join(_md_cell(c) for c in t.columns) + " |")
         out.append("|" + "|".join(["---"] + ["---:"] * (len(t.columns) - 1)) + "|")
-        for row in t.rows:
-            out.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
+        for r, row in enumerate(t.rows):
+            out.append("| " + " | ".join(f"**{_md_cell(c)}**" if (r, i) in t.bold else _md_cell(c)
+                                         for i, c in enumerate(row)) + " |")
         out.append(f"\n*{_md_cell(t.caption)}*\n")
     return "\n".join(out)
 
@@ -104,7 +106,7 @@ def to_markdown(tables: Sequence[TableData]) -> str:
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   "δ": r"$\delta$", "Δ": r"$\Delta$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "²": r"$^2$",
-                  "³": r"$^3$", "×": r"$\times$", "–": "--", "—": "---"}
+                  "³": r"$^3$", "×": r"$\times$", "±": r"$\pm$", "†": r"$^\dagger$", "–": "--", "—": "---"}
 
 
 def latex_escape(text: str) -> str:
@@ -122,7 +124,8 @@ def to_latex(tables: Sequence[TableData]) -> str:
         for i, row in enumerate(t.rows):
             if i in t.sections and i:
                 out.append(r"\midrule")
-            out.append(" & ".join(latex_escape(c) for c in row) + r" \\")
+            out.append(" & ".join(rf"\textbf{{{latex_escape(c)}}}" if (i, j) in t.bold else latex_escape(c)
+                                  for j, c in enumerate(row)) + r" \\")
         out += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(out)
 

@@ -1,0 +1,1 @@
+"""Ablation sweeps: specs, plans, execution and tables (``mtlbench ablate``)."""

@@ -1,0 +1,165 @@
+"""Running a sweep's jobs: in this process, in local worker processes (one GPU each where there
+are GPUs), or as a Slurm job array through submitit.
+
+:func:`run_job` is the one thing every executor calls; it needs nothing but the job, so it can be
+pickled to a worker or a Slurm node. It trains the run as ``mtlbench run`` would (resuming a run
+with a checkpoint, starting over in a folder that holds anything else) and returns an outcome
+instead of raising, recording a failure's error in the run directory so the sweep can report it.
+Torch is imported inside the functions: a spawned worker sets its GPU and threads first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mtlbench.ablation.plan import ERROR_FILE, Job, state
+from mtlbench.errors import MtlbenchError
+from mtlbench.fileio import atomic_write
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    seconds: float  # wall time of the whole job, building included
+    train_seconds: float = 0.0  # what the run's own metrics.json counts as training
+    error: str = ""
+
+
+def _resumable(job: Job) -> bool:
+    from mtlbench.engine.trainer import load_checkpoint  # lazy: imports torch
+
+    if state(job) != "partial":
+        return False
+    try:
+        load_checkpoint(job.run_dir / "last.pt")
+        return True
+    except MtlbenchError:  # a checkpoint cut short: start over
+        return False
+
+
+def run_job(job: Job) -> Outcome:
+    """Train ``job`` to its ``metrics.json``; any exception becomes a failed outcome recorded in
+    ``ERROR_FILE`` (KeyboardInterrupt is not caught: the run resumes next time)."""
+    from mtlbench import config as C
+    from mtlbench.engine.build import build_run  # lazy: imports torch
+    from mtlbench.engine.trainer import Trainer  # lazy: imports torch
+
+    start = time.perf_counter()
+    try:
+        cfg = C.loads(job.config, str(job.run_dir / "config.toml"))
+        resume = _resumable(job)
+        if not resume and job.run_dir.exists():
+            shutil.rmtree(job.run_dir)
+        job.run_dir.mkdir(parents=True, exist_ok=True)
+        parts = build_run(cfg)
+        result = Trainer(parts, job.run_dir).fit(resume=resume)
+    except Exception as exc:  # one run's failure must not stop the sweep
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        line = f"{type(exc).__name__}: {first}" if not isinstance(exc, MtlbenchError) else first
+        try:
+            job.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(job.run_dir / ERROR_FILE, lambda f: f.write(line + "\n\n" + traceback.format_exc()),
+                         mode="w")
+        except OSError:
+            pass
+        return Outcome(False, time.perf_counter() - start, error=line)
+    (job.run_dir / ERROR_FILE).unlink(missing_ok=True)
+    return Outcome(True, time.perf_counter() - start, float(result.get("train_time_s", 0.0)))
+
+
+Report = Callable[[Job, Outcome], None]
+
+
+def run_here(jobs: Sequence[Job], report: Report, started: Callable[[Job], None]) -> None:
+    """One job after the other in this process."""
+    for job in jobs:
+        started(job)
+        report(job, run_job(job))
+
+
+def _init_worker(slots: Any, gpus: int, threads: int) -> None:
+    """Pin a spawned worker to its GPU (round robin over ``gpus``) or to ``threads`` CPU threads,
+    before it imports torch."""
+    slot = slots.get()
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+
+def run_pool(jobs: Sequence[Job], workers: int, report: Report, gpus: int) -> None:
+    """``workers`` spawned processes, each taking the next job; a worker that dies fails its job
+    (and the jobs the broken pool could not start), and the sweep goes on reporting."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = multiprocessing.get_context("spawn")  # fork would copy a process that may hold CUDA
+    slots = ctx.Queue()
+    for i in range(workers):
+        slots.put(i)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(slots, gpus, threads)) as pool:
+        futures = {pool.submit(run_job, job): job for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                outcome = future.result()
+            except BrokenProcessPool:
+                outcome = Outcome(False, time.perf_counter() - start,
+                                  error="its worker process died (killed, or out of memory)")
+            report(job, outcome)
+
+
+def check_executor(name: str) -> None:
+    """An unknown executor, or submitit missing for one that needs it: one line, before anything runs."""
+    if name not in EXECUTORS:
+        raise MtlbenchError(f"unknown --executor {name!r}: choose from {', '.join(EXECUTORS)}")
+    if name != "local":
+        try:
+            import submitit  # noqa: F401
+        except ImportError:
+            raise MtlbenchError(f"--executor {name} submits through submitit, which is not installed: "
+                                f"pip install 'mtlbench[slurm]'") from None
+
+
+def slurm_parameters(spec_executor: dict[str, Any], name: str) -> dict[str, Any]:
+    """The spec's ``[executor]`` table as submitit parameters (``slurm_*`` ones only reach Slurm)."""
+    from mtlbench.ablation.spec import EXECUTOR_KEYS
+
+    params = {EXECUTOR_KEYS[k]: v for k, v in spec_executor.items()}
+    params.setdefault("timeout_min", 60)
+    params["name"] = f"mtlbench-{name}"
+    return params
+
+
+def run_submitit(jobs: Sequence[Job], folder: Any, cluster: str, params: dict[str, Any], report: Report,
+                 submitted: Callable[[str], None]) -> None:
+    """Every job as one task of a job array (``cluster`` "slurm", or "local" to try a spec on
+    this machine), waiting for each; an interrupted wait leaves the jobs running."""
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    executor.update_parameters(**params)
+    start = time.perf_counter()
+    handles = executor.map_array(run_job, list(jobs))
+    if handles:
+        submitted(str(handles[0].job_id).split("_")[0])
+    for handle, job in zip(handles, jobs):
+        try:
+            outcome = handle.result()
+        except Exception as exc:  # the job itself died (time limit, node failure, ...)
+            line = str(exc).strip().splitlines()
+            outcome = Outcome(False, time.perf_counter() - start,
+                              error=f"{type(exc).__name__}: {line[0] if line else ''}")
+        report(job, outcome)

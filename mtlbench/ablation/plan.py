@@ -1,0 +1,244 @@
+"""From a :class:`~mtlbench.ablation.spec.Spec` to the runs a sweep needs, each resolved and
+checked before any of them starts, and what state each one's directory is in.
+
+Every (cell, seed) and every (reference task, seed) is one ordinary run directory in the store,
+named by a hash of its resolved ``config.toml``: the same configuration is the same directory, so
+finished runs are found again by any sweep that needs them (references shared between cells and
+between sweeps that use one ``--store``), and a changed setting is a new run, never a stale one.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtlbench import config as C
+from mtlbench.ablation.spec import Cell, Settings, Spec
+from mtlbench.errors import MtlbenchError
+from mtlbench.rundir import RunDir
+
+ERROR_FILE = "ablate-error.txt"  # a failed run's error, removed when it succeeds
+STATES = ("done", "partial", "failed", "corrupt", "missing")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of the sweep: its resolved configuration and its directory."""
+
+    config: str  # the resolved config.toml text
+    run_dir: Path
+    seed: int
+    tasks: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return self.run_dir.name
+
+
+@dataclass
+class Plan:
+    spec: Spec
+    out: Path
+    store: Path
+    jobs: list[Job]  # unique, in a stable order: cells by row and axes, then references
+    cells: dict[str, dict[int, Job]]  # cell label → seed → job
+    references: dict[str, dict[str, dict[int, Job]]]  # cell label → task → seed → job
+    tasks: dict[str, tuple[str, ...]] = field(default_factory=dict)  # cell label → its tasks
+
+    @property
+    def reference_runs(self) -> int:
+        """Runs only references need (a reference that is also a cell counts as a cell)."""
+        return len(self.jobs) - len({j.run_dir for by_seed in self.cells.values() for j in by_seed.values()})
+
+    def shard(self, index: int, count: int) -> list[Job]:
+        """Jobs ``index`` (1-based) of ``count``: every ``count``-th job, so shards are disjoint and
+        together complete whatever is already done."""
+        return [j for i, j in enumerate(self.jobs) if i % count == index - 1]
+
+
+def _nest(key: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = copy.deepcopy(value)
+    return out
+
+
+def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+
+
+def _in_table(parts: list[str]) -> bool:
+    """Whether a dotted key lives inside a factory's table (``model.options.grid``, ``loss.names.depth``)."""
+    return len(parts) >= 3 and (parts[1] == "options" or parts[:2] == ["loss", "names"])
+
+
+def apply(cfg: C.RunConfig, settings: Settings, where: str) -> C.RunConfig:
+    """``cfg`` with dotted ``settings`` laid over it as ``run`` lays its flags over a preset: a
+    setting that chooses another dataset, model, weighting, task list or loss drops the options
+    of what it replaces, then the options the settings give are set."""
+    plain: dict[str, Any] = {}
+    tables: list[tuple[list[str], Any]] = []
+    for key, value in settings.items():
+        parts = key.split(".")
+        if not all(parts):
+            raise MtlbenchError(f"{where}: {key!r} is not a setting key (SECTION.NAME, e.g. model.backbone)")
+        if parts == ["train", "seed"]:
+            raise MtlbenchError(f"{where}: train.seed is set by the spec's seeds = [...], not by a setting")
+        if _in_table(parts):
+            tables.append((parts, value))
+        else:
+            _merge(plain, _nest(key, value))
+    new = C.from_dict(plain, copy.deepcopy(cfg), where=where)  # never edits ``cfg``
+    C.rebase(new, cfg)
+    names = [(p, v) for p, v in tables if p[:2] == ["loss", "names"]]
+    for parts, value in names + [(p, v) for p, v in tables if p[:2] != ["loss", "names"]]:
+        section = getattr(new, parts[0], None)
+        target = getattr(section, parts[1], None) if section is not None else None
+        if not isinstance(target, dict):
+            raise MtlbenchError(f"{where}: unknown key {'.'.join(parts)!r} (options live in data.options, "
+                                f"model.options, weighting.options, loss.options.TASK; losses in loss.names.TASK)")
+        if parts[:2] == ["loss", "names"] and new.loss.names.get(parts[2]) != value:
+            new.loss.options.pop(parts[2], None)  # the options of the loss it replaces
+        for p in parts[2:-1]:
+            node = target.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise MtlbenchError(f"{where}: {'.'.join(parts)}: {p} is a value, not a table")
+            target = node
+        target[parts[-1]] = copy.deepcopy(value)
+    return new
+
+
+def identity(cfg: C.RunConfig) -> str:
+    """A stable name for a resolved configuration: the hash of its ``config.toml``."""
+    return hashlib.sha256(C.dumps(cfg).encode()).hexdigest()[:12]
+
+
+def _job(cfg: C.RunConfig, store: Path) -> Job:
+    name = f"{cfg.model.name}-{'-'.join(cfg.tasks)}-s{cfg.train.seed}-{identity(cfg)}"
+    return Job(C.dumps(cfg), store / name, cfg.train.seed, tuple(cfg.tasks))
+
+
+def base_config(spec: Spec) -> C.RunConfig:
+    """The spec's preset or config file with ``[base]`` laid over it (not yet resolved)."""
+    where = f"{spec.path}: base"
+    try:
+        start = C.load(spec.config) if spec.config is not None else C.preset(spec.preset)
+        return apply(start, spec.base, where)
+    except MtlbenchError as exc:
+        raise MtlbenchError(f"{where}: {exc}" if not str(exc).startswith(where) else str(exc)) from None
+
+
+def _resolved(base: C.RunConfig, layers: list[tuple[Settings, str]], seed: int, tasks: list[str] | None,
+              what: str) -> C.RunConfig:
+    from mtlbench.engine.build import resolve  # lazy: imports torch
+
+    try:
+        cfg = copy.deepcopy(base)  # resolve() fills tables in place
+        for settings, where in layers:
+            cfg = apply(cfg, settings, where)
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+        if tasks is not None:
+            one = dataclasses.replace(cfg, tasks=list(tasks))
+            C.rebase(one, cfg)
+            cfg = one
+        resolve(cfg)
+    except MtlbenchError as exc:
+        raise MtlbenchError(f"{what}: {exc}") from None
+    return cfg
+
+
+def _followed(cell: Cell, prefixes: tuple[str, ...]) -> Settings:
+    return {k: v for k, v in cell.settings.items() if any(k == p or k.startswith(p) for p in prefixes)}
+
+
+def make_plan(spec: Spec, out: Path, store: Path | None = None) -> Plan:
+    """Resolve every cell and reference for every seed; the first problem is one error line
+    naming the cell, and nothing has been written."""
+    store = store if store is not None else out / "runs"
+    base = base_config(spec)
+    jobs: dict[Path, Job] = {}
+    cells: dict[str, dict[int, Job]] = {}
+    tasks: dict[str, tuple[str, ...]] = {}
+    refs: dict[str, dict[str, dict[int, Job]]] = {}
+    for cell in spec.cells:
+        cells[cell.label] = {}
+        for seed in spec.seeds:
+            cfg = _resolved(base, [(cell.settings, f"cell {cell.label!r}")], seed, None,
+                            f"{spec.path}: cell {cell.label!r}")
+            job = jobs.setdefault(_job(cfg, store).run_dir, _job(cfg, store))
+            cells[cell.label][seed] = job
+            tasks[cell.label] = job.tasks
+    r = spec.references
+    if r is not None:
+        for cell in spec.cells:
+            if len(tasks[cell.label]) < 2:
+                continue
+            wanted = r.tasks or list(base.tasks)
+            unknown = [t for t in wanted if t not in tasks[cell.label]]
+            if len(unknown) == len(wanted):
+                continue  # none of this cell's tasks has a reference
+            refs[cell.label] = {}
+            for task in (t for t in wanted if t in tasks[cell.label]):
+                refs[cell.label][task] = {}
+                for seed in spec.seeds:
+                    layers = [(r.set, "references.set"), (_followed(cell, r.follow), f"cell {cell.label!r}")]
+                    cfg = _resolved(base, layers, seed, [task],
+                                    f"{spec.path}: the {task} reference of cell {cell.label!r}")
+                    job = jobs.setdefault(_job(cfg, store).run_dir, _job(cfg, store))
+                    refs[cell.label][task][seed] = job
+    return Plan(spec, out, store, list(jobs.values()), cells, refs, tasks)
+
+
+# -- what a run directory holds ------------------------------------------------------------------
+
+def read_metrics(job: Job) -> dict[str, Any] | None:
+    """The finished run's ``metrics.json`` when it is whole and belongs to this job's configuration,
+    else ``None``: a half-written or foreign directory is never averaged."""
+    rd = RunDir(job.run_dir)
+    try:
+        metrics = json.loads(rd.metrics.read_text())
+        same = C.dumps(C.load(rd.config)) == job.config
+    except (OSError, ValueError, MtlbenchError):
+        return None
+    ok = isinstance(metrics, dict) and isinstance(metrics.get("test"), dict) and metrics["test"]
+    return metrics if ok and same else None
+
+
+def state(job: Job) -> str:
+    """``done`` (a whole ``metrics.json``), ``failed`` (its error recorded), ``partial`` (a
+    checkpoint to resume from), ``corrupt`` (anything else in the folder: rerun from scratch) or
+    ``missing``."""
+    rd = RunDir(job.run_dir)
+    if not job.run_dir.exists():
+        return "missing"
+    if read_metrics(job) is not None:
+        return "done"
+    if (job.run_dir / ERROR_FILE).is_file():
+        return "failed"
+    try:
+        same = C.dumps(C.load(rd.config)) == job.config
+    except MtlbenchError:
+        same = False
+    if same and rd.last.is_file() and not rd.metrics.exists():
+        return "partial"
+    return "corrupt" if any(job.run_dir.iterdir()) else "missing"
+
+
+def error_of(job: Job) -> str:
+    """The first line of a failed run's recorded error."""
+    try:
+        return (job.run_dir / ERROR_FILE).read_text().strip().splitlines()[0]
+    except (OSError, IndexError):
+        return "failed"

@@ -1,0 +1,290 @@
+"""``mtlbench ablate``: specs, plans, execution, resumption, shards, submitit, tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mtlbench import config as C
+from mtlbench.ablation.plan import apply, make_plan, state
+from mtlbench.ablation.report import holm, welch_p
+from mtlbench.ablation.spec import load_spec
+from mtlbench.errors import MtlbenchError
+from mtlbench.report.results import delta_m, flat
+from tests.conftest import assert_bad_input, invoke
+
+# a sweep of two axes (2 × 2) over a model that trains in about a second
+TINY_SPEC = """
+name = "tiny"
+preset = "quick"
+seeds = [0, 1]
+columns = ["depth/rmse", "seg/miou", "seg/pixel_acc"]
+compare_to = "weighting=fixed, lr=0.001"
+
+[base]
+tasks = ["depth", "seg"]
+model.name = "hps"
+model.backbone = "test_resnet"
+model.width = 16
+data.size = 64
+data.options.frames = 24
+train.epochs = EPOCHS
+train.batch_size = 8
+train.device = "cpu"
+
+[references]
+set = { "model.name" = "hps" }
+
+[[axes]]
+key = "weighting.name"
+values = ["fixed", "uncertainty"]
+
+[[axes]]
+key = "train.lr"
+values = [1e-3, 1e-2]
+"""
+
+
+# the same without a comparison row, for specs that add rows (which rename the cells)
+PLAIN_SPEC = TINY_SPEC.replace('compare_to = "weighting=fixed, lr=0.001"', "")
+
+
+def write_spec(folder: Path, text: str = TINY_SPEC, epochs: int = 1, name: str = "tiny.toml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text.replace("EPOCHS", str(epochs)))
+    return path
+
+
+def ablate(*args: object, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``mtlbench ablate`` in a subprocess, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "mtlbench", "ablate", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def table_values(out: Path) -> list[dict]:
+    return json.loads((out / "table.json").read_text())[0]["values"]
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny sweep, run once without interruption."""
+    root = tmp_path_factory.mktemp("whole")
+    spec = write_spec(root)
+    done = ablate(spec, "--out", root / "out")
+    assert done.returncode == 0, done.stderr
+    return root / "out"
+
+
+# -- the spec ----------------------------------------------------------------------------------
+
+def test_cells_are_rows_times_the_grid_or_the_zip(tmp_path):
+    spec = load_spec(write_spec(tmp_path, PLAIN_SPEC + '\n[[rows]]\nname = "a"\n[[rows]]\nname = "b"\n'
+                                "set = { \"model.width\" = 8 }\n"))
+    assert len(spec.cells) == 2 * 2 * 2
+    assert spec.cells[0].label == "a, weighting=fixed, lr=0.001"
+    assert spec.cells[-1].settings == {"model.width": 8, "weighting.name": "uncertainty", "train.lr": 1e-2}
+    zipped = load_spec(write_spec(tmp_path, 'combine = "zip"\n' + PLAIN_SPEC, name="zip.toml"))
+    assert [c.label for c in zipped.cells] == ["weighting=fixed, lr=0.001", "weighting=uncertainty, lr=0.01"]
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (('values = [1e-3, 1e-2]', 'values = []'), "axis 'train.lr' has no values"),
+    (("seeds = [0, 1]", "seeds = [0, 1, 0]"), "seeds repeat 0"),
+    (('name = "tiny"', 'name = "tiny"\nsedes = [1]'), "unknown key 'sedes' (did you mean 'seeds'?)"),
+    (('compare_to = "weighting=fixed, lr=0.001"', 'compare_to = "weighting=fixed"'), "compare_to 'weighting=fixed'"),
+])
+def test_bad_specs_are_one_line_and_nothing_runs(tmp_path, edit, fragment):
+    spec = write_spec(tmp_path, TINY_SPEC.replace(*edit))
+    assert_bad_input(invoke("ablate", spec, "--out", tmp_path / "out"), fragment)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (('key = "train.lr"', 'key = "train.lrate"'), "cell 'weighting=fixed, lrate=0.001'"),
+    (('key = "weighting.name"', 'key = "weighting.nmae"'), "unknown key 'nmae' (did you mean 'name'?)"),
+    (('values = ["fixed", "uncertainty"]', 'values = ["fixed", "uncertainity"]'), "uncertainty"),
+    (('model.width = 16', 'model.width = 16\nmodel.options.gate = 1'), "takes no option 'gate'"),
+])
+def test_every_cell_is_resolved_before_anything_runs(tmp_path, edit, fragment):
+    spec = write_spec(tmp_path, PLAIN_SPEC.replace(*edit))
+    result = invoke("ablate", spec, "--out", tmp_path / "out")
+    assert_bad_input(result, fragment)
+    assert not (tmp_path / "out").exists()
+
+
+def test_settings_replace_the_options_of_what_they_replace():
+    base = C.preset("quick")
+    cfg = apply(base, {"weighting.name": "dwa", "weighting.options.temperature": 3.0}, "cell")
+    assert (cfg.weighting.name, cfg.weighting.options) == ("dwa", {"temperature": 3.0})
+    cfg = apply(base, {"loss.options.depth.beta": 0.0}, "cell")
+    assert cfg.loss.options == {"depth": {"beta": 0.0}} and base.loss.options == {}  # the base is untouched
+    swapped = apply(apply(base, {"loss.options.depth.beta": 0.0}, "a"), {"loss.names.depth": "l1_depth"}, "b")
+    assert swapped.loss.names == {"depth": "l1_depth"} and "depth" not in swapped.loss.options
+    with pytest.raises(MtlbenchError, match="set by the spec's seeds"):
+        apply(base, {"train.seed": 3}, "cell")
+
+
+def test_references_are_shared_between_cells_and_follow_the_data(tmp_path):
+    spec = load_spec(write_spec(tmp_path, PLAIN_SPEC + '\n[[rows]]\nname = "small"\nset = { "data.size" = 32 }\n'
+                                '[[rows]]\nname = "other"\nset = { "train.epochs" = 2 }\n'))
+    plan = make_plan(spec, tmp_path / "out")
+    refs = {label: {t: by_seed[0].run_dir for t, by_seed in by_task.items()} for label, by_task in plan.references.items()}
+    other = refs["other, weighting=fixed, lr=0.001"]
+    assert refs["other, weighting=uncertainty, lr=0.01"] == other  # shared: epochs are not followed
+    assert refs["small, weighting=fixed, lr=0.001"]["depth"] != other["depth"]  # data.size is
+    small = C.loads(plan.references["small, weighting=fixed, lr=0.001"]["depth"][0].config)
+    assert (small.data.size, small.model.name, small.tasks) == (32, "hps", ["depth"])
+    assert len({j.run_dir for j in plan.jobs}) == len(plan.jobs) == 16 + 2 * 2 * 2  # 8 cells × 2 seeds + refs
+
+
+# -- statistics ------------------------------------------------------------------------------
+
+def test_welch_and_holm_against_hand_computed_values():
+    # t = (2 − 5) / sqrt(1/3 + 1/3) = −3.674, Welch df = 4: two-sided p = 0.02131
+    assert welch_p([1, 2, 3], [4, 5, 6]) == pytest.approx(0.02131, abs=2e-5)
+    assert welch_p([1, 1], [1, 1]) is None and welch_p([1], [2, 3]) is None
+    assert holm([0.01, 0.04, 0.03, None]) == pytest.approx([0.03, 0.06, 0.06, None])
+
+
+# -- running -------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_the_table_is_the_cells_own_metrics(whole):
+    manifest = json.loads((whole / "sweep.json").read_text())
+    rows = {r["setting"]: r for r in table_values(whole)}
+    refs = manifest["references"]["weighting=fixed, lr=0.001"]
+    reference = {}
+    for task, by_seed in refs.items():
+        runs = [flat(json.loads((Path(d) / "metrics.json").read_text())["test"]) for d in by_seed.values()]
+        reference.update({k: statistics.fmean(r[k] for r in runs) for k in runs[0] if k.startswith(task + "/")})
+    for label, by_seed in manifest["cells"].items():
+        runs = [flat(json.loads((Path(d) / "metrics.json").read_text())["test"]) for d in by_seed.values()]
+        row = rows[label]
+        assert row["seeds"] == [0, 1]
+        for key in ("depth/rmse", "seg/miou", "seg/pixel_acc"):
+            values = [r[key] for r in runs]
+            assert row["mean"][key] == pytest.approx(statistics.fmean(values), abs=1e-12)
+            assert row["std"][key] == pytest.approx(statistics.stdev(values), abs=1e-12)
+        deltas = [delta_m(r, reference, ["depth", "seg"], "mti") for r in runs]
+        assert row["mean"]["delta/mti"] == pytest.approx(statistics.fmean(deltas), abs=1e-9)
+    md = (whole / "table.md").read_text()
+    assert "| single-task references |" in md and md.count("2/2") == 5
+    assert (whole / "figure.png").stat().st_size > 1000 and "\\toprule" in (whole / "table.tex").read_text()
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_without_retraining_and_ends_identical(whole, tmp_path):
+    spec = write_spec(tmp_path)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "mtlbench", "ablate", str(spec), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 300
+    finished: list[Path] = []
+    while not finished and time.monotonic() < deadline and proc.poll() is None:
+        finished = list(out.glob("runs/*/metrics.json"))
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert finished, "the sweep finished no run before the deadline"
+    done = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.json")}
+    assert 0 < len(done) < 12  # killed mid-sweep
+    again = ablate(spec, "--out", out)
+    assert again.returncode == 0, again.stderr
+    assert all(p.stat().st_mtime_ns == t for p, t in done.items())  # finished runs were not retrained
+    assert f"{len(done)} done" in again.stderr
+    assert table_values(out) == table_values(whole)
+
+
+@pytest.mark.slow
+def test_shards_are_disjoint_complete_and_give_the_whole_table(whole, tmp_path):
+    spec = write_spec(tmp_path)
+    plan = make_plan(load_spec(spec), tmp_path / "out")
+    first, second = plan.shard(1, 2), plan.shard(2, 2)
+    assert not {j.run_dir for j in first} & {j.run_dir for j in second}
+    assert sorted(j.run_dir for j in first + second) == sorted(j.run_dir for j in plan.jobs)
+    one = ablate(spec, "--out", tmp_path / "out", "--shard", "1/2", "--jobs", "2")
+    assert one.returncode == 0, one.stderr
+    assert {state(j) for j in first} == {"done"} and {state(j) for j in second} == {"missing"}
+    two = ablate(spec, "--out", tmp_path / "out", "--shard", "2/2")
+    assert two.returncode == 0, two.stderr
+    assert table_values(tmp_path / "out") == table_values(whole)
+
+
+@pytest.mark.slow
+def test_a_failing_run_is_recorded_the_others_go_on_and_a_rerun_retries_it(tmp_path):
+    text = PLAIN_SPEC.replace('values = [1e-3, 1e-2]', 'values = [1e-3]').replace("seeds = [0, 1]", "seeds = [0]")
+    text += '\n[[rows]]\nname = "ok"\n[[rows]]\nname = "broken"\nset = { "data.name" = "nyud_mt", ' \
+            f'"data.root" = "{tmp_path / "nowhere"}" }}\n'
+    spec = write_spec(tmp_path, text)
+    first = ablate(spec, "--out", tmp_path / "out")
+    assert first.returncode == 1
+    assert "FAILED" in first.stderr and "'ok, weighting=fixed, lr=0.001' seed 0: done" in first.stderr
+    md = (tmp_path / "out" / "table.md").read_text()
+    assert "broken, weighting=fixed, lr=0.001 | – |" in md and "seed 0 failed" in md
+    again = ablate(spec, "--out", tmp_path / "out")
+    assert again.returncode == 1 and "failed" in again.stderr.splitlines()[1]  # planned as failed, retried
+    assert again.stderr.count("FAILED") == first.stderr.count("FAILED")
+
+
+@pytest.mark.slow
+def test_a_corrupt_run_directory_is_rerun_never_averaged(tmp_path):
+    text = TINY_SPEC.replace('values = [1e-3, 1e-2]', 'values = [1e-3]').replace(
+        'values = ["fixed", "uncertainty"]', 'values = ["fixed"]').replace("seeds = [0, 1]", "seeds = [0]")
+    text = text.replace("[references]\nset = { \"model.name\" = \"hps\" }\n", "")
+    spec = write_spec(tmp_path, text)
+    assert ablate(spec, "--out", tmp_path / "out").returncode == 0
+    (run,) = make_plan(load_spec(spec), tmp_path / "out").jobs
+    good = json.loads((run.run_dir / "metrics.json").read_text())
+    (run.run_dir / "metrics.json").write_text('{"test": {"depth": {"rmse": 99')  # cut short
+    assert state(run) == "corrupt"
+    dry = ablate(spec, "--out", tmp_path / "out", "--report-only")
+    assert "| weighting=fixed, lr=0.001 | – |" in (tmp_path / "out" / "table.md").read_text(), dry.stderr
+    assert ablate(spec, "--out", tmp_path / "out").returncode == 0
+    assert json.loads((run.run_dir / "metrics.json").read_text())["test"] == good["test"]
+
+
+@pytest.mark.slow
+def test_the_slurm_path_through_submitits_local_executor(tmp_path):
+    pytest.importorskip("submitit", reason="submitit is not installed (pip install 'mtlbench[slurm]')")
+    text = TINY_SPEC.replace('values = [1e-3, 1e-2]', 'values = [1e-3]').replace("seeds = [0, 1]", "seeds = [0]")
+    spec = write_spec(tmp_path, text + '\n[executor]\npartition = "gpu"\ntime = 10\n')
+    done = ablate(spec, "--out", tmp_path / "out", "--executor", "submitit-local")
+    assert done.returncode == 0, done.stderr
+    assert "submitted job array" in done.stderr
+    plan = make_plan(load_spec(spec), tmp_path / "out")
+    assert {state(j) for j in plan.jobs} == {"done"} and len(plan.jobs) == 2 + 2
+    assert list((tmp_path / "out" / "submitit").glob("*_log.out"))
+
+
+def test_an_out_folder_of_another_sweep_or_a_missing_submitit_is_refused(tmp_path, monkeypatch):
+    spec = write_spec(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sweep.json").write_text('{"name": "other"}')
+    assert_bad_input(invoke("ablate", spec, "--out", out), "holds sweep 'other', not 'tiny'")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("x")
+    assert_bad_input(invoke("ablate", spec, "--out", tmp_path / "busy"), "is not a sweep folder")
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import fails
+    assert_bad_input(invoke("ablate", spec, "--out", tmp_path / "new", "--executor", "slurm"),
+                     "pip install 'mtlbench[slurm]'")
+    assert_bad_input(invoke("ablate", spec, "--shard", "3/2"), "--shard '3/2'")
+    assert not (tmp_path / "new").exists()
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    spec = write_spec(tmp_path)
+    result = invoke("ablate", spec, "--out", tmp_path / "out", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "4 cells × 2 seeds + 4 reference runs = 12 runs" in result.stderr
+    assert result.stderr.count("missing") == 13 and not (tmp_path / "out").exists()
