@@ -137,7 +137,8 @@ def test_references_are_shared_between_cells_and_follow_the_data(tmp_path):
     spec = load_spec(write_spec(tmp_path, PLAIN_SPEC + '\n[[rows]]\nname = "small"\nset = { "data.size" = 32 }\n'
                                 '[[rows]]\nname = "other"\nset = { "train.epochs" = 2 }\n'))
     plan = make_plan(spec, tmp_path / "out")
-    refs = {label: {t: by_seed[0].run_dir for t, by_seed in by_task.items()} for label, by_task in plan.references.items()}
+    refs = {label: {t: by_seed[0].run_dir for t, by_seed in by_task.items()}
+            for label, by_task in plan.references.items()}
     other = refs["other, weighting=fixed, lr=0.001"]
     assert refs["other, weighting=uncertainty, lr=0.01"] == other  # shared: epochs are not followed
     assert refs["small, weighting=fixed, lr=0.001"]["depth"] != other["depth"]  # data.size is
