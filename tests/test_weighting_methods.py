@@ -209,7 +209,19 @@ def test_config_has_equal_cosine_to_every_gradient():
     g, w = gradient_of("config", rows)
     cos = (rows / rows.norm(dim=1, keepdim=True)) @ (g / g.norm())
     assert_close(cos, cos[0].expand(3), rtol=1e-4, atol=1e-5)
-    assert w.applied is None  # not a weighted sum: nothing to log
+    assert_close(w.applied @ rows, g)  # a weighted sum of the gradients, logged
+
+
+@pytest.mark.parametrize("case", ["random", "more tasks than dimensions", "a zero gradient", "parallel"])
+def test_config_from_the_gramian_is_torchjds_config(case):
+    import torchjd.aggregation as jd
+
+    torch.manual_seed(0)
+    rows = {"random": torch.randn(3, 50), "more tasks than dimensions": torch.randn(4, 2),
+            "a zero gradient": torch.cat([torch.randn(2, 6), torch.zeros(1, 6)]),
+            "parallel": torch.tensor([[1.0, 2.0, 0.0], [2.0, 4.0, 0.0], [0.0, 1.0, 1.0]])}[case].double()
+    w = WEIGHTINGS.build("config", ["depth", "seg", "edge", "normals"][:len(rows)])
+    assert_close(w.aggregate(rows), jd.ConFIG()(rows), rtol=1e-9, atol=1e-9)
 
 
 def test_graddrop_keeps_the_sum_where_every_sign_agrees():
@@ -595,5 +607,5 @@ def test_every_method_trains_through_mtlbench_run(name, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1]
     assert all(math.isfinite(v) for r in log for v in r["train"].values())
-    if name not in ("graddrop", "config"):  # their updates are not weighted sums: no weights
+    if name != "graddrop":  # its update is not a weighted sum: no weights
         assert all(list(r["weights"]) == ["depth", "seg", "edge"] for r in log)

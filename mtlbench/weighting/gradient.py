@@ -286,10 +286,32 @@ def dualproj(tasks: Sequence[str], through: str) -> nn.Module:
     return Gramian(tasks, jd.DualProjWeighting(), through)
 
 
+class ConFIG(GramianWeighting):
+    """ConFIG (Liu et al., ICLR 2025): the direction d = pinv(U)·1 of the unit gradients U (rows
+    g_t/‖g_t‖), scaled to Σ_t g_t·d̂.
+
+    Written here from the Gramian instead of torchjd's ``ConFIG``, whose pseudo-inverse of the
+    T×P matrix U fails on CUDA once P is a ResNet's (cusolver's gesvdj refuses the size; found
+    by ``benchmarks/gpu.sh``). pinv(U) = Uᵀ(UUᵀ)⁺ makes it a weighted sum: with D = diag(‖g_t‖)
+    and c = D⁻¹(D⁻¹GD⁻¹)⁺1, d = Jᵀc and the update is (1ᵀGc / cᵀGc)·Jᵀc, the same vector
+    (checked against torchjd's on the CPU).
+    """
+
+    def weigh(self, gramian: Tensor) -> Tensor:
+        g = gramian.double()
+        norms = g.diagonal().clamp(min=0).sqrt()
+        inv = torch.where(norms > 0, 1 / norms, torch.zeros_like(norms))  # a zero gradient has no direction
+        c = inv * (torch.linalg.pinv(inv[:, None] * g * inv[None, :]) @ torch.ones_like(norms))
+        length = c @ g @ c
+        if length <= 0:
+            return torch.zeros_like(norms, dtype=gramian.dtype)
+        return ((g.sum(0) @ c) / length * c).to(gramian.dtype)
+
+
 @_register("config", "Liu et al., ICLR 2025", "ConFIG: the conflict-free direction with equal cosine to "
-           "every gradient, scaled by their projections.")
+           "every gradient, scaled by their projections.", implementation="mtlbench")
 def config(tasks: Sequence[str], through: str) -> nn.Module:
-    return Aggregated(tasks, jd.ConFIG(), through)
+    return ConFIG(tasks, through)
 
 
 @_register("fairgrad", "Ban, Ji, ICML 2024", "FairGrad: α-fair utility maximisation over the tasks' "
