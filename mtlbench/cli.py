@@ -584,11 +584,12 @@ def ablate(
         if dry_run:
             names = S.describe(plan)
             for job in mine:
-                err.print(f"  {S.state(job):8} {names[job.run_dir]}: {job.run_dir}", highlight=False, markup=False)
+                err.print(f"  {S.state(job):8} {names[job.run_dir]}: {job.run_dir}", highlight=False, markup=False,
+                          soft_wrap=True)
             return
         S.write_manifest(plan)
         progress = S.Progress(S.describe(plan), len(todo), lambda line: err.print(line, highlight=False,
-                                                                                  markup=False))
+                                                                                  markup=False, soft_wrap=True))
         if not report_only:
             S.execute(plan, todo, jobs, executor, progress)
         from mtlbench.ablation.report import sweep_table, write_outputs

@@ -61,7 +61,8 @@ def check_columns(columns: Sequence[str], where: str) -> None:
 def _missing_note(job: Job) -> str:
     s = state(job)
     if s == "failed":
-        return f"seed {job.seed} failed ({error_of(job)})"
+        error = error_of(job)
+        return f"seed {job.seed} failed ({error if len(error) <= 160 else error[:157] + '...'})"
     return f"seed {job.seed} {'unfinished' if s in ('partial', 'corrupt') else 'not run'}"
 
 
@@ -221,9 +222,11 @@ def sweep_table(plan: Plan, columns: Sequence[str], command: str = "") -> TableD
     if plan.references:
         notes.append("Δm (%) per seed against the single-task references' mean over their seeds, then "
                      "averaged: " + "; ".join(DELTA_LABEL[v] for v in spec.delta) + ".")
-    if compared is not None:
+    if compared is not None and any(p is not None for ps in raw_p.values() for p in ps):
         notes.append(f"†: differs from {compared.label!r} by Welch's t-test over seeds, p < {ALPHA} after Holm's "
                      f"correction over the {len(rows) - 1} rows compared.")
+    elif compared is not None:
+        notes.append(f"No significance test against {compared.label!r}: it needs at least 2 seeds a side.")
     failed = [f"{r.label}: {'; '.join(r.notes)}" for r in rows if r.notes]
     if failed:
         notes.append("* missing seeds, not averaged: " + " | ".join(failed) + ".")
