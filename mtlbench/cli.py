@@ -591,9 +591,14 @@ def ablate(
         progress = S.Progress(S.describe(plan), len(todo), lambda line: err.print(line, highlight=False,
                                                                                   markup=False, soft_wrap=True))
         if not report_only:
-            S.execute(plan, todo, jobs, executor, progress)
-        from mtlbench.ablation.report import sweep_table, write_outputs
-        from mtlbench.report.tables import to_rich_fitted
+            try:
+                S.execute(plan, todo, jobs, executor, progress)
+            except KeyboardInterrupt:
+                err.print(f"interrupted: {progress.done} of {len(todo)} runs finished and are kept; the same command "
+                          f"resumes the sweep", highlight=False, markup=False)
+                raise typer.Exit(130) from None
+        from mtlbench.ablation.report import sweep_table, write_outputs  # lazy: not needed for --help
+        from mtlbench.report.tables import to_rich_fitted  # lazy: not needed for --help
 
         table = sweep_table(plan, columns, " ".join(["mtlbench ablate", str(spec)]
                                                     + ([f"--preset {preset}"] if preset else [])

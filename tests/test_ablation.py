@@ -289,3 +289,59 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert result.exit_code == 0, result.output
     assert "4 cells × 2 seeds + 4 reference runs = 12 runs" in result.stderr
     assert result.stderr.count("missing") == 13 and not (tmp_path / "out").exists()
+
+
+SPECS = Path(__file__).resolve().parents[1] / "benchmarks" / "ablations"
+
+
+@pytest.mark.parametrize("name", ["seed_guidance", "seed_depth_loss", "interactions", "weightings", "backbones"])
+def test_every_shipped_spec_plans_on_the_quick_and_the_seed_preset(name, tmp_path):
+    from mtlbench.ablation.sweep import prepare
+    from mtlbench.registry import INTERACTIONS, WEIGHTINGS
+
+    quick = prepare(SPECS / f"{name}.toml", tmp_path / "q", None)
+    seed = prepare(SPECS / f"{name}.toml", tmp_path / "s", None, preset="seed")
+    assert len(quick.jobs) == len(seed.jobs) and not {j.run_dir.name for j in quick.jobs} & {j.run_dir.name
+                                                                                           for j in seed.jobs}
+    assert C.loads(seed.jobs[0].config).model.backbone == ("resnet18" if name == "backbones" else "resnet50")
+    cells = {"weightings": len(WEIGHTINGS), "interactions": 1 + len(INTERACTIONS), "backbones": 3}.get(name, 4)
+    assert len(quick.cells) == cells and all(len(by_seed) == 3 for by_seed in quick.cells.values())
+
+
+def test_sweeps_sharing_a_store_share_their_common_runs(tmp_path):
+    from mtlbench.ablation.sweep import prepare
+
+    store = tmp_path / "store"
+    guidance = prepare(SPECS / "seed_guidance.toml", tmp_path / "g", store)
+    loss = prepare(SPECS / "seed_depth_loss.toml", tmp_path / "l", store)
+    shared = {j.run_dir for j in guidance.jobs} & {j.run_dir for j in loss.jobs}
+    seed_row = {j.run_dir for j in guidance.cells["seg→depth + edge→depth (seed)"].values()}
+    assert seed_row == {j.run_dir for j in loss.cells["L1 + gradient + edge-aware (seed)"].values()}
+    assert shared == seed_row | {j.run_dir for by_task in guidance.references["no guidance"].values()
+                                 for j in by_task.values()}
+    assert len(shared) == 3 + 9
+    off = C.loads(guidance.cells["no guidance"][0].config)
+    assert off.model.options["guidance"] == [] and off.train.seed == 0
+    l1 = C.loads(loss.cells["L1"][2].config)
+    assert l1.loss.options["depth"] == {"alpha": 1.0, "beta": 0.0, "gamma": 0.0} and l1.train.seed == 2
+
+
+def test_registered_values_rows_outside_the_axes_and_command_line_overrides(tmp_path):
+    from mtlbench.ablation.sweep import parse_seeds, parse_sets, prepare
+    from mtlbench.registry import WEIGHTINGS
+
+    text = PLAIN_SPEC.replace('values = ["fixed", "uncertainty"]', 'values = { registered = "weightings", '
+                              'exclude = ["fixed"] }').replace('values = [1e-3, 1e-2]', "values = [1e-3]")
+    text += '\n[[rows]]\nname = "plain sum"\naxes = false\nset = { "weighting.name" = "fixed" }\n'
+    spec = load_spec(write_spec(tmp_path, text))
+    assert [c.label for c in spec.cells][:2] == ["plain sum", "weighting=aligned_mtl, lr=0.001"]
+    assert len(spec.cells) == 1 + len(WEIGHTINGS) - 1
+    sets = parse_sets(["train.epochs=2", "data.name=synthrooms", "data.scale=[0.5, 1.0]"])
+    assert sets == {"train.epochs": 2, "data.name": "synthrooms", "data.scale": [0.5, 1.0]}
+    plan = prepare(write_spec(tmp_path, TINY_SPEC, name="t.toml"), tmp_path / "o", None, None, sets, parse_seeds("4,5"))
+    cfg = C.loads(plan.cells["weighting=fixed, lr=0.001"][5].config)
+    assert (cfg.train.epochs, cfg.data.scale, sorted(plan.cells["weighting=fixed, lr=0.001"])) == (2, [0.5, 1.0], [4, 5])
+    with pytest.raises(MtlbenchError, match="--seeds '1,1'"):
+        parse_seeds("1,1")
+    with pytest.raises(MtlbenchError, match="KEY=VALUE"):
+        parse_sets(["epochs"])

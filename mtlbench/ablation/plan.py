@@ -132,12 +132,11 @@ def _job(cfg: C.RunConfig, store: Path) -> Job:
 
 def base_config(spec: Spec) -> C.RunConfig:
     """The spec's preset or config file with ``[base]`` laid over it (not yet resolved)."""
-    where = f"{spec.path}: base"
     try:
         start = C.load(spec.config) if spec.config is not None else C.preset(spec.preset)
-        return apply(start, spec.base, where)
+        return apply(start, spec.base, "base")
     except MtlbenchError as exc:
-        raise MtlbenchError(f"{where}: {exc}" if not str(exc).startswith(where) else str(exc)) from None
+        raise MtlbenchError(f"{spec.path}: {exc}") from None
 
 
 def _resolved(base: C.RunConfig, layers: list[tuple[Settings, str]], seed: int, tasks: list[str] | None,
@@ -175,7 +174,7 @@ def make_plan(spec: Spec, out: Path, store: Path | None = None) -> Plan:
     for cell in spec.cells:
         cells[cell.label] = {}
         for seed in spec.seeds:
-            cfg = _resolved(base, [(cell.settings, f"cell {cell.label!r}")], seed, None,
+            cfg = _resolved(base, [(cell.settings, "setting")], seed, None,
                             f"{spec.path}: cell {cell.label!r}")
             job = jobs.setdefault(_job(cfg, store).run_dir, _job(cfg, store))
             cells[cell.label][seed] = job
@@ -193,7 +192,7 @@ def make_plan(spec: Spec, out: Path, store: Path | None = None) -> Plan:
             for task in (t for t in wanted if t in tasks[cell.label]):
                 refs[cell.label][task] = {}
                 for seed in spec.seeds:
-                    layers = [(r.set, "references.set"), (_followed(cell, r.follow), f"cell {cell.label!r}")]
+                    layers = [(r.set, "references.set"), (_followed(cell, r.follow), "setting")]
                     cfg = _resolved(base, layers, seed, [task],
                                     f"{spec.path}: the {task} reference of cell {cell.label!r}")
                     job = jobs.setdefault(_job(cfg, store).run_dir, _job(cfg, store))

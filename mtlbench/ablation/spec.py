@@ -107,12 +107,6 @@ class Spec:
     delta: list[str]
     executor: dict[str, Any]
 
-    def cell(self, label: str) -> Cell:
-        for c in self.cells:
-            if c.label == label:
-                return c
-        raise KeyError(label)
-
 
 def flatten(table: Mapping[str, Any], prefix: str = "") -> Settings:
     """Nested tables as dotted keys (``{"model": {"name": x}}`` → ``{"model.name": x}``); a key
