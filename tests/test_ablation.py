@@ -339,8 +339,9 @@ def test_registered_values_rows_outside_the_axes_and_command_line_overrides(tmp_
     sets = parse_sets(["train.epochs=2", "data.name=synthrooms", "data.scale=[0.5, 1.0]"])
     assert sets == {"train.epochs": 2, "data.name": "synthrooms", "data.scale": [0.5, 1.0]}
     plan = prepare(write_spec(tmp_path, TINY_SPEC, name="t.toml"), tmp_path / "o", None, None, sets, parse_seeds("4,5"))
-    cfg = C.loads(plan.cells["weighting=fixed, lr=0.001"][5].config)
-    assert (cfg.train.epochs, cfg.data.scale, sorted(plan.cells["weighting=fixed, lr=0.001"])) == (2, [0.5, 1.0], [4, 5])
+    by_seed = plan.cells["weighting=fixed, lr=0.001"]
+    cfg = C.loads(by_seed[5].config)
+    assert (cfg.train.epochs, cfg.data.scale, sorted(by_seed)) == (2, [0.5, 1.0], [4, 5])
     with pytest.raises(MtlbenchError, match="--seeds '1,1'"):
         parse_seeds("1,1")
     with pytest.raises(MtlbenchError, match="KEY=VALUE"):
