@@ -574,7 +574,7 @@ def ablate(
         columns = S.columns_of(plan)
         mine = plan.shard(index, count)
         counts = S.summary(plan, mine)
-        todo = [j for j in mine if S.state(j) != "done"]
+        todo = [j for j in mine if S.state(j) not in ("done", "running")]  # a running one is another's
         part = f" (shard {index}/{count}: {len(mine)} of {len(plan.jobs)} runs)" if count > 1 else ""
         err.print(f"[bold]mtlbench ablate[/] {escape(plan.spec.name)}: {len(plan.spec.cells)} cells × "
                   f"{len(plan.spec.seeds)} seeds + {plan.reference_runs} reference runs = {len(plan.jobs)} runs{part}",
@@ -594,8 +594,10 @@ def ablate(
             try:
                 S.execute(plan, todo, jobs, executor, progress)
             except KeyboardInterrupt:
-                err.print(f"interrupted: {progress.done} of {len(todo)} runs finished and are kept; the same command "
-                          f"resumes the sweep", highlight=False, markup=False)
+                then = ("the submitted jobs go on; --report-only tabulates them" if executor != "local"
+                        else "the same command resumes the sweep")
+                err.print(f"interrupted: {progress.done} of {len(todo)} runs finished and are kept; {then}",
+                          highlight=False, markup=False)
                 raise typer.Exit(130) from None
         from mtlbench.ablation.report import sweep_table, write_outputs  # lazy: not needed for --help
         from mtlbench.report.tables import to_rich_fitted  # lazy: not needed for --help

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -78,7 +80,7 @@ def table_values(out: Path) -> list[dict]:
 def whole(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny sweep, run once without interruption."""
     root = tmp_path_factory.mktemp("whole")
-    spec = write_spec(root)
+    spec = write_spec(root, epochs=2)
     done = ablate(spec, "--out", root / "out")
     assert done.returncode == 0, done.stderr
     return root / "out"
@@ -177,6 +179,20 @@ def test_the_table_is_the_cells_own_metrics(whole):
             assert row["std"][key] == pytest.approx(statistics.stdev(values), abs=1e-12)
         deltas = [delta_m(r, reference, ["depth", "seg"], "mti") for r in runs]
         assert row["mean"]["delta/mti"] == pytest.approx(statistics.fmean(deltas), abs=1e-9)
+    compared = rows["weighting=fixed, lr=0.001"]
+    others = [r for label, r in rows.items() if label not in ("weighting=fixed, lr=0.001", "single-task references")]
+    for key in ("depth/rmse", "seg/pixel_acc", "delta/mti"):
+        p = [welch_p(r["values"][key], compared["values"][key]) for r in others]
+        assert [r["p_welch"][key] for r in others] == pytest.approx(p)
+        assert [r["p_holm"][key] for r in others] == pytest.approx(holm(p))
+    for key in ("depth/rmse", "seg/miou", "delta/mti"):  # the best mean of each column, in bold
+        means = {label: r["mean"][key] for label, r in rows.items() if key in r.get("mean", {})}
+        best = (min if key == "depth/rmse" else max)(means.values())
+        assert {label for label, m in means.items() if m == best} == {
+            label for label, r in rows.items() if key in r.get("best", [])}
+        lines = {line[2:].split(" | ")[0]: line for line in (whole / "table.md").read_text().splitlines()
+                 if line.startswith("| ")}
+        assert all("**" in lines[label] for label, m in means.items() if m == best)
     md = (whole / "table.md").read_text()
     assert "| single-task references |" in md and md.count("2/2") == 5
     assert (whole / "figure.png").stat().st_size > 1000 and "\\toprule" in (whole / "table.tex").read_text()
@@ -184,31 +200,38 @@ def test_the_table_is_the_cells_own_metrics(whole):
 
 @pytest.mark.slow
 def test_a_killed_sweep_resumes_without_retraining_and_ends_identical(whole, tmp_path):
-    spec = write_spec(tmp_path)
+    spec = write_spec(tmp_path, epochs=2)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "mtlbench", "ablate", str(spec), "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    def halfway() -> list[Path]:  # runs with their first epoch's checkpoint and no metrics yet
+        return [d for d in out.glob("runs/*") if (d / "last.pt").is_file() and not (d / "metrics.json").exists()]
+
     deadline = time.monotonic() + 300
-    finished: list[Path] = []
-    while not finished and time.monotonic() < deadline and proc.poll() is None:
-        finished = list(out.glob("runs/*/metrics.json"))
-        time.sleep(0.05)
+    while time.monotonic() < deadline and proc.poll() is None:
+        if list(out.glob("runs/*/metrics.json")) and halfway():
+            break
+        time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert finished, "the sweep finished no run before the deadline"
     done = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.json")}
-    assert 0 < len(done) < 12  # killed mid-sweep
+    assert 0 < len(done) < 12, "the sweep was not killed mid-way"  # killed mid-sweep
+    resumed = {d: (d / "log.jsonl").read_text().splitlines()[0] for d in halfway()}
+    assert resumed, "no run was caught between its epochs"
     again = ablate(spec, "--out", out)
     assert again.returncode == 0, again.stderr
     assert all(p.stat().st_mtime_ns == t for p, t in done.items())  # finished runs were not retrained
-    assert f"{len(done)} done" in again.stderr
+    assert re.search(rf"(^|\s){len(done)} done;", again.stderr) and f"{len(resumed)} partial" in again.stderr
+    for d, first_epoch in resumed.items():  # resumed after epoch 1, not trained again from scratch
+        assert (d / "log.jsonl").read_text().splitlines()[0] == first_epoch
     assert table_values(out) == table_values(whole)
 
 
 @pytest.mark.slow
 def test_shards_are_disjoint_complete_and_give_the_whole_table(whole, tmp_path):
-    spec = write_spec(tmp_path)
+    spec = write_spec(tmp_path, epochs=2)
     plan = make_plan(load_spec(spec), tmp_path / "out")
     first, second = plan.shard(1, 2), plan.shard(2, 2)
     assert not {j.run_dir for j in first} & {j.run_dir for j in second}
@@ -346,3 +369,64 @@ def test_registered_values_rows_outside_the_axes_and_command_line_overrides(tmp_
         parse_seeds("1,1")
     with pytest.raises(MtlbenchError, match="KEY=VALUE"):
         parse_sets(["epochs"])
+
+
+def test_cells_that_read_alike_are_refused(tmp_path):
+    text = PLAIN_SPEC + '\n[[rows]]\nname = "weighting=fixed, lr=0.01"\naxes = false\n'
+    assert_bad_input(invoke("ablate", write_spec(tmp_path, text), "--out", tmp_path / "out"),
+                     "two cells are labelled 'weighting=fixed, lr=0.01'")
+    close = PLAIN_SPEC.replace("values = [1e-3, 1e-2]", "values = [0.1234567, 0.1234568]")
+    assert_bad_input(invoke("ablate", write_spec(tmp_path, close, name="c.toml"), "--out", tmp_path / "out"),
+                     "labels = [...]")
+
+
+def fake_run(job, test: dict, record: dict, history: list | None = None) -> None:
+    """A run directory as a finished run leaves it, written by hand."""
+    job.run_dir.mkdir(parents=True)
+    (job.run_dir / "config.toml").write_text(job.config)
+    metrics = {"test": test, "eval": {"test": record}, **({"history": history} if history else {})}
+    (job.run_dir / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_only_the_runs_own_evaluation_is_averaged(tmp_path):
+    import dataclasses
+
+    from mtlbench.ablation.plan import test_result
+
+    plan = make_plan(load_spec(write_spec(tmp_path)), tmp_path / "out")
+    first, second, third = plan.jobs[:3]
+    own = {**dataclasses.asdict(C.loads(first.config).eval), "edge_matching": "exact", "checkpoint": "best"}
+    fake_run(first, {"depth": {"rmse": 1.0}}, own)
+    assert test_result(first) == {"depth": {"rmse": 1.0}} and state(first) == "done"
+    # `mtlbench eval --checkpoint last` replaced metrics["test"]; the run's own numbers are in the history
+    fake_run(second, {"depth": {"rmse": 9.0}}, {**own, "checkpoint": "last"},
+             [{"split": "test", **own, "result": {"depth": {"rmse": 2.0}}},
+              {"split": "test", **own, "checkpoint": "last", "result": {"depth": {"rmse": 9.0}}}])
+    assert test_result(second) == {"depth": {"rmse": 2.0}}
+    fake_run(third, {"depth": {"rmse": 9.0}}, {**own, "eigen_crop": True})  # and no history of its own
+    assert test_result(third) is None and state(third) == "corrupt"
+
+
+def test_a_run_another_live_process_trains_is_left_to_it(tmp_path):
+    from mtlbench.ablation.execute import run_job
+    from mtlbench.ablation.plan import acquire, lock_path, release
+
+    plan = make_plan(load_spec(write_spec(tmp_path)), tmp_path / "out")
+    job = plan.jobs[0]
+    assert acquire(job) and state(job) == "running"
+    outcome = run_job(job)
+    assert outcome.busy and not outcome.ok and not job.run_dir.exists()
+    release(job)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock_path(job).write_text(f"{socket.gethostname()}:{gone.stdout.strip()}\n")  # its process has exited
+    assert state(job) == "missing" and acquire(job)
+    release(job)
+
+
+def test_workers_keep_the_gpu_mask_they_were_given(monkeypatch):
+    from mtlbench.ablation.execute import visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert visible_gpus(2) == ["2", "3"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert visible_gpus(2) == ["0", "1"] and visible_gpus(0) == []

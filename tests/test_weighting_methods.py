@@ -224,6 +224,21 @@ def test_config_from_the_gramian_is_torchjds_config(case):
     assert_close(w.aggregate(rows), jd.ConFIG()(rows), rtol=1e-9, atol=1e-9)
 
 
+def test_config_of_near_parallel_float32_gradients_is_as_close_as_torchjds():
+    # float32 rounding makes the Gramian of two near-parallel gradients singular in float64
+    # terms: inverting that noise gave weights of ±1e5 before the cut at float32's precision
+    import torchjd.aggregation as jd
+
+    torch.manual_seed(0)
+    base = torch.randn(2000)
+    rows = torch.stack([base, base + 1e-4 * torch.randn(2000), torch.randn(2000)])
+    w = WEIGHTINGS.build("config", ["depth", "seg", "edge"])
+    exact = jd.ConFIG()(rows.double())
+    error = (w.aggregate(rows).double() - exact).norm() / exact.norm()
+    torchjd_error = (jd.ConFIG()(rows).double() - exact).norm() / exact.norm()
+    assert error < 1.1 * torchjd_error + 1e-6 and w.applied.abs().max() < 10
+
+
 def test_graddrop_keeps_the_sum_where_every_sign_agrees():
     rows = torch.tensor([[1.0, -2.0, 0.5], [0.3, -0.1, 2.0]])
     g, _ = gradient_of("graddrop", rows)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mtlbench.ablation.plan import ERROR_FILE, Job, state
+from mtlbench.ablation.plan import ERROR_FILE, Job, acquire, lock_owner, release, state
 from mtlbench.errors import MtlbenchError
 from mtlbench.fileio import atomic_write
 
@@ -31,12 +32,13 @@ class Outcome:
     seconds: float  # wall time of the whole job, building included
     train_seconds: float = 0.0  # what the run's own metrics.json counts as training
     error: str = ""
+    busy: bool = False  # another process was training it: neither done nor failed here
 
 
 def _resumable(job: Job) -> bool:
     from mtlbench.engine.trainer import load_checkpoint  # lazy: imports torch
 
-    if state(job) != "partial":
+    if state(job, locked_by_me=True) != "partial":
         return False
     try:
         load_checkpoint(job.run_dir / "last.pt")
@@ -46,13 +48,23 @@ def _resumable(job: Job) -> bool:
 
 
 def run_job(job: Job) -> Outcome:
-    """Train ``job`` to its ``metrics.json``; any exception becomes a failed outcome recorded in
-    ``ERROR_FILE`` (KeyboardInterrupt is not caught: the run resumes next time)."""
+    """Train ``job`` to its ``metrics.json`` under its lock; any exception becomes a failed outcome
+    recorded in ``ERROR_FILE`` (KeyboardInterrupt is not caught: the run resumes next time). A run
+    another live process holds is left to it."""
+    start = time.perf_counter()
+    if not acquire(job):
+        return Outcome(False, 0.0, error=f"another process trains it ({lock_owner(job)}); left to it", busy=True)
+    try:
+        return _train(job, start)
+    finally:
+        release(job)
+
+
+def _train(job: Job, start: float) -> Outcome:
     from mtlbench import config as C
     from mtlbench.engine.build import build_run  # lazy: imports torch
     from mtlbench.engine.trainer import Trainer  # lazy: imports torch
 
-    start = time.perf_counter()
     try:
         cfg = C.loads(job.config, str(job.run_dir / "config.toml"))
         resume = _resumable(job)
@@ -85,19 +97,28 @@ def run_here(jobs: Sequence[Job], report: Report, started: Callable[[Job], None]
         report(job, run_job(job))
 
 
-def _init_worker(slots: Any, gpus: int, threads: int) -> None:
-    """Pin a spawned worker to its GPU (round robin over ``gpus``) or to ``threads`` CPU threads,
-    before it imports torch."""
+def _init_worker(slots: Any, gpus: Sequence[str], threads: int) -> None:
+    """Pin a spawned worker to one of ``gpus`` (round robin over the parent's visible devices) or
+    to ``threads`` CPU threads, before it imports torch; Ctrl-C is the parent's to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     slot = slots.get()
     if gpus:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
 
 
-def run_pool(jobs: Sequence[Job], workers: int, report: Report, gpus: int) -> None:
+def visible_gpus(count: int) -> list[str]:
+    """The ids of the ``count`` GPUs this process sees, as ``CUDA_VISIBLE_DEVICES`` names them (a
+    Slurm allocation's mask is kept)."""
+    mask = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return (mask or [str(i) for i in range(count)])[:count]
+
+
+def run_pool(jobs: Sequence[Job], workers: int, report: Report, gpus: Sequence[str]) -> None:
     """``workers`` spawned processes, each taking the next job; a worker that dies fails its job
-    (and the jobs the broken pool could not start), and the sweep goes on reporting."""
+    (and the jobs the broken pool could not start), and the sweep goes on reporting. Ctrl-C stops
+    the workers at once; their runs resume next time."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
@@ -108,8 +129,8 @@ def run_pool(jobs: Sequence[Job], workers: int, report: Report, gpus: int) -> No
         slots.put(i)
     threads = max(1, (os.cpu_count() or 1) // workers)
     start = time.perf_counter()
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(slots, gpus, threads)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(slots, list(gpus), threads))
+    try:
         futures = {pool.submit(run_job, job): job for job in jobs}
         for future in as_completed(futures):
             job = futures[future]
@@ -119,6 +140,13 @@ def run_pool(jobs: Sequence[Job], workers: int, report: Report, gpus: int) -> No
                 outcome = Outcome(False, time.perf_counter() - start,
                                   error="its worker process died (killed, or out of memory)")
             report(job, outcome)
+    except BaseException:
+        # the executor has no public way to stop running work before Python 3.14
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def check_executor(name: str) -> None:

@@ -13,6 +13,8 @@ import copy
 import dataclasses
 import hashlib
 import json
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from mtlbench.errors import MtlbenchError
 from mtlbench.rundir import RunDir
 
 ERROR_FILE = "ablate-error.txt"  # a failed run's error, removed when it succeeds
-STATES = ("done", "partial", "failed", "corrupt", "missing")
+STATES = ("done", "running", "partial", "failed", "corrupt", "missing")
 
 
 @dataclass(frozen=True)
@@ -202,28 +204,96 @@ def make_plan(spec: Spec, out: Path, store: Path | None = None) -> Plan:
 
 # -- what a run directory holds ------------------------------------------------------------------
 
-def read_metrics(job: Job) -> dict[str, Any] | None:
-    """The finished run's ``metrics.json`` when it is whole and belongs to this job's configuration,
-    else ``None``: a half-written or foreign directory is never averaged."""
+def _trained_test(metrics: dict[str, Any], cfg: C.RunConfig) -> dict[str, Any] | None:
+    """The test numbers the run itself wrote: the best checkpoint under the config's ``[eval]``
+    (``mtlbench eval`` with other settings or ``--checkpoint last`` replaces ``metrics["test"]``
+    and keeps the run's own numbers in ``history``)."""
+    expected = dataclasses.asdict(cfg.eval)
+    if cfg.eval.edge_matching == "auto":
+        expected["edge_matching"] = "exact"  # what the final test resolves it to
+
+    def ours(record: Any) -> bool:
+        return isinstance(record, dict) and record.get("checkpoint") == "best" and \
+            all(record.get(k) == v for k, v in expected.items())
+
+    if ours(metrics.get("eval", {}).get("test")) and isinstance(metrics.get("test"), dict):
+        return metrics["test"] or None
+    for h in metrics.get("history", []):
+        if isinstance(h, dict) and h.get("split") == "test" and ours(h) and isinstance(h.get("result"), dict):
+            return h["result"] or None
+    return None
+
+
+def test_result(job: Job) -> dict[str, Any] | None:
+    """The finished run's test metrics when its ``metrics.json`` is whole, belongs to this job's
+    configuration and holds the run's own evaluation, else ``None``: a half-written or foreign
+    directory is never averaged."""
     rd = RunDir(job.run_dir)
     try:
         metrics = json.loads(rd.metrics.read_text())
-        same = C.dumps(C.load(rd.config)) == job.config
+        cfg = C.load(rd.config)
     except (OSError, ValueError, MtlbenchError):
         return None
-    ok = isinstance(metrics, dict) and isinstance(metrics.get("test"), dict) and metrics["test"]
-    return metrics if ok and same else None
+    if C.dumps(cfg) != job.config or not isinstance(metrics, dict):
+        return None
+    return _trained_test(metrics, cfg)
 
 
-def state(job: Job) -> str:
-    """``done`` (a whole ``metrics.json``), ``failed`` (its error recorded), ``partial`` (a
-    checkpoint to resume from), ``corrupt`` (anything else in the folder: rerun from scratch) or
-    ``missing``."""
+# -- one process at a time per run directory -------------------------------------------------------
+
+def lock_path(job: Job) -> Path:
+    return job.run_dir.with_name(job.run_dir.name + ".lock")
+
+
+def lock_owner(job: Job) -> str | None:
+    """``host:pid`` of the live process training ``job``, or ``None``. A lock left by a process
+    of this host that is gone is stale and ignored; another host's lock is taken at its word."""
+    try:
+        owner = lock_path(job).read_text().strip()
+    except OSError:
+        return None
+    host, _, pid = owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+    return owner or None
+
+
+def acquire(job: Job) -> bool:
+    """Take ``job``'s lock (False: another live process holds it)."""
+    path = lock_path(job)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and lock_owner(job) is None:
+        path.unlink(missing_ok=True)  # stale
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{socket.gethostname()}:{os.getpid()}\n")
+    return True
+
+
+def release(job: Job) -> None:
+    lock_path(job).unlink(missing_ok=True)
+
+
+def state(job: Job, locked_by_me: bool = False) -> str:
+    """``done`` (the run's own test numbers in a whole ``metrics.json``), ``running`` (another
+    live process holds its lock; not asked when ``locked_by_me``), ``failed`` (its error
+    recorded), ``partial`` (a checkpoint to resume from), ``corrupt`` (anything else in the
+    folder: rerun from scratch) or ``missing``."""
     rd = RunDir(job.run_dir)
+    if test_result(job) is not None:
+        return "done"
+    if not locked_by_me and lock_owner(job) is not None:
+        return "running"
     if not job.run_dir.exists():
         return "missing"
-    if read_metrics(job) is not None:
-        return "done"
     if (job.run_dir / ERROR_FILE).is_file():
         return "failed"
     try:

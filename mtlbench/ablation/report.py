@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtlbench.ablation.plan import Job, Plan, error_of, read_metrics, state
+from mtlbench.ablation.plan import Job, Plan, error_of, state, test_result
 from mtlbench.errors import MtlbenchError
 from mtlbench.metrics import records
 from mtlbench.report.results import DELTA_LABEL, column_record, delta_m, flat, known_column_record
@@ -68,7 +68,7 @@ def _missing_note(job: Job) -> str:
 
 def _mean_flat(jobs: Sequence[Job]) -> tuple[dict[str, float], int]:
     """Metrics averaged over the finished runs among ``jobs``, and how many finished."""
-    found = [flat(m["test"]) for m in (read_metrics(j) for j in jobs) if m is not None]
+    found = [flat(m) for m in (test_result(j) for j in jobs) if m is not None]
     keys = set().union(*found) if found else set()
     return {k: statistics.fmean(f[k] for f in found if k in f) for k in keys}, len(found)
 
@@ -91,11 +91,11 @@ def collect(plan: Plan, columns: Sequence[str]) -> tuple[list[Row], Row | None, 
         row = Row(label, {c: [] for c in columns}, planned=len(jobs))
         deltas: dict[str, list[float]] = {v: [] for v in plan.spec.delta} if label in refs else {}
         for seed, job in jobs.items():
-            m = read_metrics(job)
+            m = test_result(job)
             if m is None:
                 row.notes.append(_missing_note(job))
                 continue
-            values = flat(m["test"])
+            values = flat(m)
             row.seeds.append(seed)
             for c in columns:
                 if c in values:
@@ -112,14 +112,18 @@ def collect(plan: Plan, columns: Sequence[str]) -> tuple[list[Row], Row | None, 
     if len(shared) == 1:
         by_task = next(iter(plan.references.values()))
         reference = Row(REFERENCE_ROW, {c: [] for c in columns}, planned=len(plan.spec.seeds))
+        finished: list[set[int]] = []
         for task, jobs in by_task.items():
+            finished.append(set())
             for job in jobs.values():
-                m = read_metrics(job)
+                m = test_result(job)
+                if m is None:
+                    continue
+                finished[-1].add(job.seed)
                 for c in (c for c in columns if c.startswith(task + "/")):
-                    if m is not None and c in flat(m["test"]):
-                        reference.values[c].append(flat(m["test"])[c])
-        reference.seeds = sorted({j.seed for jobs in by_task.values() for j in jobs.values()
-                                  if read_metrics(j) is not None})
+                    if c in flat(m):
+                        reference.values[c].append(flat(m)[c])
+        reference.seeds = sorted(set.intersection(*finished)) if finished else []  # seeds every task finished
     return rows, reference, notes
 
 
@@ -216,15 +220,20 @@ def sweep_table(plan: Plan, columns: Sequence[str], command: str = "") -> TableD
         means = [(statistics.fmean(v), i) for i, r in enumerate(rows) if (v := r.values.get(c, []))]
         if len(means) > 1:
             best = max(means)[0] if _higher_better(c) else min(means)[0]
-            bold |= {(i + offset, j + 1) for m, i in means if m == best}
+            for m, i in means:
+                if m == best:
+                    bold.add((i + offset, j + 1))
+                    raw[i + offset].setdefault("best", []).append(c)
     notes = [f"Mean ± sample std over seeds {', '.join(map(str, spec.seeds))} (test split); bold: the best "
              "mean of each column."]
     if plan.references:
         notes.append("Δm (%) per seed against the single-task references' mean over their seeds, then "
                      "averaged: " + "; ".join(DELTA_LABEL[v] for v in spec.delta) + ".")
-    if compared is not None and any(p is not None for ps in raw_p.values() for p in ps):
+    tested = sorted({sum(p is not None for p in ps) for ps in raw_p.values()} - {0})
+    if compared is not None and tested:
+        count = f"{tested[0]}" if len(tested) == 1 else f"{tested[0]}–{tested[-1]}"
         notes.append(f"†: differs from {compared.label!r} by Welch's t-test over seeds, p < {ALPHA} after Holm's "
-                     f"correction over the {len(rows) - 1} rows compared.")
+                     f"correction over the {count} rows compared in the column.")
     elif compared is not None:
         notes.append(f"No significance test against {compared.label!r}: it needs at least 2 seeds a side.")
     failed = [f"{r.label}: {'; '.join(r.notes)}" for r in rows if r.notes]

@@ -169,7 +169,8 @@ def _axes(data: Any, path: Path) -> list[Axis]:
         if not isinstance(labels, list) or len(labels) != len(values) or not all(isinstance(x, str) for x in labels):
             raise _fail(path, f"axis {key!r}: labels must be {len(values)} strings, one per value")
         if len(set(labels)) != len(labels):
-            raise _fail(path, f"axis {key!r} repeats a value: {', '.join(labels)}")
+            raise _fail(path, f"axis {key!r} has values that read alike ({', '.join(labels)}): each value once, "
+                        f"or labels = [...] that tell them apart")
         if any(x.key == key for x in axes):
             raise _fail(path, f"axis {key!r} is given twice")
         axes.append(Axis(key, tuple(values), tuple(labels), str(a.get("name", _short(key)))))
@@ -294,6 +295,9 @@ def load_spec(path: str | Path) -> Spec:
     rows = _rows(data.get("rows", []), path)
     cells = _cells(rows, axes, combine, path)
     labels = [c.label for c in cells]
+    repeated = sorted({x for x in labels if labels.count(x) > 1})
+    if repeated:
+        raise _fail(path, f"two cells are labelled {repeated[0]!r}: rename the row or give the axis labels")
     compare_to = data.get("compare_to", "")
     if compare_to and compare_to not in labels:
         close = difflib.get_close_matches(str(compare_to), labels, n=1)

@@ -21,6 +21,7 @@ from mtlbench.ablation.execute import (
     run_pool,
     run_submitit,
     slurm_parameters,
+    visible_gpus,
 )
 from mtlbench.ablation.plan import STATES, Job, Plan, make_plan, state
 from mtlbench.ablation.report import check_columns, default_columns
@@ -165,7 +166,9 @@ class Progress:
 
     def report(self, job: Job, outcome: Outcome) -> None:
         self.done += 1
-        if outcome.ok:
+        if outcome.busy:
+            self.print(f"[{self.done}/{self.total}] {self.names[job.run_dir]}: skipped, {outcome.error}")
+        elif outcome.ok:
             self.print(f"[{self.done}/{self.total}] {self.names[job.run_dir]}: done in {outcome.seconds:.0f} s")
         else:
             self.failed += 1
@@ -189,7 +192,7 @@ def execute(plan: Plan, jobs: list[Job], workers: int, executor: str, progress: 
     else:
         import torch  # lazy: only a pool needs the GPU count
 
-        run_pool(jobs, workers, progress.report, torch.cuda.device_count())
+        run_pool(jobs, workers, progress.report, visible_gpus(torch.cuda.device_count()))
 
 
 def check_run_options(workers: int, executor: str) -> None:

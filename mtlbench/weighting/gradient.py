@@ -301,7 +301,11 @@ class ConFIG(GramianWeighting):
         g = gramian.double()
         norms = g.diagonal().clamp(min=0).sqrt()
         inv = torch.where(norms > 0, 1 / norms, torch.zeros_like(norms))  # a zero gradient has no direction
-        c = inv * (torch.linalg.pinv(inv[:, None] * g * inv[None, :]) @ torch.ones_like(norms))
+        # cut at the precision the Gramian was computed in, not float64's: its rounding noise
+        # must not be inverted (near-parallel float32 gradients would get weights of ±1e5)
+        rtol = len(norms) * torch.finfo(gramian.dtype).eps
+        cosines = inv[:, None] * g * inv[None, :]
+        c = inv * (torch.linalg.pinv(cosines, rtol=rtol, hermitian=True) @ torch.ones_like(norms))
         length = c @ g @ c
         if length <= 0:
             return torch.zeros_like(norms, dtype=gramian.dtype)
