@@ -95,6 +95,7 @@ BUILTIN_MODULES = (
     "mtlbench.models.multitask",
     "mtlbench.models.mtinet_eccv20",
     "mtlbench.models.zoo",
+    "mtlbench.models.seed_systems",
     "mtlbench.models.smp_baselines",
     "mtlbench.losses",
     "mtlbench.weighting",

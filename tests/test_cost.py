@@ -164,7 +164,8 @@ def test_cli_prints_both_tables_and_writes_markdown(tmp_path):
     assert f"written: {md}" in result.stderr
 
 
-@pytest.mark.parametrize("model", ["mtinet", "mtinet_eccv20", "padnet", "cross_stitch", "mtan"])
+@pytest.mark.parametrize("model", ["mtinet", "mtinet_eccv20", "padnet", "cross_stitch", "mtan", "fcn", "refinenet",
+                                   "papnet", "context"])
 def test_cli_costs_every_multi_task_model(model):
     result = invoke("--model", model, "--task", "depth,seg", *TINY)
     assert result.exit_code == 0, result.output

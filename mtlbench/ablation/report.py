@@ -184,14 +184,17 @@ def sweep_table(plan: Plan, columns: Sequence[str], command: str = "") -> TableD
     spec = plan.spec
     rows, reference, ref_notes = collect(plan, columns)
     cols = list(columns) + [f"delta/{v}" for v in spec.delta if plan.references]
-    header = ["setting", *(_header(c) for c in cols), "seeds"]
+    published = list(dict.fromkeys(k for c in spec.cells for k in c.published))
+    header = ["setting", *(_header(c) for c in cols), *(f"published {_header(k)}" for k in published), "seeds"]
+    by_label = {c.label: c.published for c in spec.cells}
     table_rows: list[list[str]] = []
     raw: list[dict[str, Any]] = []
     bold: set[tuple[int, int]] = set()
     offset = 0
     if reference is not None:
         table_rows.append([reference.label, *(_cell(c, reference.values.get(c, [])) if not c.startswith("delta/")
-                                              else "0" for c in cols), f"{len(reference.seeds)}/{reference.planned}"])
+                                              else "0" for c in cols), *("–" for _ in published),
+                           f"{len(reference.seeds)}/{reference.planned}"])
         raw.append({"setting": reference.label, "reference": True, "seeds": reference.seeds,
                     "values": {c: reference.values.get(c, []) for c in columns}})
         offset = 1
@@ -209,7 +212,8 @@ def sweep_table(plan: Plan, columns: Sequence[str], command: str = "") -> TableD
             text = _cell(c, r.values.get(c, []))
             p = adjusted.get(c, [None] * len(rows))[i]
             cells.append(text + ("†" if p is not None and p < ALPHA else ""))
-        table_rows.append([r.label, *cells, f"{len(r.seeds)}/{r.planned}" + ("*" if r.notes else "")])
+        paper = [_cell(k, [by_label[r.label][k]]) if k in by_label[r.label] else "–" for k in published]
+        table_rows.append([r.label, *cells, *paper, f"{len(r.seeds)}/{r.planned}" + ("*" if r.notes else "")])
         raw.append({"setting": r.label, "seeds": r.seeds, "planned": r.planned, "notes": r.notes,
                     "values": {c: r.values.get(c, []) for c in cols},
                     "mean": {c: statistics.fmean(v) for c in cols if (v := r.values.get(c, []))},
@@ -240,6 +244,9 @@ def sweep_table(plan: Plan, columns: Sequence[str], command: str = "") -> TableD
     if failed:
         notes.append("* missing seeds, not averaged: " + " | ".join(failed) + ".")
     notes += [n[0].upper() + n[1:] + "." for n in ref_notes]
+    if published:
+        notes.append(f"Published: {spec.published_source or 'as the spec gives them'} (their own protocols, not "
+                     f"this one).")
     if command:
         notes.append(f"Command: {command}")
     return TableData(spec.title, " ".join(notes), header, table_rows, [offset] if offset else [], raw, bold)

@@ -50,7 +50,7 @@ else:  # pragma: no cover
 from mtlbench.errors import MtlbenchError
 
 TOP_KEYS = ("name", "title", "description", "preset", "config", "seeds", "columns", "compare_to", "combine",
-            "delta", "base", "references", "rows", "axes", "executor")
+            "delta", "published_source", "base", "references", "rows", "axes", "executor")
 COMBINE = ("grid", "zip")
 DELTA = ("mti", "all")
 # cell keys every reference takes from its cell: what decides whether a one-task run is a fair
@@ -72,6 +72,7 @@ class Cell:
     settings: Settings
     row: str = ""  # the row's name ("" without rows)
     axes: tuple[tuple[str, Any], ...] = ()  # (axis name, value) in axis order
+    published: dict[str, float] = field(default_factory=dict)  # metric key → a paper's number, shown beside
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class Spec:
     compare_to: str
     delta: list[str]
     executor: dict[str, Any]
+    published_source: str = ""
 
 
 def flatten(table: Mapping[str, Any], prefix: str = "") -> Settings:
@@ -189,29 +191,37 @@ def _registered(values: dict[str, Any], key: str, path: Path) -> list[str]:
     return [n for n in registry(kind).names() if n not in exclude]
 
 
-def _rows(data: Any, path: Path) -> list[tuple[str, Settings, bool]]:
-    """(name, settings, crossed with the axes) per row."""
+Row = tuple[str, Settings, bool, dict[str, float]]  # name, settings, crossed with the axes, published
+
+
+def _rows(data: Any, path: Path) -> list[Row]:
+    """Each row as a :data:`Row`."""
     if not isinstance(data, list):
         raise _fail(path, f"rows must be an array of tables ([[rows]]), got {data!r}")
-    rows: list[tuple[str, Settings, bool]] = []
+    rows: list[Row] = []
     for i, r in enumerate(data):
         r = _table(r, f"rows[{i}]", path)
-        unknown = [k for k in r if k not in ("name", "set", "axes")]
+        unknown = [k for k in r if k not in ("name", "set", "axes", "published")]
         if unknown:
-            raise _fail(path, f"rows[{i}]: unknown key {unknown[0]!r} (a row has name, set and axes)")
+            raise _fail(path, f"rows[{i}]: unknown key {unknown[0]!r} (a row has name, set, axes and published)")
         name = r.get("name")
         if not isinstance(name, str) or not name:
             raise _fail(path, f"rows[{i}] needs a name")
-        if any(n == name for n, _, _ in rows):
+        if any(row[0] == name for row in rows):
             raise _fail(path, f"row {name!r} is given twice")
         crossed = r.get("axes", True)
         if not isinstance(crossed, bool):
             raise _fail(path, f"row {name!r}: axes must be true (crossed with the axes) or false (on its own)")
-        rows.append((name, _settings(r.get("set", {}), f"row {name!r} set", path), crossed))
+        published = _table(r.get("published", {}), f"row {name!r} published", path)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in published.values()):
+            raise _fail(path, f"row {name!r}: published maps metric keys to numbers, "
+                        f"e.g. {{ \"seg/pixel_acc\" = 0.6 }}")
+        rows.append((name, _settings(r.get("set", {}), f"row {name!r} set", path), crossed,
+                     {k: float(v) for k, v in published.items()}))
     return rows
 
 
-def _cells(rows: list[tuple[str, Settings, bool]], axes: list[Axis], combine: str, path: Path) -> list[Cell]:
+def _cells(rows: list[Row], axes: list[Axis], combine: str, path: Path) -> list[Cell]:
     """Rows crossed with the axes' combinations (one unnamed row when no row is crossed); a row
     with ``axes = false`` is one cell of its own."""
     if combine == "zip":
@@ -224,10 +234,11 @@ def _cells(rows: list[tuple[str, Settings, bool]], axes: list[Axis], combine: st
     else:
         combos = [tuple(zip(axes, values, labels)) for values, labels in
                   zip(itertools.product(*(a.values for a in axes)), itertools.product(*(a.labels for a in axes)))]
-    cells = [Cell(name, settings, name) for name, settings, crossed in rows if not crossed or not axes]
-    crossed_rows = [(name, settings) for name, settings, crossed in rows if crossed and axes] \
-        or ([("", {})] if axes or not rows else [])
-    for row, settings in crossed_rows:
+    cells = [Cell(name, settings, name, (), published) for name, settings, crossed, published in rows
+             if not crossed or not axes]
+    crossed_rows = [(name, settings, published) for name, settings, crossed, published in rows if crossed and axes] \
+        or ([("", {}, {})] if axes or not rows else [])
+    for row, settings, published in crossed_rows:
         for combo in combos:
             merged = dict(settings)
             for axis, value, _ in combo:
@@ -235,7 +246,8 @@ def _cells(rows: list[tuple[str, Settings, bool]], axes: list[Axis], combine: st
                     raise _fail(path, f"row {row!r} and axis {axis.key!r} both set {axis.key}: keep one")
                 merged[axis.key] = value
             parts = ([row] if row else []) + [f"{axis.name}={label}" for axis, _, label in combo]
-            cells.append(Cell(", ".join(parts) or "base", merged, row, tuple((a.name, v) for a, v, _ in combo)))
+            cells.append(Cell(", ".join(parts) or "base", merged, row, tuple((a.name, v) for a, v, _ in combo),
+                              published))
     return cells
 
 
@@ -325,4 +337,5 @@ def load_spec(path: str | Path) -> Spec:
                         + f"; it takes {', '.join(EXECUTOR_KEYS)}")
     title = data.get("title", data.get("description", name))
     return Spec(name, path, text, str(title), preset, config, _seeds(data.get("seeds", [0]), path), base, cells,
-                axes, references, list(columns), str(compare_to), list(delta), dict(executor))
+                axes, references, list(columns), str(compare_to), list(delta), dict(executor),
+                str(data.get("published_source", "")))

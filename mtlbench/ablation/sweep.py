@@ -105,7 +105,7 @@ def prepare(spec_path: Path, out: Path | None, store: Path | None, preset: str |
     out = out if out is not None else Path("runs") / "ablations" / f"{spec.name}-{spec.preset}"
     check_out(out, spec.name)
     plan = make_plan(spec, out, store)
-    check_columns(spec.columns, str(spec_path))
+    check_columns(spec.columns + [k for c in spec.cells for k in c.published], str(spec_path))
     return plan
 
 

@@ -11,7 +11,7 @@ from mtlbench.registry import MODELS
 from mtlbench.tasks import DatasetInfo, build_tasks
 
 INFO = DatasetInfo(num_classes=5, max_depth=10.0)
-MULTI = ["mtinet", "hps", "padnet", "cross_stitch", "mtan", "mtinet_eccv20"]
+MULTI = ["mtinet", "hps", "padnet", "cross_stitch", "mtan", "mtinet_eccv20", "fcn", "refinenet", "papnet", "context"]
 
 
 def build(name: str, tasks=("depth", "seg", "edge"), **options):
@@ -45,7 +45,8 @@ def test_output_contract_in_training_and_evaluation(name, x):
     tasks = {"depth", "seg", "edge"}
     assert tasks <= set(out) <= tasks | {AUX, SHARED}
     if SHARED in out:  # models with one encoder expose what the heads were computed from
-        assert [f.shape[1] for f in out[SHARED]] == [16] * 4
+        # (context: its three input scales' stride-16 maps, concatenated)
+        assert [f.shape[1] for f in out[SHARED]] == ([3 * 16] if name == "context" else [16] * 4)
     for extra in out.get(AUX, []):
         assert set(extra) <= tasks
     with torch.no_grad():
