@@ -265,7 +265,7 @@ def sweep_figure(plan: Plan, columns: Sequence[str]) -> Any:
     from mtlbench.report.plotting import STYLE, new_figure
 
     spec = plan.spec
-    rows, _, _ = collect(plan, columns)
+    rows, reference, _ = collect(plan, columns)
     by_label = {r.label: r for r in rows}
     cols = list(columns) + [f"delta/{v}" for v in spec.delta if plan.references]
     if spec.axes:
@@ -305,7 +305,11 @@ def sweep_figure(plan: Plan, columns: Sequence[str]) -> Any:
                 xv = [float(first.values[xi]) if numeric else float(xi) for xi, _ in pts]
                 mean = [statistics.fmean(v) * scale for _, v in pts]
                 std = [statistics.stdev(v) * scale if len(v) > 1 else 0.0 for _, v in pts]
-                ax.errorbar(xv, mean, yerr=std, marker="o", capsize=4, label=name)
+                # categories are not a scale: points, no line between them
+                ax.errorbar(xv, mean, yerr=std, marker="o", capsize=4, label=name, linestyle="-" if numeric else "none")
+            if reference is not None and reference.values.get(c):
+                ax.axhline(statistics.fmean(reference.values[c]) * scale, linestyle=":", color="grey",
+                           label=REFERENCE_ROW)
             for k2, r in enumerate(alone):
                 if r.values.get(c):
                     ax.axhline(statistics.fmean(r.values[c]) * scale, linestyle="--", color=f"C{len(series) + k2}",
@@ -317,7 +321,7 @@ def sweep_figure(plan: Plan, columns: Sequence[str]) -> Any:
                 ax.set_xticklabels(xs_labels, rotation=20, ha="right", fontsize="small")
             ax.set_title(_header(c))
             ax.set_xlabel(xlabel)
-            if len(series) + len(alone) > 1 and ax.get_legend_handles_labels()[0]:
+            if ax.get_legend_handles_labels()[0] and (len(series) + len(alone) > 1 or reference is not None):
                 ax.legend(fontsize="small")
     return fig
 
