@@ -36,6 +36,9 @@ data_app = typer.Typer(help="Prepare datasets: read the originals once, write a 
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
+plugin_app = typer.Typer(help="Write plugins: a new distribution from a template.", no_args_is_help=True)
+app.add_typer(plugin_app, name="plugin")
+
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 
@@ -393,6 +396,25 @@ def data_prepare(
             bar.stop()
     state = "written" if result.written else "already complete, nothing to do"
     err.print(f"{result.folder}: {state}", highlight=False)
+
+
+@plugin_app.command("new")
+def plugin_new(
+    name: Annotated[str, typer.Argument(help="the plugin's registered name (lower case, digits, _)")],
+    kind: Annotated[str, typer.Option(help="interaction, loss, weighting or model")] = "interaction",
+    out: Annotated[Path | None, typer.Option(help="the folder to write (default ./NAME); new or empty")] = None,
+) -> None:
+    """Write a plugin distribution that installs with `pip install -e` and trains at once, with
+    tests that use the contract kit (mtlbench.testing)."""
+    from mtlbench.scaffold import new_plugin  # lazy: not needed for --help
+
+    err = _console(stderr=True)
+    with _one_line_errors():
+        folder = out if out is not None else Path(name)
+        written = new_plugin(name, kind, folder)
+    for path in written:
+        err.print(f"written: {path}", highlight=False, markup=False)
+    err.print(f"next: pip install -e {folder} && mtlbench list {kind}s", highlight=False, markup=False)
 
 
 @app.command()

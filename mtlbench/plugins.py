@@ -30,6 +30,22 @@ class PluginWarning(UserWarning):
     """A plugin failed to load; mtlbench goes on without it."""
 
 
+class IncompatiblePlugin(Exception):
+    """A plugin written for another major version of :mod:`mtlbench.api`."""
+
+
+def api_problem(module_name: str) -> str | None:
+    """What is wrong with the ``MTLBENCH_API`` that a plugin's module declares (``None``: it
+    declares none, or one this host serves)."""
+    import sys
+
+    from mtlbench.api import compatible
+
+    module = sys.modules.get(module_name)
+    declared = getattr(module, "MTLBENCH_API", None)
+    return None if declared is None else compatible(declared)
+
+
 @dataclass(frozen=True)
 class PluginStatus:
     name: str
@@ -67,17 +83,18 @@ def load_plugins() -> dict[str, PluginStatus]:
         try:
             with registering_as(status.source):
                 obj = ep.load()
+                problem = api_problem(ep.module)
+                if problem:
+                    raise IncompatiblePlugin(problem)
                 if ep.attr and callable(obj):
                     obj()
         except Exception as exc:  # a plugin must never take the host down
             status = PluginStatus(ep.name, ep.value, dist, f"{type(exc).__name__}: {exc}")
             for reg in REGISTRIES.values():  # a half-loaded plugin leaves nothing behind
                 reg.discard_source(status.source)
-            warnings.warn(
-                f"mtlbench plugin {ep.name!r} from {dist} failed to load and is skipped: {status.error}",
-                PluginWarning,
-                stacklevel=2,
-            )
+            what = (f"is skipped: it {exc}; install a release of {dist} written for this API"
+                    if isinstance(exc, IncompatiblePlugin) else f"failed to load and is skipped: {status.error}")
+            warnings.warn(f"mtlbench plugin {ep.name!r} from {dist} {what}", PluginWarning, stacklevel=2)
         _status[key] = status
     return dict(_status)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -92,6 +94,33 @@ def test_a_broken_plugin_is_one_warning_and_the_rest_still_load(plugin_path, iso
     assert "mtinet" in isolated_registries.MODELS
 
 
+@pytest.mark.parametrize("declared, loads", [('"1"', True), ("1", True), ('"1.3"', True), ('"2"', False),
+                                              ('"one"', False)])
+def test_a_plugin_written_for_another_api_is_refused_with_one_warning(plugin_path, isolated_registries, declared,
+                                                                      loads):
+    from mtlbench.api import API_VERSION
+
+    module = f"MTLBENCH_API = {declared}\n" + textwrap.dedent(GOOD)
+    make_distribution(plugin_path, "versioned-dist", {"versioned": "versioned_plugin"}, {"versioned_plugin": module})
+    try:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            status = plugins.load_plugins()
+        assert ("plugged_l2" in isolated_registries.LOSSES) == loads
+        assert (status["versioned-dist:versioned"].error is None) == loads
+        messages = [str(w.message) for w in record if issubclass(w.category, plugins.PluginWarning)]
+        if loads:
+            assert not messages
+        else:
+            (message,) = messages
+            assert message.startswith("mtlbench plugin 'versioned' from versioned-dist is skipped: it ")
+            if declared == '"2"':
+                assert f"needs mtlbench API 2, and this mtlbench has API {API_VERSION}" in message
+        assert "mtinet" in isolated_registries.MODELS  # the host keeps working
+    finally:
+        sys.modules.pop("versioned_plugin", None)
+
+
 def test_two_distributions_may_use_the_same_entry_point_name(plugin_path, isolated_registries):
     a = GOOD.replace("plugged_l2", "loss_a")
     b = GOOD.replace("plugged_l2", "loss_b")
@@ -149,3 +178,50 @@ def test_import_and_help_load_neither_torch_nor_plugins(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.slow
+def test_a_scaffolded_plugin_installs_with_pip_passes_its_tests_and_trains(tmp_path):
+    from tests.conftest import TINY_ARGS
+
+    folder = tmp_path / "demo"
+    made = subprocess.run([sys.executable, "-m", "mtlbench", "plugin", "new", "demo", "--out", str(folder)],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    site = tmp_path / "site"  # a real pip install (no network: setuptools of this environment builds it)
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                          "--target", str(site), str(folder)], capture_output=True, text=True)
+    assert pip.returncode == 0, pip.stderr
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    listed = subprocess.run([sys.executable, "-m", "mtlbench", "list", "interactions"], capture_output=True,
+                            text=True, env={**env, "COLUMNS": "250"})  # one table line per entry
+    assert "plugin demo (mtlbench-demo)" in listed.stdout, listed.stdout
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder / "tests")],
+                           capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert tests.returncode == 0 and "1 passed" in tests.stdout, tests.stdout + tests.stderr
+    run = subprocess.run([sys.executable, "-m", "mtlbench", "run", "--interaction", "demo", *TINY_ARGS,
+                          "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "seg→depth guidance: on [demo]" in run.stderr and (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_plugin_new_refuses_bad_names_kinds_and_folders(tmp_path):
+    from tests.conftest import assert_bad_input, invoke
+
+    assert_bad_input(invoke("plugin", "new", "Bad-Name", "--out", tmp_path / "a"), "plugin name 'Bad-Name'")
+    assert_bad_input(invoke("plugin", "new", "ok", "--kind", "optimizer", "--out", tmp_path / "b"),
+                     "unknown --kind 'optimizer'")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "x").write_text("")
+    assert_bad_input(invoke("plugin", "new", "ok", "--out", tmp_path / "c"), "is not an empty folder")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_the_api_module_is_light_and_exports_the_extension_points():
+    code = ("import sys, mtlbench.api as api; assert 'torch' not in sys.modules, 'torch imported'; "
+            "assert api.API_VERSION.startswith(str(api.API_MAJOR) + '.'); "
+            "assert api.INTERACTIONS.kind == 'interactions' and api.MultiTaskModel.__name__ == 'MultiTaskModel'; "
+            "assert api.compatible('1') is None and 'needs mtlbench API 2' in api.compatible(2); "
+            "assert set(api.__all__) >= {'GuidedAttention', 'LossWeighting', 'Option', 'WEIGHTINGS'}")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

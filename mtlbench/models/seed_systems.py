@@ -267,7 +267,7 @@ class AffinityPropagation(nn.Module):
         return x
 
 
-@INTERACTIONS.register("affinity_propagation", options={"dim": 64, "grid": 16, "steps": 1})
+@INTERACTIONS.register("affinity_propagation", options={"dim": 64, "grid": 16, "steps": 1}, identity_at_init=True)
 def affinity_propagation(channels: int, dim: int = 64, grid: int = 16, steps: int = 1) -> nn.Module:
     """PAP-Net (CVPR 2019): the guide's affinity between positions propagates the target's features."""
     return AffinityPropagation(channels, dim, grid, steps)

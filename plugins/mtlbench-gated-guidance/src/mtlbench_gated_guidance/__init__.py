@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mtlbench.models.interactions import GuidedAttention
+from mtlbench.api import GuidedAttention
+
+MTLBENCH_API = "1"
 
 
 class GatedGuidedAttention(GuidedAttention):
@@ -28,7 +30,7 @@ class GatedGuidedAttention(GuidedAttention):
 
 def register() -> None:
     """Entry point of the ``mtlbench.plugins`` group."""
-    from mtlbench.registry import INTERACTIONS
+    from mtlbench.api import INTERACTIONS
 
     @INTERACTIONS.register("gated_attention")
     def gated_attention(channels: int, dim: int = 64, heads: int = 1, grid: int = 16) -> nn.Module:

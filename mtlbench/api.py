@@ -1,0 +1,88 @@
+"""The public plugin API of mtlbench, versioned.
+
+A plugin imports what it extends from here and nowhere else::
+
+    from mtlbench.api import INTERACTIONS, Option
+
+    MTLBENCH_API = "1"   # in the entry point's module: the API major version the plugin is written for
+
+    @INTERACTIONS.register("my_guidance", options={"dim": Option(64, "width", at_least(1))})
+    def my_guidance(channels: int, dim: int) -> nn.Module: ...
+
+What this module exports keeps working within a major version (``API_VERSION`` "1.x"): a minor
+version adds, a major version may change or remove. Everything else in the package may change
+without notice. The plugin loader refuses, with one warning naming it, a plugin whose module
+declares ``MTLBENCH_API`` with another major version than the host's; the host goes on without it.
+
+The extension points (``docs/plugins.md`` has the contract of each):
+
+- ``INTERACTIONS``: ``factory(channels, **options) -> nn.Module`` with ``forward(target, source)``
+  returning the refined target (same shape, residual included); optional
+  ``attention_maps(target, source)``; ``identity_at_init=True`` in the registration promises it
+  starts as the identity. Checked by :func:`mtlbench.testing.check_interaction`.
+  ``GuidedAttention`` (the seed's) is exported as a base to build variants on.
+- ``LOSSES``: ``factory(info: DatasetInfo, **options) -> nn.Module`` with
+  ``forward(prediction, batch) -> scalar``.
+- ``WEIGHTINGS``: ``factory(tasks, **options) -> Weighting`` (:class:`LossWeighting`,
+  :class:`GradientWeighting`, :class:`GramianWeighting`).
+- ``MODELS``: ``factory(tasks, backbone: Backbone, **options) -> MultiTaskModel``.
+- ``DATASETS``, ``BACKBONES``, ``TASKS``: see ``docs/design.md``.
+
+Importing this module is light (no torch); the classes that need torch load on first access.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mtlbench.errors import MtlbenchError
+from mtlbench.options import Option, at_least, one_of
+from mtlbench.registry import (
+    BACKBONES,
+    DATASETS,
+    INTERACTIONS,
+    LOSSES,
+    MODELS,
+    REGISTRIES,
+    TASKS,
+    WEIGHTINGS,
+    Registry,
+)
+
+API_VERSION = "1.0"
+API_MAJOR = int(API_VERSION.split(".")[0])
+
+# torch-backed names, imported on first access (PEP 562) so that `import mtlbench.api` stays light
+_LAZY = {
+    "MultiTaskModel": "mtlbench.models.base", "AUX": "mtlbench.models.base", "SHARED": "mtlbench.models.base",
+    "Backbone": "mtlbench.models.backbones", "Task": "mtlbench.tasks", "DatasetInfo": "mtlbench.tasks",
+    "GuidedAttention": "mtlbench.models.interactions",
+    "Weighting": "mtlbench.weighting.base", "LossWeighting": "mtlbench.weighting.base",
+    "GradientWeighting": "mtlbench.weighting.base", "GramianWeighting": "mtlbench.weighting.base",
+}
+
+__all__ = ["API_MAJOR", "API_VERSION", "BACKBONES", "DATASETS", "INTERACTIONS", "LOSSES", "MODELS", "REGISTRIES",
+           "TASKS", "WEIGHTINGS", "MtlbenchError", "Option", "Registry", "at_least", "compatible", "one_of",
+           *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mtlbench.api' has no attribute {name!r}")
+
+
+def compatible(declared: Any) -> str | None:
+    """What is wrong with a plugin's ``MTLBENCH_API`` declaration for this host, or ``None``.
+
+    The declaration is the API major version the plugin was written for ("1", 1 or "1.0").
+    """
+    text = str(declared).strip()
+    major = text.split(".")[0]
+    if not major.isdigit():
+        return f"declares MTLBENCH_API = {declared!r}, which is not a version such as \"{API_MAJOR}\""
+    if int(major) != API_MAJOR:
+        return f"needs mtlbench API {int(major)}, and this mtlbench has API {API_VERSION}"
+    return None
