@@ -151,15 +151,21 @@ def value_label(value: Any) -> str:
     return str(value)
 
 
-def _axes(data: Any, path: Path) -> list[Axis]:
+def _array_of_tables(data: Any, section: str, keys: tuple[str, ...], path: Path) -> list[dict[str, Any]]:
+    """``[[section]]`` entries, each a table of only ``keys``."""
     if not isinstance(data, list):
-        raise _fail(path, f"axes must be an array of tables ([[axes]]), got {data!r}")
-    axes: list[Axis] = []
-    for i, a in enumerate(data):
-        a = _table(a, f"axes[{i}]", path)
-        unknown = [k for k in a if k not in ("key", "values", "labels", "name")]
+        raise _fail(path, f"{section} must be an array of tables ([[{section}]]), got {data!r}")
+    tables = [_table(t, f"{section}[{i}]", path) for i, t in enumerate(data)]
+    for i, t in enumerate(tables):
+        unknown = [k for k in t if k not in keys]
         if unknown:
-            raise _fail(path, f"axes[{i}]: unknown key {unknown[0]!r} (an axis has key, values, labels, name)")
+            raise _fail(path, f"{section}[{i}]: unknown key {unknown[0]!r} (it takes {', '.join(keys)})")
+    return tables
+
+
+def _axes(data: Any, path: Path) -> list[Axis]:
+    axes: list[Axis] = []
+    for i, a in enumerate(_array_of_tables(data, "axes", ("key", "values", "labels", "name"), path)):
         key, values = a.get("key"), a.get("values")
         if not isinstance(key, str) or not key:
             raise _fail(path, f"axes[{i}] needs key = \"SECTION.SETTING\", e.g. \"weighting.name\"")
@@ -196,14 +202,8 @@ Row = tuple[str, Settings, bool, dict[str, float]]  # name, settings, crossed wi
 
 def _rows(data: Any, path: Path) -> list[Row]:
     """Each row as a :data:`Row`."""
-    if not isinstance(data, list):
-        raise _fail(path, f"rows must be an array of tables ([[rows]]), got {data!r}")
     rows: list[Row] = []
-    for i, r in enumerate(data):
-        r = _table(r, f"rows[{i}]", path)
-        unknown = [k for k in r if k not in ("name", "set", "axes", "published")]
-        if unknown:
-            raise _fail(path, f"rows[{i}]: unknown key {unknown[0]!r} (a row has name, set, axes and published)")
+    for i, r in enumerate(_array_of_tables(data, "rows", ("name", "set", "axes", "published"), path)):
         name = r.get("name")
         if not isinstance(name, str) or not name:
             raise _fail(path, f"rows[{i}] needs a name")
