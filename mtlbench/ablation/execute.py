@@ -30,7 +30,6 @@ EXECUTORS = ("local", "slurm", "submitit-local")
 class Outcome:
     ok: bool
     seconds: float  # wall time of the whole job, building included
-    train_seconds: float = 0.0  # what the run's own metrics.json counts as training
     error: str = ""
     busy: bool = False  # another process was training it: neither done nor failed here
 
@@ -72,7 +71,7 @@ def _train(job: Job, start: float) -> Outcome:
             shutil.rmtree(job.run_dir)
         job.run_dir.mkdir(parents=True, exist_ok=True)
         parts = build_run(cfg)
-        result = Trainer(parts, job.run_dir).fit(resume=resume)
+        Trainer(parts, job.run_dir).fit(resume=resume)
     except Exception as exc:  # one run's failure must not stop the sweep
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         line = f"{type(exc).__name__}: {first}" if not isinstance(exc, MtlbenchError) else first
@@ -84,7 +83,7 @@ def _train(job: Job, start: float) -> Outcome:
             pass
         return Outcome(False, time.perf_counter() - start, error=line)
     (job.run_dir / ERROR_FILE).unlink(missing_ok=True)
-    return Outcome(True, time.perf_counter() - start, float(result.get("train_time_s", 0.0)))
+    return Outcome(True, time.perf_counter() - start)
 
 
 Report = Callable[[Job, Outcome], None]

@@ -159,7 +159,6 @@ class Progress:
     print: Callable[[str], None]
     done: int = 0
     failed: int = 0
-    overhead: float = 0.0  # wall time of the jobs beyond their training (building, testing, bookkeeping)
 
     def started(self, job: Job) -> None:
         self.print(f"[{self.done + 1}/{self.total}] {self.names[job.run_dir]}: training ({job.run_dir})")
