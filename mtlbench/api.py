@@ -25,7 +25,12 @@ The extension points (``docs/plugins.md`` has the contract of each):
   ``forward(prediction, batch) -> scalar``.
 - ``WEIGHTINGS``: ``factory(tasks, **options) -> Weighting`` (:class:`LossWeighting`,
   :class:`GradientWeighting`, :class:`GramianWeighting`).
-- ``MODELS``: ``factory(tasks, backbone: Backbone, **options) -> MultiTaskModel``.
+- ``MODELS``: ``factory(tasks, backbone: Backbone, **options) -> MultiTaskModel``. A model with
+  interactions registers ``interaction_points=InteractionPoints(...)``, declares the options
+  ``interaction`` and ``guidance`` and takes ``interaction_options`` (the run's checked
+  ``[model.interaction]``); :func:`task_graph` turns ``guidance`` into :class:`Edge` s. A
+  registration's ``validate=fn(tasks, options)`` checks options against the trained tasks
+  while the configuration is resolved, before anything is built.
 - ``DATASETS``, ``BACKBONES``, ``TASKS``: see ``docs/design.md``.
 
 Importing this module is light (no torch); the classes that need torch load on first access.
@@ -36,6 +41,7 @@ from __future__ import annotations
 from typing import Any
 
 from mtlbench.errors import MtlbenchError
+from mtlbench.models.guidance import Edge, InteractionPoints, check_edges, graph_notes, task_graph
 from mtlbench.options import Option, at_least, one_of
 from mtlbench.registry import (
     BACKBONES,
@@ -49,7 +55,7 @@ from mtlbench.registry import (
     Registry,
 )
 
-API_VERSION = "1.0"
+API_VERSION = "1.1"  # 1.1: interaction points, task graphs, [model.interaction]
 API_MAJOR = int(API_VERSION.split(".")[0])
 
 # torch-backed names, imported on first access (PEP 562) so that `import mtlbench.api` stays light
@@ -62,8 +68,8 @@ _LAZY = {
 }
 
 __all__ = ["API_MAJOR", "API_VERSION", "BACKBONES", "DATASETS", "INTERACTIONS", "LOSSES", "MODELS", "REGISTRIES",
-           "TASKS", "WEIGHTINGS", "MtlbenchError", "Option", "Registry", "at_least", "compatible", "one_of",
-           *_LAZY]
+           "TASKS", "WEIGHTINGS", "Edge", "InteractionPoints", "MtlbenchError", "Option", "Registry", "at_least",
+           "check_edges", "compatible", "graph_notes", "one_of", "task_graph", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -125,6 +125,8 @@ def _make_config(preset: str | None, config: Path | None, overrides: dict[str, d
     for section, given in options.items():
         target = getattr(cfg, section).options
         for name, (_flag, value) in given.items():
+            if section == "model" and name == "interaction" and target.get(name) != value:
+                cfg.model.interaction = {}  # the options of the interaction it replaces
             target[name] = value
         flags[section] = {name: flag for name, (flag, _) in given.items()}
     resolve(cfg, flags)

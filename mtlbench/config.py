@@ -48,7 +48,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The network; the model's own options go in ``[model.options]``."""
+    """The network; the model's own options go in ``[model.options]``, those of the interaction it
+    uses (if it has interaction points) in ``[model.interaction]``."""
 
     name: str = "mtinet"
     backbone: str = "resnet50"
@@ -56,6 +57,8 @@ class ModelConfig:
     pretrained: bool = False
     weights: str = ""  # a local weights file for the backbone
     options: dict[str, Any] = field(default_factory=dict)  # what the model declares (interaction, …)
+    # the options of the interaction model.options.interaction names (models with interaction points)
+    interaction: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -225,9 +228,9 @@ def from_dict(data: dict[str, Any], base: Any = None, where: str = "config") -> 
     hints = get_type_hints(type(base))
     known = {f.name for f in fields(base)}
     for key, value in data.items():
-        if key not in known:
-            section = where.rsplit(".", 1)[-1]
-            moved = MOVED.get(f"{section}.{key}")
+        section = where.rsplit(".", 1)[-1]
+        moved = MOVED.get(f"{section}.{key}")
+        if key not in known or (moved and not isinstance(value, dict)):  # model.interaction was a name
             if moved:
                 raise MtlbenchError(f"{where}: {section}.{key} is now {moved} (options live in the table of "
                                     f"what takes them)")
@@ -336,6 +339,7 @@ def rebase(cfg: RunConfig, base: RunConfig) -> None:
         cfg.data.options = {}
     if cfg.model.name != base.model.name:
         cfg.model.options = {}
+        cfg.model.interaction = {}
     if cfg.weighting.name != base.weighting.name:
         cfg.weighting.options = {}
     if list(cfg.tasks) != list(base.tasks):
@@ -456,6 +460,8 @@ def dumps(cfg: RunConfig) -> str:
     their section."""
     data = cfg.to_dict()
     lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    if not data["model"]["interaction"]:  # written for models with interaction points only
+        del data["model"]["interaction"]
     for section, values in data.items():
         if isinstance(values, dict):
             nested = [k for k, v in values.items() if isinstance(v, dict)]

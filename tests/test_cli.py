@@ -27,7 +27,8 @@ def test_run_prints_the_table_and_writes_the_run_directory(tmp_path):
 def test_run_header_says_which_guidance_is_off(tmp_path):
     result = invoke("run", "--task", "depth,seg", *TINY, "--run-dir", str(tmp_path / "r"))
     assert result.exit_code == 0, result.output
-    assert "seg→depth guidance: on" in result.stderr
+    assert "interaction guided_attention (dim=64, heads=1, grid=16)" in result.stderr
+    assert "guidance at stride 16: seg→depth\n" in result.stderr
     assert "edge→depth guidance: off (edge not requested)" in result.stderr
 
 

@@ -38,10 +38,11 @@ def test_mtinet_guidance_follows_the_requested_tasks():
     backbone = build_backbone("test_resnet", width=16)
     full = MODELS.build("mtinet", build_tasks(("depth", "seg", "edge"), INFO), backbone)
     assert sorted(full.guidance.keys()) == ["edge_to_depth", "seg_to_depth"]
-    assert full.notes == ["seg→depth guidance: on [guided_attention]", "edge→depth guidance: on [guided_attention]"]
+    assert full.notes == ["interaction guided_attention (dim=64, heads=1, grid=16)",
+                          "guidance at stride 16: seg→depth, edge→depth"]
     partial = MODELS.build("mtinet", build_tasks(("depth", "seg"), INFO), build_backbone("test_resnet", width=16))
     assert list(partial.guidance.keys()) == ["seg_to_depth"]
-    assert partial.notes[1] == "edge→depth guidance: off (edge not requested)"
+    assert partial.notes[-1] == "edge→depth guidance: off (edge not requested)"
     hps = MODELS.build("hps", build_tasks(("depth", "seg", "edge"), INFO), build_backbone("test_resnet", width=16))
     assert len(hps.guidance) == 0
 

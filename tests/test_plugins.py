@@ -202,7 +202,8 @@ def test_a_scaffolded_plugin_installs_with_pip_passes_its_tests_and_trains(tmp_p
     run = subprocess.run([sys.executable, "-m", "mtlbench", "run", "--interaction", "demo", *TINY_ARGS,
                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr
-    assert "seg→depth guidance: on [demo]" in run.stderr and (tmp_path / "run" / "metrics.json").is_file()
+    assert "interaction demo (hidden=32)" in run.stderr and "guidance at stride 16: seg→depth" in run.stderr
+    assert (tmp_path / "run" / "metrics.json").is_file()
 
 
 def test_plugin_new_refuses_bad_names_kinds_and_folders(tmp_path):

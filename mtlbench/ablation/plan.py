@@ -82,8 +82,14 @@ def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
 
 
 def _in_table(parts: list[str]) -> bool:
-    """Whether a dotted key lives inside a factory's table (``model.options.grid``, ``loss.names.depth``)."""
-    return len(parts) >= 3 and (parts[1] == "options" or parts[:2] == ["loss", "names"])
+    """Whether a dotted key lives inside a factory's table (``model.options.grid``, ``loss.names.depth``,
+    ``model.interaction.dim``)."""
+    return len(parts) >= 3 and (parts[1] == "options" or parts[:2] in (["loss", "names"], ["model", "interaction"]))
+
+
+def _chooses(parts: list[str]) -> bool:
+    """Whether a dotted key chooses a factory whose options it then drops (a task's loss, the interaction)."""
+    return parts[:2] == ["loss", "names"] or parts == ["model", "options", "interaction"]
 
 
 def apply(cfg: C.RunConfig, settings: Settings, where: str) -> C.RunConfig:
@@ -104,15 +110,18 @@ def apply(cfg: C.RunConfig, settings: Settings, where: str) -> C.RunConfig:
             _merge(plain, _nest(key, value))
     new = C.from_dict(plain, copy.deepcopy(cfg), where=where)  # never edits ``cfg``
     C.rebase(new, cfg)
-    names = [(p, v) for p, v in tables if p[:2] == ["loss", "names"]]
-    for parts, value in names + [(p, v) for p, v in tables if p[:2] != ["loss", "names"]]:
+    choices = [(p, v) for p, v in tables if _chooses(p)]
+    for parts, value in choices + [(p, v) for p, v in tables if not _chooses(p)]:
         section = getattr(new, parts[0], None)
         target = getattr(section, parts[1], None) if section is not None else None
         if not isinstance(target, dict):
             raise MtlbenchError(f"{where}: unknown key {'.'.join(parts)!r} (options live in data.options, "
-                                f"model.options, weighting.options, loss.options.TASK; losses in loss.names.TASK)")
+                                f"model.options, model.interaction, weighting.options, loss.options.TASK; "
+                                f"losses in loss.names.TASK)")
         if parts[:2] == ["loss", "names"] and new.loss.names.get(parts[2]) != value:
             new.loss.options.pop(parts[2], None)  # the options of the loss it replaces
+        if parts == ["model", "options", "interaction"] and new.model.options.get("interaction") != value:
+            new.model.interaction = {}  # the options of the interaction it replaces
         for p in parts[2:-1]:
             node = target.setdefault(p, {})
             if not isinstance(node, dict):

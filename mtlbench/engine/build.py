@@ -20,7 +20,7 @@ from mtlbench.metrics.records import lookup
 from mtlbench.models.backbones import Backbone, build_backbone
 from mtlbench.models.base import MultiTaskModel
 from mtlbench.options import resolve_options
-from mtlbench.registry import DATASETS, LOSSES, MODELS, TASKS, WEIGHTINGS
+from mtlbench.registry import DATASETS, INTERACTIONS, LOSSES, MODELS, TASKS, WEIGHTINGS
 from mtlbench.tasks import DatasetInfo, Task, build_tasks, parse_tasks
 from mtlbench.weighting import GradientWeighting, Weighting
 
@@ -135,8 +135,12 @@ def resolve(cfg: RunConfig, flags: Flags | None = None) -> None:
     d, m, w = cfg.data, cfg.model, cfg.weighting
     d.options = resolve_options(f"dataset {d.name}", DATASETS.entry(d.name).options,
                                 {**preset_dataset_options(cfg), **d.options}, "data.options", flags.get("data"))
-    m.options = resolve_options(f"model {m.name}", MODELS.entry(m.name).options, m.options, "model.options",
+    model_entry = MODELS.entry(m.name)
+    m.options = resolve_options(f"model {m.name}", model_entry.options, m.options, "model.options",
                                 flags.get("model"))
+    m.interaction = resolve_interaction(m.name, model_entry.meta, m.options, m.interaction)
+    if (check := model_entry.meta.get("validate")) is not None:  # options against the tasks, e.g. guidance edges
+        check(tasks, m.options)
     w.options = resolve_options(f"weighting {w.name}", WEIGHTINGS.entry(w.name).options, w.options,
                                 "weighting.options", flags.get("weighting"))
     for t in tasks:
@@ -156,6 +160,21 @@ def resolve(cfg: RunConfig, flags: Flags | None = None) -> None:
             raise MtlbenchError(f"train.select {str(c)!r}: {exc}") from None
 
 
+def resolve_interaction(model: str, meta: Mapping[str, Any], options: Mapping[str, Any],
+                        given: Mapping[str, Any]) -> dict[str, Any]:
+    """``[model.interaction]`` checked against the options of the interaction ``options`` names,
+    defaults spelled out; empty for a model without interaction points (where it must be empty)."""
+    if not meta.get("interaction_points"):
+        if given:
+            with_points = [e.name for e in MODELS.entries() if e.meta.get("interaction_points")]
+            raise MtlbenchError(f"model {model} has no interaction points, so [model.interaction] "
+                                f"({', '.join(given)}) has nothing to configure: remove it (models with "
+                                f"interactions: {', '.join(with_points)})")
+        return {}
+    name = options["interaction"]
+    return resolve_options(f"interaction {name}", INTERACTIONS.entry(name).options, given, "model.interaction")
+
+
 def _check_select(cfg: RunConfig, tasks: dict[str, Task]) -> None:
     c = criterion(cfg)
     known = ("loss",) + (tasks[c.task].metrics(cfg.eval).names if c.task in tasks else ())
@@ -166,7 +185,11 @@ def _check_select(cfg: RunConfig, tasks: dict[str, Task]) -> None:
 
 def build_model(cfg: RunConfig, tasks: dict[str, Task], backbone: Backbone) -> MultiTaskModel:
     """The model of ``cfg`` on ``backbone`` (``cfg`` resolved)."""
-    model = MODELS.build(cfg.model.name, tasks, backbone, **cfg.model.options)
+    m = cfg.model
+    entry = MODELS.entry(m.name)
+    # options resolved already; the interaction's go along to models with interaction points
+    extra = {"interaction_options": dict(m.interaction)} if entry.meta.get("interaction_points") else {}
+    model = entry.obj(tasks, backbone, **m.options, **extra)
     if not isinstance(model, MultiTaskModel):
         raise MtlbenchError(f"model {cfg.model.name} built a {type(model).__name__}, not a MultiTaskModel "
                             f"(mtlbench.models.base): its factory must return one")

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtlbench.options import Option, at_least
 from mtlbench.registry import INTERACTIONS
 
 
@@ -73,7 +74,11 @@ class GuidedAttention(nn.Module):
         return target + self.attend(target, source)
 
 
-@INTERACTIONS.register("guided_attention", options={"dim": 64, "heads": 1, "grid": 16})
+@INTERACTIONS.register("guided_attention", options={
+    "dim": Option(64, "query/key width d (split between the heads)", at_least(1)),
+    "heads": Option(1, "attention heads", at_least(1)),
+    "grid": Option(16, "side of the pooled key/value grid", at_least(1)),
+})
 def guided_attention(channels: int, dim: int = 64, heads: int = 1, grid: int = 16) -> nn.Module:
     """Seed §5.2: query from the target task, key/value from the guide, residual; pooled K/V grid."""
     return GuidedAttention(channels, dim, heads, grid)

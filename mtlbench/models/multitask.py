@@ -9,6 +9,7 @@ task's single-task baseline.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,8 @@ from torch import Tensor, nn
 from mtlbench.errors import MtlbenchError
 from mtlbench.models.backbones import Backbone, conv_bn_relu
 from mtlbench.models.base import MultiTaskModel, Outputs, check_tasks
-from mtlbench.options import Option
+from mtlbench.models.guidance import Edge, InteractionPoints, check_edges, graph_notes, task_graph
+from mtlbench.options import Option, resolve_options
 from mtlbench.registry import INTERACTIONS, MODELS
 from mtlbench.tasks import Task
 
@@ -107,88 +109,112 @@ def decoders(tasks: Mapping[str, Task], width: int) -> nn.ModuleDict:
 class MultiTaskNet(MultiTaskModel):
     """Backbone → task features → interactions → decoders.
 
+    Interactions apply at stride 16 on the task features, and at strides 8 and 4 (MTI-Net's
+    multi-scale distillation) on per-task features made there from the backbone's map and the
+    task's stride-16 features; a target's decoder then reads its refined features in place of
+    the backbone's skip.
+
     Args:
         tasks: the tasks to predict, by name.
         backbone: a :class:`Backbone` (four scales, equal width).
-        guidance: ``(guide, target) → interaction module``; each refines the target's features
-            with the guide's, applied in order.
+        guidance: ``Edge → interaction module``; each refines the target's features with the
+            guide's, coarse strides first and in the given order within a stride.
         name: the model's name in messages.
     """
 
     def __init__(self, tasks: Mapping[str, Task], backbone: Backbone,
-                 guidance: Mapping[tuple[str, str], nn.Module] | None = None, name: str = "mtinet") -> None:
+                 guidance: Mapping[Edge, nn.Module] | None = None, name: str = "mtinet") -> None:
         super().__init__(check_tasks(name, tasks, tuple(DECODERS)))
         if backbone.strides[2] != 16:
             raise MtlbenchError(f"backbone {backbone.name} has strides {backbone.strides}; "
                                 f"model {name} needs its last four scales at strides 4, 8, 16, 32")
         self.backbone = backbone
         width = backbone.width
+        guidance = dict(guidance or {})
+        for edge in guidance:
+            if not POINTS.can_refine(edge.target, edge.stride) or edge.stride not in POINTS.strides:
+                raise MtlbenchError(f"model {name} cannot refine {edge.target} at stride {edge.stride}")
+        self.edges = list(guidance)
         self.features = nn.ModuleDict({t: TaskFeatures(width) for t in tasks})
-        self.guidance = nn.ModuleDict({f"{g}_to_{t}": m for (g, t), m in (guidance or {}).items()})
+        self.guidance = nn.ModuleDict({edge_key(e): m for e, m in guidance.items()})
+        # per stride below 16, features of every task an edge there reads or refines
+        fine = {s: sorted({t for e in guidance if e.stride == s for t in (e.guide, e.target)}) for s in (8, 4)}
+        self.lateral = nn.ModuleDict({str(s): nn.ModuleDict({t: conv_bn_relu(2 * width, width) for t in ts})
+                                      for s, ts in fine.items() if ts})
         self.decoders = decoders(tasks, width)
 
     def encode(self, x: Tensor) -> list[Tensor]:
         return self.backbone(x)
 
+    def _refine(self, feats: dict[str, Tensor], stride: int) -> None:
+        for edge in self.edges:  # in the order given
+            if edge.stride == stride:
+                feats[edge.target] = self.guidance[edge_key(edge)](feats[edge.target], feats[edge.guide])
+
     def decode(self, shared: Sequence[Tensor], size: tuple[int, int]) -> Outputs:
         task_feats = {t: m(shared) for t, m in self.features.items()}
-        for key, module in self.guidance.items():  # in the order given
-            g, t = key.split("_to_")
-            task_feats[t] = module(task_feats[t], task_feats[g])
-        return {t: self.decoders[t](task_feats[t], shared[:2], size) for t in self.task_names}
+        self._refine(task_feats, 16)
+        skips = {t: list(shared[:2]) for t in self.task_names}
+        for stride, lateral in self.lateral.items():
+            i = SKIP_INDEX[int(stride)]
+            assert isinstance(lateral, nn.ModuleDict)
+            fine = {t: m(_cat(shared[i], _up(task_feats[t], shared[i]))) for t, m in lateral.items()}
+            self._refine(fine, int(stride))
+            for edge in self.edges:
+                if edge.stride == int(stride):
+                    skips[edge.target][i] = fine[edge.target]
+        return {t: self.decoders[t](task_feats[t], skips[t], size) for t in self.task_names}
 
 
-SEED_GUIDANCE = (("seg", "depth"), ("edge", "depth"))
+SKIP_INDEX = {4: 0, 8: 1}  # the decoders' skip list: the stride-4 map, then the stride-8 map
+SEED_GUIDANCE = ("seg->depth", "edge->depth")
+# the decoders that read stride-8 and stride-4 features: SkipDecoder both, LightDecoder stride 4
+POINTS = InteractionPoints(strides=(16, 8, 4), tasks=tuple(DECODERS),
+                           targets={8: ("depth", "normals"), 4: ("depth", "normals", "edge")})
 
 
-def guidance_report(tasks: Sequence[str], pairs: Sequence[tuple[str, str]] = SEED_GUIDANCE) -> list[str]:
-    """One line per guidance pair saying whether it is on, and why not."""
-    lines = []
-    for g, t in pairs:
-        missing = [x for x in (g, t) if x not in tasks]
-        state = "on" if not missing else f"off ({' and '.join(missing)} not requested)"
-        lines.append(f"{g}→{t} guidance: {state}")
-    return lines
+def edge_key(edge: Edge) -> str:
+    """The module name of an edge's interaction (stride 16 keeps the name earlier checkpoints use)."""
+    return f"{edge.guide}_to_{edge.target}" + ("" if edge.stride == 16 else f"_at{edge.stride}")
 
 
 def known_interaction(name: str) -> None:
     INTERACTIONS.entry(name)  # an unknown name raises with the close matches
 
 
-def parse_guidance(edges: Sequence[str]) -> list[tuple[str, str]]:
-    """``["seg->depth", …]`` as (guide, target) pairs; an edge that is not two different known
-    tasks, or that repeats, is an error naming it."""
-    pairs: list[tuple[str, str]] = []
-    for edge in edges:
-        parts = str(edge).split("->")
-        if len(parts) != 2 or any(p.strip() not in DECODERS for p in parts) or parts[0].strip() == parts[1].strip():
-            raise MtlbenchError(f"guidance edge {edge!r}: write GUIDE->TARGET with two different tasks of "
-                                f"{', '.join(DECODERS)}, e.g. \"seg->depth\"")
-        pair = (parts[0].strip(), parts[1].strip())
-        if pair in pairs:
-            raise MtlbenchError(f"guidance edge {edge!r} is given twice")
-        pairs.append(pair)
-    return pairs
+def guidance_graph(tasks: Sequence[str], guidance: Sequence[str]) -> tuple[list[Edge], list[str]]:
+    """The edges ``guidance`` gives among ``tasks``; the seed's default edges apply where their
+    tasks are trained, edges a user wrote must name trained tasks."""
+    return task_graph(guidance, tasks, POINTS, optional=list(guidance) == list(SEED_GUIDANCE))
 
 
-def _check_guidance(edges: Sequence[str]) -> None:
-    parse_guidance(edges)
+def _validate(tasks: Sequence[str], options: Mapping[str, Any]) -> None:
+    try:
+        guidance_graph(tasks, options["guidance"])
+    except MtlbenchError as exc:  # worded as the option checks are
+        raise MtlbenchError(f"model.options.guidance (model mtinet): {exc}") from None
 
 
-@MODELS.register("mtinet", tasks=tuple(DECODERS), options={
-    "interaction": Option("guided_attention", "guidance module (mtlbench list interactions)", known_interaction),
-    "guidance": Option([f"{g}->{t}" for g, t in SEED_GUIDANCE], "guidance edges GUIDE->TARGET, applied in order "
-                       "(an edge whose tasks are not both trained is off; [] is no guidance)", _check_guidance),
+@MODELS.register("mtinet", tasks=tuple(DECODERS), interaction_points=POINTS, validate=_validate, options={
+    "interaction": Option("guided_attention", "guidance module (mtlbench list interactions); its options "
+                          "in [model.interaction]", known_interaction),
+    "guidance": Option(list(SEED_GUIDANCE), "guidance edges GUIDE->TARGET[@STRIDE] (stride 16, 8 or 4; "
+                       "\"all\" is every pair), applied in order; [] is no guidance",
+                       lambda edges: check_edges(edges, POINTS)),
 })
 def mtinet(tasks: Mapping[str, Task], backbone: Backbone, interaction: str,
-           guidance: Sequence[str] = ("seg->depth", "edge->depth")) -> MultiTaskNet:
+           guidance: Sequence[str] = SEED_GUIDANCE,
+           interaction_options: Mapping[str, Any] | None = None) -> MultiTaskNet:
     """Seed model: seg→depth and edge→depth guided attention on task features, task decoders."""
-    edges = parse_guidance(guidance)
-    pairs = [(g, t) for g, t in edges if g in tasks and t in tasks]
-    modules = {p: INTERACTIONS.build(interaction, backbone.width) for p in pairs}
+    edges, off = guidance_graph(list(tasks), guidance)
+    resolved = resolve_options(f"interaction {interaction}", INTERACTIONS.entry(interaction).options,
+                               interaction_options or {}, "model.interaction")
+    try:
+        modules = {e: INTERACTIONS.build(interaction, backbone.width, **resolved) for e in edges}
+    except ValueError as exc:  # a constraint between options, e.g. dim divisible by heads
+        raise MtlbenchError(f"[model.interaction] ({interaction}): {exc}") from None
     model = MultiTaskNet(tasks, backbone, modules)
-    model.notes = [f"{line} [{interaction}]" if line.endswith(": on") else line
-                   for line in guidance_report(list(tasks), edges)] or ["guidance: none"]
+    model.notes = graph_notes(edges, off, interaction, resolved)
     return model
 
 

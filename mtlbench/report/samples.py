@@ -94,7 +94,8 @@ def attention_panels(rgb: np.ndarray, maps: Mapping[str, Tensor]) -> Any:
         side_q = int(round(a.shape[0] ** 0.5))
         side_k = int(round(a.shape[1] ** 0.5))
         centre = (side_q // 2) * side_q + side_q // 2
-        label = name.rsplit(".", 1)[-1].replace("_to_", " -> ")  # "guidance.seg_to_depth" → "seg -> depth"
+        # "guidance.seg_to_depth" → "seg -> depth", "guidance.seg_to_depth_at8" → "seg -> depth @8"
+        label = name.rsplit(".", 1)[-1].replace("_to_", " -> ").replace("_at", " @")
         shown.append((label, a[centre].reshape(side_k, side_k).cpu().numpy()))
     if not shown:
         return None
