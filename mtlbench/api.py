@@ -53,6 +53,7 @@ from mtlbench.registry import (
     TASKS,
     WEIGHTINGS,
     Registry,
+    registry,
 )
 
 API_VERSION = "1.1"  # 1.1: interaction points, task graphs, [model.interaction]
@@ -69,7 +70,7 @@ _LAZY = {
 
 __all__ = ["API_MAJOR", "API_VERSION", "BACKBONES", "DATASETS", "INTERACTIONS", "LOSSES", "MODELS", "REGISTRIES",
            "TASKS", "WEIGHTINGS", "Edge", "InteractionPoints", "MtlbenchError", "Option", "Registry", "at_least",
-           "check_edges", "compatible", "graph_notes", "one_of", "task_graph", *_LAZY]
+           "check_edges", "compatible", "graph_notes", "one_of", "registry", "task_graph", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -317,7 +317,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
 SPECS = Path(__file__).resolve().parents[1] / "benchmarks" / "ablations"
 
 
-@pytest.mark.parametrize("name", ["seed_guidance", "seed_depth_loss", "interactions", "weightings", "backbones"])
+@pytest.mark.parametrize("name", ["seed_guidance", "seed_depth_loss", "interactions", "weightings", "backbones",
+                                  "task_graph"])
 def test_every_shipped_spec_plans_on_the_quick_and_the_seed_preset(name, tmp_path):
     from mtlbench.ablation.sweep import prepare
     from mtlbench.registry import INTERACTIONS, WEIGHTINGS
@@ -327,7 +328,8 @@ def test_every_shipped_spec_plans_on_the_quick_and_the_seed_preset(name, tmp_pat
     assert len(quick.jobs) == len(seed.jobs) and not {j.run_dir.name for j in quick.jobs} & {j.run_dir.name
                                                                                            for j in seed.jobs}
     assert C.loads(seed.jobs[0].config).model.backbone == ("resnet18" if name == "backbones" else "resnet50")
-    cells = {"weightings": len(WEIGHTINGS), "interactions": 1 + len(INTERACTIONS), "backbones": 3}.get(name, 4)
+    cells = {"weightings": len(WEIGHTINGS), "interactions": 1 + len(INTERACTIONS), "backbones": 3,
+             "task_graph": 5}.get(name, 4)
     assert len(quick.cells) == cells and all(len(by_seed) == 3 for by_seed in quick.cells.values())
 
 
@@ -430,3 +432,14 @@ def test_workers_keep_the_gpu_mask_they_were_given(monkeypatch):
     assert visible_gpus(2) == ["2", "3"]
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert visible_gpus(2) == ["0", "1"] and visible_gpus(0) == []
+
+
+def test_the_task_graph_sweep_shares_the_guidance_sweeps_seed_and_unguided_runs(tmp_path):
+    from mtlbench.ablation.sweep import prepare
+
+    store = tmp_path / "store"
+    guidance = prepare(SPECS / "seed_guidance.toml", tmp_path / "g", store)
+    graph = prepare(SPECS / "task_graph.toml", tmp_path / "t", store)
+    for mine, theirs in (("seg→depth, edge→depth @16 (seed)", "seg→depth + edge→depth (seed)"),
+                         ("no guidance", "no guidance")):
+        assert graph.cells[mine] == guidance.cells[theirs]

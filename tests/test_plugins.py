@@ -94,6 +94,28 @@ def test_a_broken_plugin_is_one_warning_and_the_rest_still_load(plugin_path, iso
     assert "mtinet" in isolated_registries.MODELS
 
 
+@pytest.mark.parametrize("source, expected", [
+    ("from mtlbench.api import INTERACTIONS\nINTERACTIONS.register('guided_attention')(lambda channels: None)",
+     "interactions: 'guided_attention' is already registered (by built-in); choose another name"),
+    ("from mtlbench.api import SCHEDULERS", "ImportError: cannot import name 'SCHEDULERS' from 'mtlbench.api'"),
+    ("from mtlbench.api import registry\nregistry('schedulers')",
+     "unknown registry 'schedulers'"),
+])
+def test_a_plugin_taking_a_name_or_a_registry_that_does_not_exist_is_one_warning(plugin_path, source, expected):
+    make_distribution(plugin_path, "clash-dist", {"clash": "clash_plugin"}, {"clash_plugin": source})
+    try:
+        with pytest.warns(plugins.PluginWarning) as record:
+            plugins.load_plugins()
+    finally:
+        sys.modules.pop("clash_plugin", None)
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 1 and "'clash' from clash-dist failed to load" in messages[0], messages
+    assert expected in messages[0], messages[0]
+    from mtlbench.registry import INTERACTIONS
+
+    assert INTERACTIONS.entry("guided_attention").source == "built-in"  # the host's entry is untouched
+
+
 @pytest.mark.parametrize("declared, loads", [('"1"', True), ("1", True), ('"1.3"', True), ('"2"', False),
                                               ('"one"', False)])
 def test_a_plugin_written_for_another_api_is_refused_with_one_warning(plugin_path, isolated_registries, declared,
