@@ -30,9 +30,13 @@ class GatedGuidedAttention(GuidedAttention):
 
 def register() -> None:
     """Entry point of the ``mtlbench.plugins`` group."""
-    from mtlbench.api import INTERACTIONS
+    from mtlbench.api import INTERACTIONS, Option, at_least
 
-    @INTERACTIONS.register("gated_attention")
+    @INTERACTIONS.register("gated_attention", options={
+        "dim": Option(64, "query/key width d (split between the heads)", at_least(1)),
+        "heads": Option(1, "attention heads", at_least(1)),
+        "grid": Option(16, "side of the pooled key/value grid", at_least(1)),
+    })
     def gated_attention(channels: int, dim: int = 64, heads: int = 1, grid: int = 16) -> nn.Module:
         """Guided attention with a learned sigmoid gate on the residual (example plugin)."""
         return GatedGuidedAttention(channels, dim, heads, grid)
