@@ -22,16 +22,21 @@ The extension points (``docs/plugins.md`` has the contract of each):
   starts as the identity. Checked by :func:`mtlbench.testing.check_interaction`.
   ``GuidedAttention`` (the seed's) is exported as a base to build variants on.
 - ``LOSSES``: ``factory(info: DatasetInfo, **options) -> nn.Module`` with
-  ``forward(prediction, batch) -> scalar``.
+  ``forward(prediction, batch) -> scalar``. Checked by :func:`mtlbench.testing.check_loss`.
 - ``WEIGHTINGS``: ``factory(tasks, **options) -> Weighting`` (:class:`LossWeighting`,
-  :class:`GradientWeighting`, :class:`GramianWeighting`).
-- ``MODELS``: ``factory(tasks, backbone: Backbone, **options) -> MultiTaskModel``. A model with
+  :class:`GradientWeighting`, :class:`GramianWeighting`). Checked by
+  :func:`mtlbench.testing.check_weighting`.
+- ``MODELS``: ``factory(tasks, backbone: Backbone, **options) -> MultiTaskModel``, checked by
+  :func:`mtlbench.testing.check_model`. A model with
   interactions registers ``interaction_points=InteractionPoints(...)``, declares the options
   ``interaction`` and ``guidance`` and takes ``interaction_options`` (the run's checked
   ``[model.interaction]``); :func:`task_graph` turns ``guidance`` into :class:`Edge` s. A
   registration's ``validate=fn(tasks, options)`` checks options against the trained tasks
   while the configuration is resolved, before anything is built.
-- ``DATASETS``, ``BACKBONES``, ``TASKS``: see ``docs/design.md``.
+- ``DATASETS``: ``factory(root, size, max_depth, edge_thickness, progress, **options) ->
+  DatasetSplits``, three :class:`DenseDataset` splits of :class:`Arrays`. Checked by
+  :func:`mtlbench.testing.check_dataset`.
+- ``BACKBONES``, ``TASKS``: see ``docs/design.md``.
 
 Importing this module is light (no torch); the classes that need torch load on first access.
 """
@@ -56,7 +61,7 @@ from mtlbench.registry import (
     registry,
 )
 
-API_VERSION = "1.1"  # 1.1: interaction points, task graphs, [model.interaction]
+API_VERSION = "1.1"  # 1.1: interaction points, task graphs, [model.interaction]; Arrays, DenseDataset, DatasetSplits
 API_MAJOR = int(API_VERSION.split(".")[0])
 
 # torch-backed names, imported on first access (PEP 562) so that `import mtlbench.api` stays light
@@ -66,6 +71,8 @@ _LAZY = {
     "GuidedAttention": "mtlbench.models.interactions",
     "Weighting": "mtlbench.weighting.base", "LossWeighting": "mtlbench.weighting.base",
     "GradientWeighting": "mtlbench.weighting.base", "GramianWeighting": "mtlbench.weighting.base",
+    "Arrays": "mtlbench.data.datasets", "DenseDataset": "mtlbench.data.datasets",
+    "DatasetSplits": "mtlbench.data.datasets",
 }
 
 __all__ = ["API_MAJOR", "API_VERSION", "BACKBONES", "DATASETS", "INTERACTIONS", "LOSSES", "MODELS", "REGISTRIES",

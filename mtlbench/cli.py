@@ -403,12 +403,12 @@ def data_prepare(
 @plugin_app.command("new")
 def plugin_new(
     name: Annotated[str, typer.Argument(help="the plugin's registered name (lower case, digits, _)")],
-    kind: Annotated[str, typer.Option(help="interaction, loss, weighting or model")] = "interaction",
+    kind: Annotated[str, typer.Option(help="interaction, loss, weighting, model or dataset")] = "interaction",
     out: Annotated[Path | None, typer.Option(help="the folder to write (default ./NAME); new or empty")] = None,
 ) -> None:
     """Write a plugin distribution that installs with `pip install -e` and trains at once, with
     tests that use the contract kit (mtlbench.testing)."""
-    from mtlbench.scaffold import new_plugin  # lazy: not needed for --help
+    from mtlbench.scaffold import new_plugin, registry_kind  # lazy: not needed for --help
 
     err = _console(stderr=True)
     with _one_line_errors():
@@ -416,7 +416,7 @@ def plugin_new(
         written = new_plugin(name, kind, folder)
     for path in written:
         err.print(f"written: {path}", highlight=False, markup=False)
-    err.print(f"next: pip install -e {folder} && mtlbench list {kind}s", highlight=False, markup=False)
+    err.print(f"next: pip install -e {folder} && mtlbench list {registry_kind(kind)}", highlight=False, markup=False)
 
 
 @app.command()

@@ -13,7 +13,7 @@ from pathlib import Path
 from mtlbench.errors import MtlbenchError
 from mtlbench.fileio import atomic_write
 
-KINDS = ("interaction", "loss", "weighting", "model")
+KINDS = ("interaction", "loss", "weighting", "model", "dataset")
 
 _MODULES = {
     "interaction": '''"""{name}: an mtlbench interaction (a guidance edge's module).
@@ -128,7 +128,8 @@ def {name}(tasks: Sequence[str], power: float = 1.0) -> {cls}:
 def register() -> None:
     """The ``mtlbench.plugins`` entry point."""
     options = {{"power": Option(1.0, "how far each loss is scaled towards 1")}}
-    WEIGHTINGS.register("{name}", options=options, level="loss", paper="", implementation="plugin")({name})
+    meta = {{"level": "loss", "paper": "", "implementation": "plugin"}}
+    WEIGHTINGS.register("{name}", options=options, **meta)({name})
 ''',
     "model": '''"""{name}: an mtlbench model (``--model {name}``)."""
 
@@ -175,50 +176,119 @@ def register() -> None:
     """The ``mtlbench.plugins`` entry point."""
     MODELS.register("{name}", tasks=("depth", "seg", "edge", "normals"))({name})
 ''',
+    "dataset": '''\"\"\"{name}: an mtlbench dataset (``--data {name}``).
+
+Without ``--data-root`` it draws its own frames: a wall above a floor that recedes to it, and boxes
+standing in front, with exact depth and three classes. With ``--data-root DIR`` it reads
+``DIR/*.npz`` instead, each holding ``image`` (H×W×3 uint8), ``depth`` (H×W float32 metres,
+0 = invalid) and ``seg`` (H×W uint8, 255 = unlabelled). Replace :func:`draw` or :func:`read` with
+your data and keep that format.
+\"\"\"
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mtlbench.api import DATASETS, Arrays, DatasetInfo, DatasetSplits, DenseDataset, MtlbenchError, Option, at_least
+
+MTLBENCH_API = "1"
+
+CLASSES = ("wall", "floor", "box")
+
+
+def draw(frames: int, size: int, max_depth: float, seed: int) -> dict[str, np.ndarray]:
+    \"\"\"``frames`` frames of size×size: a wall at a random distance, a floor from the horizon down
+    (at the wall's distance there, nearer below), one or two boxes in front.\"\"\"
+    rng = np.random.default_rng(seed)
+    rows = np.repeat((np.arange(size)[:, None] + 0.5) / size, size, axis=1)
+    cols = rows.T
+    out = {{"image": np.empty((frames, size, size, 3), np.uint8), "depth": np.empty((frames, size, size), np.float32),
+           "seg": np.empty((frames, size, size), np.uint8)}}
+    for i in range(frames):
+        wall, horizon = rng.uniform(0.5, 0.9) * max_depth, rng.uniform(0.3, 0.6)
+        depth = np.where(rows < horizon, wall, wall * horizon / rows)
+        seg = np.where(rows < horizon, 0, 1)
+        for _ in range(rng.integers(1, 3)):
+            top, left, height, width = rng.uniform(0.2, 0.6, 2).tolist() + rng.uniform(0.15, 0.35, 2).tolist()
+            inside = (rows >= top) & (rows < top + height) & (cols >= left) & (cols < left + width)
+            depth = np.where(inside, rng.uniform(0.2, 0.45) * max_depth, depth)
+            seg = np.where(inside, 2, seg)
+        colours = rng.uniform(40, 215, (len(CLASSES), 3))
+        shade = 1.0 - 0.5 * depth / max_depth  # nearer is brighter
+        noise = rng.normal(0, 4, (size, size, 3))
+        out["image"][i] = np.clip(colours[seg] * shade[..., None] + noise, 0, 255)
+        out["depth"][i], out["seg"][i] = depth, seg
+    return out
+
+
+def read(root: Path, size: int) -> dict[str, np.ndarray]:
+    \"\"\"The frames ``root/*.npz`` in name order, resized to size×size (depth and labels nearest, so
+    that none is invented between two).\"\"\"
+    files = sorted(root.glob("*.npz"))
+    if not files:
+        raise MtlbenchError(f"no *.npz frames in {{root}}: each holds image, depth and seg")
+    out: dict[str, list[np.ndarray]] = {{"image": [], "depth": [], "seg": []}}
+    for path in files:
+        with np.load(path) as frame:
+            image = torch.from_numpy(frame["image"]).permute(2, 0, 1)[None].float()
+            image = F.interpolate(image, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            out["image"].append(image[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy())
+            for key in ("depth", "seg"):
+                t = torch.from_numpy(frame[key].astype(np.float32))[None, None]
+                out[key].append(F.interpolate(t, size=(size, size), mode="nearest")[0, 0].numpy())
+    return {{"image": np.stack(out["image"]), "depth": np.stack(out["depth"]).astype(np.float32),
+            "seg": np.stack(out["seg"]).astype(np.uint8)}}
+
+
+def {name}(
+    root: str, size: int, max_depth: float, edge_thickness: int,
+    progress: Callable[[int, int], None] | None = None, *, frames: int = 48, seed: int = 0,
+) -> DatasetSplits:
+    \"\"\"{name}: boxes before a wall, or the frames of --data-root (mtlbench plugin template).\"\"\"
+    data = read(Path(root).expanduser(), size) if root else draw(frames, size, max_depth, seed)
+    n = len(data["image"])
+    if n < 3:
+        raise MtlbenchError(f"{name} has {{n}} frames: train, val and test need 3 or more")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    held = max(1, n // 10)  # val and test each
+    parts = order[2 * held:], order[:held], order[held:2 * held]
+    arrays = Arrays(torch.from_numpy(data["image"]), torch.from_numpy(data["depth"]), torch.from_numpy(data["seg"]),
+                    torch.arange(1, n + 1))
+    info = DatasetInfo(num_classes=len(CLASSES), max_depth=max_depth, class_names=CLASSES)
+    train, val, test = (DenseDataset(arrays.take(p.sort().values), info, edge_thickness) for p in parts)
+    return DatasetSplits(train, val, test, info=info, source=f"{name} ({{root or f'{{n}} frames drawn'}})")
+
+
+def register() -> None:
+    \"\"\"The ``mtlbench.plugins`` entry point.\"\"\"
+    options = {{"frames": Option(48, "frames drawn (without --data-root)", at_least(3)),
+               "seed": Option(0, "seed of the frames and of the split", at_least(0))}}
+    DATASETS.register("{name}", options=options)({name})
+''',
 }
 
 _TESTS = {
-    "interaction": '''def test_{name}_keeps_the_interaction_contract():
-    from mtlbench.testing import check_interaction
-
-    check_interaction("{name}")
-''',
-    "loss": '''def test_{name}_is_zero_on_the_target_and_positive_elsewhere():
-    import torch
-
-    from mtlbench.api import LOSSES, DatasetInfo
-
-    loss = LOSSES.build("{name}", DatasetInfo(max_depth=10.0))
-    depth = torch.rand(2, 1, 8, 8) * 10
-    assert float(loss(depth / 10, {{"depth": depth}})) == 0
-    assert float(loss(depth / 10 + 0.1, {{"depth": depth}})) > 0
-''',
-    "weighting": '''def test_{name}_weights_each_task_by_its_inverse_loss():
-    import torch
-
-    from mtlbench.api import WEIGHTINGS
-
-    w = WEIGHTINGS.build("{name}", ["depth", "seg"])
-    losses = {{"depth": torch.tensor(2.0, requires_grad=True), "seg": torch.tensor(0.5, requires_grad=True)}}
-    w.combine(losses).backward()
-    assert abs(float(losses["depth"].grad) - 0.5) < 1e-6 and abs(float(losses["seg"].grad) - 2.0) < 1e-5
-''',
-    "model": '''def test_{name}_predicts_every_task_at_the_input_size():
-    import torch
-
-    from mtlbench.api import MODELS, DatasetInfo
-    from mtlbench.models.backbones import build_backbone
-    from mtlbench.tasks import build_tasks
-
-    tasks = build_tasks(("depth", "seg"), DatasetInfo(num_classes=5))
-    out = MODELS.build("{name}", tasks, build_backbone("test_resnet", width=16))(torch.randn(2, 3, 64, 64))
-    assert out["depth"].shape == (2, 1, 64, 64) and out["seg"].shape == (2, 5, 64, 64)
-''',
+    "interaction": ("check_interaction", '"{name}"'),
+    "loss": ("check_loss", '"{name}"'),  # for the task its registration names
+    "weighting": ("check_weighting", '"{name}"'),
+    "model": ("check_model", '"{name}"'),
+    "dataset": ("check_dataset", '"{name}", frames=12'),  # a dozen frames keep it fast
 }
 
 _RUN = {"interaction": "--task depth,seg,edge --interaction {name}",
         "loss": "--task depth --config CONFIG  # a config.toml with [loss.names] depth = \"{name}\"",
-        "weighting": "--task depth,seg,edge --weighting {name}", "model": "--task depth,seg,edge --model {name}"}
+        "weighting": "--task depth,seg,edge --weighting {name}", "model": "--task depth,seg,edge --model {name}",
+        "dataset": "--task depth,seg,edge --data {name}"}
+
+
+def registry_kind(kind: str) -> str:
+    """The registry a plugin kind registers into, as ``mtlbench list`` names it."""
+    return "losses" if kind == "loss" else f"{kind}s"
 
 
 def plugin_files(name: str, kind: str) -> dict[str, str]:
@@ -232,6 +302,8 @@ def plugin_files(name: str, kind: str) -> dict[str, str]:
     cls = "".join(part.capitalize() for part in name.split("_")) or "Plugin"
     dist = f"mtlbench-{name.replace('_', '-')}"
     run = _RUN[kind].format(name=name)
+    check, args = _TESTS[kind][0], _TESTS[kind][1].format(name=name)
+    listed = registry_kind(kind)
     return {
         "pyproject.toml": f'''[build-system]
 requires = ["setuptools>=68"]
@@ -258,14 +330,18 @@ import pytest
 pytest.importorskip("{pkg}", reason="the plugin is not installed: pip install -e .")
 
 
-''' + _TESTS[kind].format(name=name),
+def test_{name}_keeps_the_{kind}_contract():
+    from mtlbench.testing import {check}
+
+    {check}({args})
+''',
         "README.md": f'''# {dist}
 
 An mtlbench plugin: the {kind} `{name}` (written by `mtlbench plugin new {name} --kind {kind}`).
 
 ```bash
 pip install -e .
-mtlbench list {kind}s                  # {name}, source "plugin {name} ({dist})"
+mtlbench list {listed:<22} # {name}, source "plugin {name} ({dist})"
 mtlbench run {run} --preset quick
 python -m pytest -q tests
 ```

@@ -203,28 +203,32 @@ def test_import_and_help_load_neither_torch_nor_plugins(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_scaffolded_plugin_installs_with_pip_passes_its_tests_and_trains(tmp_path):
+@pytest.mark.parametrize(("kind", "flags", "header"), [
+    ("interaction", ["--interaction", "demo"], ["interaction demo (hidden=32)", "guidance at stride 16: seg→depth"]),
+    ("dataset", ["--data", "demo"], ["demo (24 frames drawn)"]),  # --frames: the dataset's own option
+])
+def test_a_scaffolded_plugin_installs_with_pip_passes_its_tests_and_trains(tmp_path, kind, flags, header):
     from tests.conftest import TINY_ARGS
 
     folder = tmp_path / "demo"
-    made = subprocess.run([sys.executable, "-m", "mtlbench", "plugin", "new", "demo", "--out", str(folder)],
-                          capture_output=True, text=True)
+    made = subprocess.run([sys.executable, "-m", "mtlbench", "plugin", "new", "demo", "--kind", kind,
+                           "--out", str(folder)], capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     site = tmp_path / "site"  # a real pip install (no network: setuptools of this environment builds it)
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                           "--target", str(site), str(folder)], capture_output=True, text=True)
     assert pip.returncode == 0, pip.stderr
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    listed = subprocess.run([sys.executable, "-m", "mtlbench", "list", "interactions"], capture_output=True,
+    listed = subprocess.run([sys.executable, "-m", "mtlbench", "list", f"{kind}s"], capture_output=True,
                             text=True, env={**env, "COLUMNS": "250"})  # one table line per entry
     assert "plugin demo (mtlbench-demo)" in listed.stdout, listed.stdout
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder / "tests")],
                            capture_output=True, text=True, env=env, cwd=tmp_path)
     assert tests.returncode == 0 and "1 passed" in tests.stdout, tests.stdout + tests.stderr
-    run = subprocess.run([sys.executable, "-m", "mtlbench", "run", "--interaction", "demo", *TINY_ARGS,
+    run = subprocess.run([sys.executable, "-m", "mtlbench", "run", *flags, *TINY_ARGS,
                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr
-    assert "interaction demo (hidden=32)" in run.stderr and "guidance at stride 16: seg→depth" in run.stderr
+    assert all(line in run.stderr for line in header), run.stderr
     assert (tmp_path / "run" / "metrics.json").is_file()
 
 
@@ -248,3 +252,71 @@ def test_the_api_module_is_light_and_exports_the_extension_points():
             "assert set(api.__all__) >= {'GuidedAttention', 'LossWeighting', 'Option', 'WEIGHTINGS'}")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("kind", ["interaction", "loss", "weighting", pytest.param("model", marks=pytest.mark.slow),
+                                  "dataset"])
+def test_every_plugin_kind_scaffolds_a_module_that_registers_and_passes_its_kit_test(kind, tmp_path,
+                                                                                     isolated_registries):
+    import runpy
+
+    from mtlbench.registry import registering_as
+    from mtlbench.scaffold import KINDS, new_plugin
+
+    assert kind in KINDS
+    name = f"demo_{kind}"
+    folder = tmp_path / name
+    new_plugin(name, kind, folder)
+    test_file = folder / "tests" / f"test_mtlbench_{name}.py"
+    check = {"interaction": "check_interaction", "loss": "check_loss", "weighting": "check_weighting",
+             "model": "check_model", "dataset": "check_dataset"}[kind]
+    assert f"    {check}(\"{name}\"" in test_file.read_text()  # one line: the kit's check of its kind
+    listed = (folder / "README.md").read_text().split("mtlbench list ")[1].split()[0]
+    assert isolated_registries.registry(listed).kind == listed  # the README lists a registry that exists
+    sys.path.insert(0, str(folder / "src"))
+    try:
+        module = __import__(f"mtlbench_{name}")
+        assert module.MTLBENCH_API == "1"
+        with registering_as(f"plugin {name} (mtlbench-demo-{kind})"):
+            module.register()  # what the entry point runs
+        entry = isolated_registries.registry("losses" if kind == "loss" else f"{kind}s").entry(name)
+        assert entry.source == f"plugin {name} (mtlbench-demo-{kind})"
+        tests = [f for n, f in runpy.run_path(str(test_file)).items() if n.startswith("test_")]
+        assert len(tests) == 1
+        tests[0]()  # raises AssertionError where the template broke its kind's contract
+    finally:
+        sys.path.remove(str(folder / "src"))
+        sys.modules.pop(f"mtlbench_{name}", None)
+
+
+def test_the_scaffolded_dataset_reads_npz_frames_from_its_root(tmp_path, isolated_registries):
+    import numpy as np
+
+    from mtlbench.errors import MtlbenchError
+    from mtlbench.registry import registering_as
+    from mtlbench.scaffold import new_plugin
+    from mtlbench.testing import check_dataset
+
+    new_plugin("frames", "dataset", tmp_path / "frames")
+    sys.path.insert(0, str(tmp_path / "frames" / "src"))
+    try:
+        with registering_as("plugin frames"):
+            __import__("mtlbench_frames").register()
+        root = tmp_path / "data"
+        root.mkdir()
+        with pytest.raises(MtlbenchError, match=r"no \*.npz frames in .*data: each holds image, depth and seg"):
+            check_dataset("frames", root=str(root))
+        rng = np.random.default_rng(0)
+        for i in range(4):  # 24×40 frames: resized to the asked 32×32
+            seg = rng.integers(0, 3, (24, 40)).astype(np.uint8)
+            seg[0, :4] = 255
+            np.savez(root / f"{i:03d}.npz", image=rng.integers(0, 256, (24, 40, 3)).astype(np.uint8),
+                     depth=rng.uniform(0.5, 9.5, (24, 40)).astype(np.float32), seg=seg)
+        report = check_dataset("frames", root=str(root), size=32)
+        assert report.notes["frames"] == "train 2, val 1, test 1"
+        splits = isolated_registries.DATASETS.build("frames", str(root), 32, 10.0, 1, None)
+        labels = set(splits.train.arrays.seg.unique().tolist()) | set(splits.test.arrays.seg.unique().tolist())
+        assert labels <= {0, 1, 2, 255} and 255 in labels  # nearest resizing invents no label, keeps the ignored
+    finally:
+        sys.path.remove(str(tmp_path / "frames" / "src"))
+        sys.modules.pop("mtlbench_frames", None)

@@ -63,12 +63,14 @@ class MultiTaskModel(nn.Module):
 
     # -- parameter groups ----------------------------------------------------------------------
     def shared_modules(self) -> list[nn.Module]:
-        """The modules every task's loss reaches; default: ``self.backbone``."""
+        """The modules the tasks share; default: ``self.backbone``. Every task's loss reaches some
+        of them; a part a task's decoder does not read (a skip only depth uses) gets a zero
+        gradient from that task, as a shared encoder does in LibMTL's convention."""
         backbone = getattr(self, "backbone", None)
         return [backbone] if isinstance(backbone, nn.Module) else []
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        """Parameters shared by all tasks: what gradient-level weightings combine per task."""
+        """Parameters of :meth:`shared_modules`: what gradient-level weightings combine per task."""
         return _unique(p for m in self.shared_modules() for p in m.parameters())
 
     def task_parameters(self, task: str) -> list[nn.Parameter]:
