@@ -36,7 +36,7 @@ def main() -> None:
     models = {}
     for name in ("hps", "mtinet"):
         torch.manual_seed(0)
-        options = {"grid": args.grid} if name == "mtinet" else {}
+        options = {"interaction_options": {"grid": args.grid}} if name == "mtinet" else {}
         models[name] = MODELS.build(name, tasks, build_backbone(args.backbone, args.width), **options).eval()
 
     stats = {}

@@ -111,7 +111,7 @@ def _make_config(preset: str | None, config: Path | None, overrides: dict[str, d
     """Preset (or a config file), then the settings given on the command line; ``options`` are
     flags that set a factory's option: table → {option: (flag, value)}. Checked and resolved whole."""
     from mtlbench import config as C  # lazy: tomllib and dataclasses, not needed for --help
-    from mtlbench.engine.build import resolve  # lazy: imports torch
+    from mtlbench.engine.build import chosen_interaction, resolve  # lazy: imports torch
     from mtlbench.tasks import parse_tasks  # lazy: imports torch
 
     if config is not None and preset is not None:
@@ -125,7 +125,7 @@ def _make_config(preset: str | None, config: Path | None, overrides: dict[str, d
     for section, given in options.items():
         target = getattr(cfg, section).options
         for name, (_flag, value) in given.items():
-            if section == "model" and name == "interaction" and target.get(name) != value:
+            if section == "model" and name == "interaction" and chosen_interaction(cfg.model) != value:
                 cfg.model.interaction = {}  # the options of the interaction it replaces
             target[name] = value
         flags[section] = {name: flag for name, (flag, _) in given.items()}
@@ -327,7 +327,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, console
         if done == total or done % 256 < 32:
             err.print(f"rendering synthrooms: {done}/{total} frames", highlight=False)
 
-    parts = build_run(cfg, progress=progress, dist=dist)
+    parts = build_run(cfg, progress=progress, dist=dist, new=not resume)
     if dist.main:
         if overwrite and run_dir.exists():
             shutil.rmtree(run_dir)

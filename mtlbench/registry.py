@@ -132,11 +132,16 @@ class Registry(Generic[T]):
 
     def build(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the factory registered under ``name``. Where it declares options, ``kwargs`` are
-        checked against them and completed with their defaults; otherwise passed as they are."""
+        checked against them and completed with their defaults; otherwise passed as they are. A
+        model registered with ``interaction_points`` also takes ``interaction_options`` (its
+        interaction's options, ``[model.interaction]``), passed through as given."""
         entry = self.entry(name)
+        extra = {}
+        if entry.meta.get("interaction_points") and "interaction_options" in kwargs:
+            extra["interaction_options"] = kwargs.pop("interaction_options")
         if entry.options:
             kwargs = resolve_options(f"{self._singular} {name}", entry.options, kwargs, "options")
-        return entry.obj(*args, **kwargs)
+        return entry.obj(*args, **kwargs, **extra)
 
     @property
     def _singular(self) -> str:

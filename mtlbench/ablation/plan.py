@@ -94,8 +94,10 @@ def _chooses(parts: list[str]) -> bool:
 
 def apply(cfg: C.RunConfig, settings: Settings, where: str) -> C.RunConfig:
     """``cfg`` with dotted ``settings`` laid over it as ``run`` lays its flags over a preset: a
-    setting that chooses another dataset, model, weighting, task list or loss drops the options
-    of what it replaces, then the options the settings give are set."""
+    setting that chooses another dataset, model, weighting, task list, loss or interaction drops
+    the options of what it replaces, then the options the settings give are set."""
+    from mtlbench.engine.build import chosen_interaction  # lazy: imports torch
+
     plain: dict[str, Any] = {}
     tables: list[tuple[list[str], Any]] = []
     for key, value in settings.items():
@@ -120,8 +122,9 @@ def apply(cfg: C.RunConfig, settings: Settings, where: str) -> C.RunConfig:
                                 f"losses in loss.names.TASK)")
         if parts[:2] == ["loss", "names"] and new.loss.names.get(parts[2]) != value:
             new.loss.options.pop(parts[2], None)  # the options of the loss it replaces
-        if parts == ["model", "options", "interaction"] and new.model.options.get("interaction") != value:
-            new.model.interaction = {}  # the options of the interaction it replaces
+        if parts == ["model", "options", "interaction"] and chosen_interaction(new.model) != value:
+            # the options of the interaction it replaces, or those the settings give as a whole table
+            new.model.interaction = copy.deepcopy(plain.get("model", {}).get("interaction", {}))
         for p in parts[2:-1]:
             node = target.setdefault(p, {})
             if not isinstance(node, dict):

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtlbench.config import RunConfig, criterion, preset_dataset_options, resolved_select, validate
+from mtlbench.config import ModelConfig, RunConfig, criterion, preset_dataset_options, resolved_select, validate
 from mtlbench.data.datasets import DatasetSplits, apply_clahe, check_nonempty
 from mtlbench.data.pipeline import BatchPipeline
 from mtlbench.engine.distributed import Dist, sync_batchnorm
@@ -124,11 +124,13 @@ def check_names(cfg: RunConfig) -> tuple[str, ...]:
     return tasks
 
 
-def resolve(cfg: RunConfig, flags: Flags | None = None) -> None:
+def resolve(cfg: RunConfig, flags: Flags | None = None, new: bool = True) -> None:
     """Check ``cfg`` whole and spell out every default it uses, in place, so that ``config.toml``
     reproduces the run whatever later versions default to: each options table is checked against
     what its factory declares (an unknown key or a flag the factory does not take is an error
-    with the close matches), each task's loss is named. Idempotent."""
+    with the close matches), each task's loss is named. Idempotent. ``new=False`` (a run that
+    exists: resumed, evaluated) skips the model's ``validate`` hook, whose rules may be newer
+    than the run."""
     flags = flags or {}
     validate(cfg)
     tasks = check_names(cfg)
@@ -138,8 +140,8 @@ def resolve(cfg: RunConfig, flags: Flags | None = None) -> None:
     model_entry = MODELS.entry(m.name)
     m.options = resolve_options(f"model {m.name}", model_entry.options, m.options, "model.options",
                                 flags.get("model"))
-    m.interaction = resolve_interaction(m.name, model_entry.meta, m.options, m.interaction)
-    if (check := model_entry.meta.get("validate")) is not None:  # options against the tasks, e.g. guidance edges
+    m.interaction = resolve_interaction(m.name, model_entry.meta, m.options, m.interaction, m.width)
+    if new and (check := model_entry.meta.get("validate")) is not None:  # e.g. guidance edges of trained tasks
         check(tasks, m.options)
     w.options = resolve_options(f"weighting {w.name}", WEIGHTINGS.entry(w.name).options, w.options,
                                 "weighting.options", flags.get("weighting"))
@@ -160,10 +162,23 @@ def resolve(cfg: RunConfig, flags: Flags | None = None) -> None:
             raise MtlbenchError(f"train.select {str(c)!r}: {exc}") from None
 
 
+def chosen_interaction(model: ModelConfig) -> str | None:
+    """The interaction a model configuration uses, resolved or not: its option, else the model's
+    declared default (None for a model that takes none, or an unknown model)."""
+    if "interaction" in model.options:
+        return str(model.options["interaction"])
+    if model.name not in MODELS:
+        return None
+    declared = MODELS.entry(model.name).options.get("interaction")
+    return str(declared.default) if declared is not None else None
+
+
 def resolve_interaction(model: str, meta: Mapping[str, Any], options: Mapping[str, Any],
-                        given: Mapping[str, Any]) -> dict[str, Any]:
+                        given: Mapping[str, Any], width: int) -> dict[str, Any]:
     """``[model.interaction]`` checked against the options of the interaction ``options`` names,
-    defaults spelled out; empty for a model without interaction points (where it must be empty)."""
+    defaults spelled out; empty for a model without interaction points (where it must be empty).
+    One module is built at ``width``, so that a constraint between options (dim divisible by
+    heads) stops here, before a sweep starts, and not in its tenth run."""
     if not meta.get("interaction_points"):
         if given:
             with_points = [e.name for e in MODELS.entries() if e.meta.get("interaction_points")]
@@ -171,8 +186,16 @@ def resolve_interaction(model: str, meta: Mapping[str, Any], options: Mapping[st
                                 f"({', '.join(given)}) has nothing to configure: remove it (models with "
                                 f"interactions: {', '.join(with_points)})")
         return {}
+    if "interaction" not in options:
+        raise MtlbenchError(f"model {model} registers interaction_points but declares no option 'interaction': "
+                            f"its plugin must declare one naming the interaction it uses")
     name = options["interaction"]
-    return resolve_options(f"interaction {name}", INTERACTIONS.entry(name).options, given, "model.interaction")
+    resolved = resolve_options(f"interaction {name}", INTERACTIONS.entry(name).options, given, "model.interaction")
+    try:
+        INTERACTIONS.build(name, width, **resolved)
+    except ValueError as exc:
+        raise MtlbenchError(f"model.interaction (interaction {name}): {exc}") from None
+    return resolved
 
 
 def _check_select(cfg: RunConfig, tasks: dict[str, Task]) -> None:
@@ -186,10 +209,8 @@ def _check_select(cfg: RunConfig, tasks: dict[str, Task]) -> None:
 def build_model(cfg: RunConfig, tasks: dict[str, Task], backbone: Backbone) -> MultiTaskModel:
     """The model of ``cfg`` on ``backbone`` (``cfg`` resolved)."""
     m = cfg.model
-    entry = MODELS.entry(m.name)
-    # options resolved already; the interaction's go along to models with interaction points
-    extra = {"interaction_options": dict(m.interaction)} if entry.meta.get("interaction_points") else {}
-    model = entry.obj(tasks, backbone, **m.options, **extra)
+    extra = {"interaction_options": dict(m.interaction)} if MODELS.entry(m.name).meta.get("interaction_points") else {}
+    model = MODELS.build(m.name, tasks, backbone, **m.options, **extra)
     if not isinstance(model, MultiTaskModel):
         raise MtlbenchError(f"model {cfg.model.name} built a {type(model).__name__}, not a MultiTaskModel "
                             f"(mtlbench.models.base): its factory must return one")
@@ -215,14 +236,15 @@ def build_weighting(cfg: RunConfig, tasks: Sequence[str]) -> Weighting:
 
 
 def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None,
-              dist: Dist | None = None, training: bool = True) -> RunParts:
-    """Everything a run needs. Raises :class:`MtlbenchError` on any bad input. ``training=False``
-    (evaluating a run) skips what only training needs (the compiler, fp16's GPU).
+              dist: Dist | None = None, training: bool = True, new: bool = True) -> RunParts:
+    """Everything a run needs. Raises :class:`MtlbenchError` on any bad input (``new``: see
+    :func:`resolve`). ``training=False`` (evaluating a run) skips what only training needs (the
+    compiler, fp16's GPU).
 
     With several processes (``dist``), rank 0 builds the dataset first (it fills the caches the
     others then read), and each process takes its own GPU.
     """
-    resolve(cfg)
+    resolve(cfg, new=new)
     dist = dist or Dist()
     d = cfg.data
     torch.manual_seed(cfg.train.seed)
@@ -263,8 +285,8 @@ def depth_zoom(cfg: RunConfig, splits: DatasetSplits | None) -> bool:
 
 def build_inference(cfg: RunConfig, info: DatasetInfo) -> RunParts:
     """The model, tasks and pipeline of ``cfg`` without its dataset (``splits`` is ``None``), for
-    predicting on images from elsewhere."""
-    resolve(cfg)
+    predicting on images from elsewhere (a run that exists: its rules are those it was made under)."""
+    resolve(cfg, new=False)
     torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     return _assemble(cfg, info, _backbone(cfg), device, None, Dist(), training=False)

@@ -106,7 +106,7 @@ def open_evaluation(run_dir: Path, split: str = "test", checkpoint: str = "best"
         raise MtlbenchError(f"--split {split!r}: choose from {', '.join(SPLITS)}")
     cfg = load_run_config(run_dir, device, eval_options)
     ckpt_path = checkpoint_path(run_dir, checkpoint)
-    parts = build_run(cfg, progress=progress, training=False)
+    parts = build_run(cfg, progress=progress, training=False, new=False)
     epoch = load_weights(parts, ckpt_path)
     if len(parts.dataset_splits()[split]) == 0:
         raise MtlbenchError(f"the {split} split of this run is empty")
@@ -166,7 +166,7 @@ def inference_parts(run_dir: Path, device: str | None, checkpoint: str) -> RunPa
                            saved["ignore_index"], bool(saved.get("normals", False)))
         parts = build_inference(cfg, info)
     else:
-        parts = build_run(cfg, training=False)
+        parts = build_run(cfg, training=False, new=False)
     load_weights(parts, path, ckpt)
     parts.model.eval()
     return parts

@@ -9,8 +9,10 @@ them as ``interaction_options``.
 
 An edge is written ``GUIDE->TARGET`` or ``GUIDE->TARGET@STRIDE`` (default: the coarsest point);
 ``all`` or ``all@STRIDE`` is every ordered pair of trained tasks whose target can be refined
-there. Edges at one stride apply in the order given, so ``seg->depth`` then ``depth->seg`` is
-served: seg is guided by the already refined depth. Strides apply coarse to fine.
+there, target by target in the run's task order. Edges at one stride apply in the order given,
+so ``seg->depth`` then ``depth->seg`` is served: seg is guided by the already refined depth.
+Strides apply coarse to fine; the features at strides 8 and 4 are made from the refined stride-16
+ones, not from each other (no propagation from scale to scale, unlike MTI-Net's).
 
 This module is a leaf (no torch): option checks run while a configuration is resolved.
 """
@@ -59,9 +61,9 @@ class InteractionPoints:
 
 def _parse_one(text: str, points: InteractionPoints) -> tuple[str, str, int]:
     """(guide, target, stride) of one written edge; ``guide`` and ``target`` are ``all`` for ``all``."""
-    body, _, stride_text = str(text).partition("@")
+    body, at, stride_text = str(text).partition("@")
     stride = points.strides[0]
-    if stride_text:
+    if at:
         if not stride_text.strip().isdigit() or int(stride_text) not in points.strides:
             raise MtlbenchError(f"guidance edge {text!r}: the stride after @ must be one of "
                                 f"{', '.join(map(str, points.strides))} (the model's interaction points)")
@@ -103,13 +105,12 @@ def task_graph(edges: Sequence[str], trained: Sequence[str], points: Interaction
         MtlbenchError: a malformed or repeated edge, a target that cannot be refined at its
             stride, or (not ``optional``) an edge naming a task the run does not train.
     """
-    out: list[Edge] = []
+    given: dict[Edge, str] = {}  # each edge and the written item that gave it
     off: list[str] = []
     for text in edges:
         guide, target, stride = _parse_one(text, points)
-        if guide == ALL:
-            pairs = [(g, t) for t in trained for g in trained
-                     if g != t and points.can_refine(t, stride) and Edge(g, t, stride) not in out]
+        if guide == ALL:  # target by target in the order of the trained tasks, which orders a cycle
+            pairs = [(g, t) for t in trained for g in trained if g != t and points.can_refine(t, stride)]
         else:
             missing = [t for t in (guide, target) if t not in trained]
             if missing and not optional:
@@ -118,11 +119,14 @@ def task_graph(edges: Sequence[str], trained: Sequence[str], points: Interaction
             if missing:
                 off.append(f"{guide}→{target} guidance: off ({' and '.join(missing)} not requested)")
                 continue
-            if Edge(guide, target, stride) in out:
-                raise MtlbenchError(f"guidance edge {text!r} is given twice")
             pairs = [(guide, target)]
-        out += [Edge(g, t, stride) for g, t in pairs]
-    out.sort(key=lambda e: -e.stride)  # stable: the given order within a stride
+        for g, t in pairs:
+            edge = Edge(g, t, stride)
+            if edge in given:
+                again = "is given twice" if given[edge] == text else f"repeats {edge.label()} of {given[edge]!r}"
+                raise MtlbenchError(f"guidance edge {text!r} {again}: keep one")
+            given[edge] = text
+    out = sorted(given, key=lambda e: -e.stride)  # stable: the given order within a stride
     return out, off
 
 

@@ -1,15 +1,15 @@
 """The seed's MTI-Net-style model and the hard-parameter-sharing baseline.
 
 Both share one composition: backbone → per-task features at stride 16 → interactions → per-task
-decoders. ``hps`` has no interactions; ``mtinet`` refines depth features with
-segmentation→depth and edge→depth guidance (seed §5.2). Given one task, either model is that
-task's single-task baseline.
+decoders. ``hps`` has no interactions; ``mtinet`` refines task features along its guidance edges,
+by default segmentation→depth and edge→depth (seed §5.2), at stride 16 and optionally at strides
+8 and 4. Given one task, either model is that task's single-task baseline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -137,10 +137,13 @@ class MultiTaskNet(MultiTaskModel):
         self.edges = list(guidance)
         self.features = nn.ModuleDict({t: TaskFeatures(width) for t in tasks})
         self.guidance = nn.ModuleDict({edge_key(e): m for e, m in guidance.items()})
-        # per stride below 16, features of every task an edge there reads or refines
-        fine = {s: sorted({t for e in guidance if e.stride == s for t in (e.guide, e.target)}) for s in (8, 4)}
-        self.lateral = nn.ModuleDict({str(s): nn.ModuleDict({t: conv_bn_relu(2 * width, width) for t in ts})
-                                      for s, ts in fine.items() if ts})
+        # per stride below 16, features of each task an edge there refines (keyed by the task: its
+        # decoder reads them, so they are its branch) or only reads (reached by the targets' losses)
+        self.targets = {s: sorted({e.target for e in self.edges if e.stride == s}) for s in (8, 4)}
+        fine = {s: self.targets[s] + sorted({e.guide + GUIDE_ONLY for e in self.edges if e.stride == s}
+                                            - {t + GUIDE_ONLY for t in self.targets[s]}) for s in (8, 4)}
+        self.lateral = nn.ModuleDict({str(s): nn.ModuleDict({k: conv_bn_relu(2 * width, width) for k in keys})
+                                      for s, keys in fine.items() if keys})
         self.decoders = decoders(tasks, width)
 
     def encode(self, x: Tensor) -> list[Tensor]:
@@ -157,15 +160,17 @@ class MultiTaskNet(MultiTaskModel):
         skips = {t: list(shared[:2]) for t in self.task_names}
         for stride, lateral in self.lateral.items():
             i = SKIP_INDEX[int(stride)]
-            assert isinstance(lateral, nn.ModuleDict)
-            fine = {t: m(_cat(shared[i], _up(task_feats[t], shared[i]))) for t, m in lateral.items()}
+            fine = {}
+            for key, m in cast(nn.ModuleDict, lateral).items():
+                t = key.removesuffix(GUIDE_ONLY)
+                fine[t] = m(_cat(shared[i], _up(task_feats[t], shared[i])))
             self._refine(fine, int(stride))
-            for edge in self.edges:
-                if edge.stride == int(stride):
-                    skips[edge.target][i] = fine[edge.target]
+            for t in self.targets[int(stride)]:
+                skips[t][i] = fine[t]
         return {t: self.decoders[t](task_feats[t], skips[t], size) for t in self.task_names}
 
 
+GUIDE_ONLY = "_guide"  # the key suffix of a task's features at a stride where it only guides
 SKIP_INDEX = {4: 0, 8: 1}  # the decoders' skip list: the stride-4 map, then the stride-8 map
 SEED_GUIDANCE = ("seg->depth", "edge->depth")
 # the decoders that read stride-8 and stride-4 features: SkipDecoder both, LightDecoder stride 4
@@ -182,15 +187,11 @@ def known_interaction(name: str) -> None:
     INTERACTIONS.entry(name)  # an unknown name raises with the close matches
 
 
-def guidance_graph(tasks: Sequence[str], guidance: Sequence[str]) -> tuple[list[Edge], list[str]]:
-    """The edges ``guidance`` gives among ``tasks``; the seed's default edges apply where their
-    tasks are trained, edges a user wrote must name trained tasks."""
-    return task_graph(guidance, tasks, POINTS, optional=list(guidance) == list(SEED_GUIDANCE))
-
-
 def _validate(tasks: Sequence[str], options: Mapping[str, Any]) -> None:
+    """A new run's edges must name trained tasks, except the seed's default edges, which apply
+    where their tasks are trained so that one configuration trains any subset of tasks."""
     try:
-        guidance_graph(tasks, options["guidance"])
+        task_graph(options["guidance"], tasks, POINTS, optional=list(options["guidance"]) == list(SEED_GUIDANCE))
     except MtlbenchError as exc:  # worded as the option checks are
         raise MtlbenchError(f"model.options.guidance (model mtinet): {exc}") from None
 
@@ -205,14 +206,12 @@ def _validate(tasks: Sequence[str], options: Mapping[str, Any]) -> None:
 def mtinet(tasks: Mapping[str, Task], backbone: Backbone, interaction: str,
            guidance: Sequence[str] = SEED_GUIDANCE,
            interaction_options: Mapping[str, Any] | None = None) -> MultiTaskNet:
-    """Seed model: seg→depth and edge→depth guided attention on task features, task decoders."""
-    edges, off = guidance_graph(list(tasks), guidance)
+    """Seed model: task features refined along guidance edges (default seg→depth, edge→depth), task decoders."""
+    # edges of untrained tasks are off here: runs written before new runs refused them still rebuild
+    edges, off = task_graph(guidance, list(tasks), POINTS, optional=True)
     resolved = resolve_options(f"interaction {interaction}", INTERACTIONS.entry(interaction).options,
                                interaction_options or {}, "model.interaction")
-    try:
-        modules = {e: INTERACTIONS.build(interaction, backbone.width, **resolved) for e in edges}
-    except ValueError as exc:  # a constraint between options, e.g. dim divisible by heads
-        raise MtlbenchError(f"[model.interaction] ({interaction}): {exc}") from None
+    modules = {e: INTERACTIONS.build(interaction, backbone.width, **resolved) for e in edges}
     model = MultiTaskNet(tasks, backbone, modules)
     model.notes = graph_notes(edges, off, interaction, resolved)
     return model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ def attention_panels(rgb: np.ndarray, maps: Mapping[str, Tensor]) -> Any:
         side_k = int(round(a.shape[1] ** 0.5))
         centre = (side_q // 2) * side_q + side_q // 2
         # "guidance.seg_to_depth" → "seg -> depth", "guidance.seg_to_depth_at8" → "seg -> depth @8"
-        label = name.rsplit(".", 1)[-1].replace("_to_", " -> ").replace("_at", " @")
+        label = re.sub(r"_at(\d+)$", r" @\1", name.rsplit(".", 1)[-1].replace("_to_", " -> "))
         shown.append((label, a[centre].reshape(side_k, side_k).cpu().numpy()))
     if not shown:
         return None

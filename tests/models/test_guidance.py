@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -54,17 +58,17 @@ def test_an_edge_refines_its_target_alone_at_its_stride(edge, key, affected, x):
 
 def test_a_fine_edge_reads_each_tasks_own_features_at_that_stride(x):
     net = mtinet(["seg->depth@8"])
-    assert set(net.lateral["8"]) == {"seg", "depth"}  # per-task features at stride 8, one per task involved
+    assert set(net.lateral["8"]) == {"seg_guide", "depth"}  # per-task features at stride 8, one per task involved
     seen = {}
-    hooks = [net.lateral["8"][t].register_forward_hook(lambda m, i, o, t=t: seen.__setitem__(t, o))
-             for t in ("seg", "depth")]
+    hooks = [net.lateral["8"][k].register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(k, o))
+             for k in ("seg_guide", "depth")]
     hooks.append(net.guidance["seg_to_depth_at8"].register_forward_hook(lambda m, i, o: seen.__setitem__("in", i)))
     net(x)
     for h in hooks:
         h.remove()
     target, guide = seen["in"]
     assert target.shape[-2:] == (8, 8)  # 64 / 8
-    assert target is seen["depth"] and guide is seen["seg"]
+    assert target is seen["depth"] and guide is seen["seg_guide"]
 
 
 def test_edges_apply_in_order_so_a_cycle_is_served(x):
@@ -110,7 +114,12 @@ def test_the_default_edges_follow_the_tasks_and_written_edges_must_name_trained_
                        'write "depth->seg@16"'),
     (["seg->depth@32"], "the stride after @ must be one of 16, 8, 4"),
     (["seg->seg"], "write GUIDE->TARGET[@STRIDE] with two different tasks"),
-    (["seg->depth", "seg->depth@16"], "'seg->depth@16' is given twice"),
+    (["seg->depth", "seg->depth@16"], "'seg->depth@16' repeats seg→depth of 'seg->depth': keep one"),
+    (["seg->depth", "seg->depth"], "'seg->depth' is given twice: keep one"),
+    (["all", "seg->depth"], "'seg->depth' repeats seg→depth of 'all'"),
+    (["seg->depth", "all"], "'all' repeats seg→depth of 'seg->depth'"),
+    (["all", "all"], "'all' is given twice"),
+    (["seg->depth@"], "the stride after @ must be one of 16, 8, 4"),
     (["normals->depth"], "'normals->depth' names normals, which this run does not train"),
 ])
 def test_bad_edges_are_one_line_naming_the_option_and_the_edge(edges, message):
@@ -177,3 +186,48 @@ def test_eval_figures_draw_each_edges_attention_with_its_stride(x, monkeypatch):
     # the centre query's row of the stride-8 edge's attention: keys pooled to at most 16×16 = the 8×8 map
     att = maps["guidance.edge_to_depth_at8"][0].mean(0)
     np.testing.assert_allclose(drawn["edge -> depth @8"], att[4 * 8 + 4].reshape(8, 8).numpy())
+
+
+def test_mtinet_with_edges_at_every_stride_keeps_the_model_contract():
+    from mtlbench.testing import check_model
+
+    # seg and depth only guide at stride 8 and 4: their features there are reached by the targets' losses
+    report = check_model("mtinet", guidance=["seg->depth", "seg->depth@8", "depth->edge@4"],
+                         interaction_options={"heads": 2, "dim": 8}, compile_note=False)
+    assert "every parameter is reached; every task's loss reaches its own branch and the shared ones" in report.passed
+    net = mtinet(["seg->depth@8"])
+    assert not {id(p) for p in net.task_parameters("seg")} & {id(p) for p in net.lateral["8"].parameters()}
+
+
+def test_a_constraint_between_interaction_options_stops_at_resolve():
+    with pytest.raises(MtlbenchError, match=r"^model.interaction \(interaction guided_attention\): dim 10 must be "
+                                            r"divisible by heads 3$"):
+        resolve(tiny_config(model={"interaction": {"dim": 10, "heads": 3}, "options": {"guidance": []}}))
+
+
+def test_a_run_made_before_edges_had_to_name_trained_tasks_still_rebuilds():
+    old = tiny_config(tasks=["depth", "seg"], model={"options": {"guidance": ["seg->depth", "normals->depth"]}})
+    with pytest.raises(MtlbenchError, match="names normals, which this run does not train"):
+        resolve(copy.deepcopy(old))  # a new run
+    resolve(old, new=False)  # eval, predict, resume: the run as it was made
+    net = build_model(old, build_tasks(old.tasks, INFO), build_backbone("test_resnet", width=16))
+    assert list(net.guidance) == ["seg_to_depth"]
+    assert net.notes[-1] == "normals→depth guidance: off (normals not requested)"
+
+
+def test_interaction_options_survive_settings_that_keep_the_interaction():
+    from mtlbench.cli import _make_config
+
+    unresolved = C.from_dict({"model": {"interaction": {"grid": 8}}}, C.preset("quick"))
+    assert apply(unresolved, {"model.options.interaction": "guided_attention"}, "cell").model.interaction == {"grid": 8}
+    assert apply(unresolved, {"model.options.interaction": "film"}, "cell").model.interaction == {}
+    whole = apply(unresolved, {"model.options.interaction": "film", "model.interaction": {"hidden": 8}}, "cell")
+    assert whole.model.interaction == {"hidden": 8}
+    cfg = tiny_config(model={"interaction": {"grid": 8}})
+    resolve(cfg)
+    path = Path(tempfile.mkdtemp()) / "c.toml"
+    path.write_text(C.dumps(cfg))
+    same = _make_config(None, path, {}, {"model": {"interaction": ("--interaction", "guided_attention")}}, None)
+    assert same.model.interaction == {"dim": 64, "heads": 1, "grid": 8}
+    other = _make_config(None, path, {}, {"model": {"interaction": ("--interaction", "film")}}, None)
+    assert other.model.interaction == {"hidden": 64}  # film's defaults, spelled out afresh
