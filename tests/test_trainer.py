@@ -52,7 +52,8 @@ def test_run_directory_contents(uninterrupted):
         train={"select": "val/depth/loss"},
         data={"options": {"frames": 40, "protocol": "seed", "fractions": [0.8, 0.1, 0.1], "split_seed": 0,
                           "scene_seed": 0, "holes": False}},
-        model={"options": {"interaction": "guided_attention", "guidance": ["seg->depth", "edge->depth"]}},
+        model={"options": {"interaction": "guided_attention", "guidance": ["seg->depth", "edge->depth"]},
+               "interaction": {"dim": 64, "heads": 1, "grid": 16}},
         loss={"names": {"depth": "structured_depth", "seg": "cross_entropy", "edge": "balanced_bce"},
               "options": {"depth": {"alpha": 1.0, "beta": 1.0, "gamma": 0.1}, "seg": {}, "edge": {"pos_weight": 0.95}}},
         weighting={"name": "fixed", "options": {"weights": {}}})
