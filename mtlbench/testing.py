@@ -45,16 +45,36 @@ class Report:
         self.passed.append(what)
 
 
-def _factory(interaction: str | Callable[..., nn.Module]) -> tuple[str, Callable[..., nn.Module]]:
-    if isinstance(interaction, str):
-        INTERACTIONS.entry(interaction)  # an unknown name: one error with the close matches
-        return interaction, lambda channels, **o: INTERACTIONS.build(interaction, channels, **o)
-    return getattr(interaction, "__name__", "interaction"), interaction
+# -- shared by the checks ----------------------------------------------------------------------
+
+def _named(registry: Registry[Any], obj: str | Callable[..., Any], default: str) -> tuple[str, Callable[..., Any]]:
+    """(name, factory) of a registered name (its options checked and completed by the registry)
+    or of a factory given as it is."""
+    if isinstance(obj, str):
+        registry.entry(obj)  # an unknown name: one error with the close matches
+        return obj, lambda *args, **o: registry.build(obj, *args, **o)
+    return getattr(obj, "__name__", default), obj
 
 
-def _seeded(factory: Callable[..., nn.Module], seed: int, channels: int, options: Mapping[str, Any]) -> nn.Module:
-    torch.manual_seed(seed)
-    return factory(channels, **options)
+def _declared(registry: Registry[Any], obj: str | Callable[..., Any], key: str) -> Any:
+    """What a registered name declares under ``key`` in its registration (None for a factory)."""
+    return registry.entry(obj).meta.get(key) if isinstance(obj, str) else None
+
+
+def _says(prefix: str) -> Callable[[str], str]:
+    """An ``assert_close`` message: ``prefix`` and what differs."""
+    return lambda m: f"{prefix}: {m}"
+
+
+def _nonzero(grad: Tensor | None) -> bool:
+    return grad is not None and bool(grad.abs().sum() > 0)
+
+
+def _saved(module: nn.Module) -> dict[str, Any]:
+    """``module``'s state dict through ``torch.save``, read back as checkpoints are (weights only)."""
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    return torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
 
 
 def _compile_note(module: nn.Module, *inputs: Tensor) -> str:
@@ -102,15 +122,19 @@ def check_interaction(interaction: str | Callable[..., nn.Module], channels: int
     - reported, not required: host syncs in ``forward`` (checked on a GPU only) and whether
       ``torch.compile`` traces it in one graph.
     """
-    name, factory = _factory(interaction)
+    name, factory = _named(INTERACTIONS, interaction, "interaction")
     if identity_at_init is None:
-        identity_at_init = isinstance(interaction, str) and bool(INTERACTIONS.entry(name).meta.get("identity_at_init"))
+        identity_at_init = bool(_declared(INTERACTIONS, interaction, "identity_at_init"))
     report = Report(name)
     b, (h, w) = 2, size
     gen = torch.Generator().manual_seed(0)
     target, source = torch.randn(b, channels, h, w, generator=gen), torch.randn(b, channels, h, w, generator=gen)
 
-    module = _seeded(factory, 0, channels, options).eval()
+    def build(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return factory(channels, **options)
+
+    module = build(0).eval()
     assert isinstance(module, nn.Module), f"{name}: the factory returned {type(module).__name__}, not an nn.Module"
     with torch.no_grad():
         out = module(target, source)
@@ -138,15 +162,13 @@ def check_interaction(interaction: str | Callable[..., nn.Module], channels: int
     assert not dead, f"{name}: parameters without gradient: {', '.join(dead)}"
     report.ok("gradients reach target, guide and every parameter")
 
-    buffer = io.BytesIO()
-    torch.save(module.state_dict(), buffer)
-    other = _seeded(factory, 1, channels, options).eval()
-    other.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True))
+    other = build(1).eval()
+    other.load_state_dict(_saved(module))
     with torch.no_grad():
         torch.testing.assert_close(other(target, source), out, msg=lambda m: f"{name}: state dict round trip: {m}")
     report.ok("state dict round trip")
     with torch.no_grad():
-        twin = _seeded(factory, 0, channels, options).eval()(target, source)
+        twin = build(0).eval()(target, source)
     torch.testing.assert_close(twin, out, msg=lambda m: f"{name}: not deterministic under a seed: {m}")
     report.ok("deterministic under a seed")
 
@@ -163,38 +185,6 @@ def check_interaction(interaction: str | Callable[..., nn.Module], channels: int
     report.notes["host syncs"] = _host_sync_note(module, target, source)
     report.notes["torch.compile"] = _compile_note(module, target, source)
     return report
-
-
-# -- shared by the checks below ----------------------------------------------------------------------
-
-def _named(registry: Registry[Any], obj: str | Callable[..., Any], default: str) -> tuple[str, Callable[..., Any]]:
-    """(name, factory) of a registered name (its options checked and completed by the registry)
-    or of a factory given as it is."""
-    if isinstance(obj, str):
-        registry.entry(obj)  # an unknown name: one error with the close matches
-        return obj, lambda *args, **o: registry.build(obj, *args, **o)
-    return getattr(obj, "__name__", default), obj
-
-
-def _declared(registry: Registry[Any], obj: str | Callable[..., Any], key: str) -> Any:
-    """What a registered name declares under ``key`` in its registration (None for a factory)."""
-    return registry.entry(obj).meta.get(key) if isinstance(obj, str) else None
-
-
-def _says(prefix: str) -> Callable[[str], str]:
-    """An ``assert_close`` message: ``prefix`` and what differs."""
-    return lambda m: f"{prefix}: {m}"
-
-
-def _nonzero(grad: Tensor | None) -> bool:
-    return grad is not None and bool(grad.abs().sum() > 0)
-
-
-def _saved(module: nn.Module) -> dict[str, Any]:
-    """``module``'s state dict through ``torch.save``, read back as checkpoints are (weights only)."""
-    buffer = io.BytesIO()
-    torch.save(module.state_dict(), buffer)
-    return torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
 
 
 def _default_info() -> DatasetInfo:

@@ -209,7 +209,8 @@ def _check_select(cfg: RunConfig, tasks: dict[str, Task]) -> None:
 def build_model(cfg: RunConfig, tasks: dict[str, Task], backbone: Backbone) -> MultiTaskModel:
     """The model of ``cfg`` on ``backbone`` (``cfg`` resolved)."""
     m = cfg.model
-    extra = {"interaction_options": dict(m.interaction)} if MODELS.entry(m.name).meta.get("interaction_points") else {}
+    # resolve() leaves [model.interaction] empty for a model without interaction points
+    extra = {"interaction_options": dict(m.interaction)} if m.interaction else {}
     model = MODELS.build(m.name, tasks, backbone, **m.options, **extra)
     if not isinstance(model, MultiTaskModel):
         raise MtlbenchError(f"model {cfg.model.name} built a {type(model).__name__}, not a MultiTaskModel "
