@@ -42,7 +42,7 @@ class KorniaPipeline:
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
 
     def __call__(self, raw: dict[str, Tensor], train: bool) -> dict[str, Tensor]:
-        from mtlbench.data.pipeline import label_edges
+        from mtlbench.tasks.edge import label_edges
 
         dev = self.device
         image = raw["image"].to(dev, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)

@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import math
 import sys
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints, overload
@@ -39,10 +40,7 @@ class DataConfig:
     flip: bool = True
     scale: list[float] = field(default_factory=lambda: [0.6, 1.0])  # random-resized-crop area range
     color_jitter: float = 0.2
-    edge_thickness: int = 1
-    edge_targets: str = "both_sides"  # training edge targets: both_sides of each label change, or one_side (BSDS)
     depth_zoom: str = "auto"  # divide depth by the crop's zoom: on, off, or auto (as the dataset's protocol does)
-    depth_edges: float = 0.0  # > 0: also mark depth discontinuities, |Sobel(log depth)| above this
     options: dict[str, Any] = field(default_factory=dict)  # what the dataset declares (frames, split, …)
 
 
@@ -101,7 +99,6 @@ class TrainConfig:
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 EDGE_MATCHING = ("auto", "fast", "exact")
 RESOLUTIONS = ("auto", "input")
-EDGE_TARGETS = ("both_sides", "one_side")
 DEPTH_ZOOM = ("auto", "on", "off")
 COMPILE = ("off", "on", "auto")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -130,6 +127,8 @@ class EvalConfig:
 class RunConfig:
     tasks: list[str] = field(default_factory=lambda: ["depth", "seg", "edge"])
     preset: str = "seed"
+    # per trained task, the options it declares (``[task_options.edge] thickness = 2``)
+    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -183,6 +182,14 @@ MOVED = {
     "loss.depth_gamma": "loss.options.depth.gamma", "loss.edge_pos_weight": "loss.options.edge.pos_weight",
     "loss.weighting": "weighting.name", "loss.weights": "weighting.options.weights",
 }
+
+# [data] keys that became a task's options: where each lives now
+MOVED_TO_TASKS = {"edge_thickness": ("edge", "thickness"), "edge_targets": ("edge", "targets"),
+                  "depth_edges": ("edge", "depth_edges")}
+
+
+class ConfigWarning(UserWarning):
+    """A configuration that loads under an old spelling: the message says the new one."""
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -254,12 +261,10 @@ def validate(cfg: RunConfig) -> None:
         raise MtlbenchError(f"image size {d.size} is too small: use at least 32 (a multiple of the backbone stride)")
     if len(d.scale) != 2 or not 0 < d.scale[0] <= d.scale[1] <= 1:
         raise MtlbenchError(f"data.scale must be [min, max] with 0 < min <= max <= 1, got {d.scale}")
-    if d.depth_edges < 0:
-        raise MtlbenchError(f"data.depth_edges must be 0 (off) or positive, got {d.depth_edges}")
     if d.max_depth <= 0:
         raise MtlbenchError(f"data.max_depth must be positive, got {d.max_depth}")
     for name, value in [("train.epochs", t.epochs), ("train.batch_size", t.batch_size),
-                        ("train.eval_batch_size", t.eval_batch_size), ("data.edge_thickness", d.edge_thickness)]:
+                        ("train.eval_batch_size", t.eval_batch_size)]:
         if value < 1:
             raise MtlbenchError(f"{name} must be at least 1, got {value}")
     non_negative: list[tuple[str, float]] = [("train.seed", t.seed), ("train.weight_decay", t.weight_decay),
@@ -271,10 +276,11 @@ def validate(cfg: RunConfig) -> None:
         raise MtlbenchError(f"data.clahe_clip must be positive, got {d.clahe_clip}")
     if cfg.model.width < 8 or cfg.model.width % 4:
         raise MtlbenchError(f"model.width must be a multiple of 4 and at least 8, got {cfg.model.width}")
-    for section in ("names", "options"):
-        extra = [k for k in getattr(cfg.loss, section) if k not in cfg.tasks]
+    for section, table in (("loss.names", cfg.loss.names), ("loss.options", cfg.loss.options),
+                           ("task_options", cfg.task_options)):
+        extra = [k for k in table if k not in cfg.tasks]
         if extra:
-            raise MtlbenchError(f"loss.{section} names task {', '.join(extra)}, which this run does not train "
+            raise MtlbenchError(f"{section} names task {', '.join(extra)}, which this run does not train "
                                 f"(tasks: {', '.join(cfg.tasks)})")
     e = cfg.eval
     if e.max_depth < 0:
@@ -296,7 +302,7 @@ def validate(cfg: RunConfig) -> None:
         ("train.compile_mode", t.compile_mode, COMPILE_MODES),
         ("eval.edge_matching (--edge-matching)", e.edge_matching, EDGE_MATCHING),
         ("eval.resolution (--resolution)", e.resolution, RESOLUTIONS),
-        ("data.edge_targets", d.edge_targets, EDGE_TARGETS), ("data.depth_zoom", d.depth_zoom, DEPTH_ZOOM)]
+        ("data.depth_zoom", d.depth_zoom, DEPTH_ZOOM)]
     for setting, chosen, allowed in choices:
         if chosen not in allowed:
             raise MtlbenchError(f"{setting} {chosen!r} is not one of {', '.join(allowed)}")
@@ -343,6 +349,7 @@ def rebase(cfg: RunConfig, base: RunConfig) -> None:
     if cfg.weighting.name != base.weighting.name:
         cfg.weighting.options = {}
     if list(cfg.tasks) != list(base.tasks):
+        cfg.task_options = {t: o for t, o in cfg.task_options.items() if t in cfg.tasks}
         cfg.loss.names = {t: n for t, n in cfg.loss.names.items() if t in cfg.tasks}
         cfg.loss.options = {t: o for t, o in cfg.loss.options.items() if t in cfg.tasks}
         default = dataclasses.replace(base, train=dataclasses.replace(base.train, select="auto"))
@@ -397,12 +404,31 @@ _LEGACY_DATA_KEYS = tuple(k.removeprefix("data.") for k in MOVED if k.startswith
 _LEGACY_LOSS_KEYS = tuple(k.removeprefix("loss.") for k in MOVED if k.startswith("loss."))
 
 
+def _task_options_from_data(data: dict[str, Any]) -> dict[str, Any]:
+    """``[data]`` keys of earlier files that are a task's options now, moved there (dropped where
+    the run does not train that task: they did nothing), with one line naming the new spelling."""
+    d = data.get("data")
+    if not isinstance(d, dict) or not any(k in d for k in MOVED_TO_TASKS):
+        return data
+    tasks = data.get("tasks", RunConfig().tasks)
+    options: dict[str, Any] = {k: dict(v) for k, v in data.get("task_options", {}).items()}
+    moved = []
+    for old, (task, new) in MOVED_TO_TASKS.items():
+        if old in d:
+            moved.append(f"data.{old} is task_options.{task}.{new}")
+            if isinstance(tasks, list) and task in tasks:
+                options.setdefault(task, {}).setdefault(new, d[old])
+    warnings.warn(f"{'; '.join(moved)} now: the file loads as written", ConfigWarning, stacklevel=3)
+    return {**data, "data": {k: v for k, v in d.items() if k not in MOVED_TO_TASKS}, "task_options": options}
+
+
 def upgrade_legacy(data: dict[str, Any]) -> dict[str, Any]:
     """A whole config written before the options tables (it spells out every flat key of
     ``[data]`` and ``[loss]``) in today's layout, keeping exactly what its run used, so that
     ``eval``, ``compare`` and ``predict`` still read old run directories; ``train.bf16`` of any
     earlier file becomes ``train.precision``. Keys it does not know stay
     where they are, to be refused with the close matches; any other input is returned as it is."""
+    data = _task_options_from_data(data)
     train = data.get("train")
     if isinstance(train, dict) and isinstance(train.get("bf16"), bool) and "precision" not in train:
         # runs before train.precision: bf16 was opt-in, fp32 otherwise

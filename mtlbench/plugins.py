@@ -34,6 +34,26 @@ class IncompatiblePlugin(Exception):
     """A plugin written for another major version of :mod:`mtlbench.api`."""
 
 
+def _drop_changed(module_name: str, source: str) -> None:
+    """Entries a plugin declaring an older API registered where that contract changed: dropped,
+    with one warning saying what to change."""
+    import sys
+
+    from mtlbench.api import API_MAJOR, CHANGES, declared_major
+
+    major = declared_major(getattr(sys.modules.get(module_name), "MTLBENCH_API", None))
+    if major is None or major == API_MAJOR:
+        return
+    for kind, change in CHANGES.get(major, {}).items():
+        registry = REGISTRIES[kind]
+        names = [e.name for e in registry.entries() if e.source == source]
+        if names:
+            registry.discard_source(source)
+            warnings.warn(f"{source} declares MTLBENCH_API = \"{major}\": its {kind} {', '.join(names)} are skipped; "
+                          f"{change}: update them and declare MTLBENCH_API = \"{API_MAJOR}\"",
+                          PluginWarning, stacklevel=3)
+
+
 def api_problem(module_name: str) -> str | None:
     """What is wrong with the ``MTLBENCH_API`` that a plugin's module declares (``None``: it
     declares none, or one this host serves)."""
@@ -88,6 +108,7 @@ def load_plugins() -> dict[str, PluginStatus]:
                     raise IncompatiblePlugin(problem)
                 if ep.attr and callable(obj):
                     obj()
+                _drop_changed(ep.module, status.source)
         except Exception as exc:  # a plugin must never take the host down
             status = PluginStatus(ep.name, ep.value, dist, f"{type(exc).__name__}: {exc}")
             for reg in REGISTRIES.values():  # a half-loaded plugin leaves nothing behind

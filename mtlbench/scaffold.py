@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from mtlbench.api import INTERACTIONS, Option, at_least
 
-MTLBENCH_API = "1"
+MTLBENCH_API = "2"
 
 
 class {cls}(nn.Module):
@@ -66,7 +66,7 @@ from torch import Tensor, nn
 
 from mtlbench.api import LOSSES, DatasetInfo, Option
 
-MTLBENCH_API = "1"
+MTLBENCH_API = "2"
 
 
 class {cls}(nn.Module):
@@ -105,7 +105,7 @@ from torch import Tensor
 
 from mtlbench.api import WEIGHTINGS, LossWeighting, Option
 
-MTLBENCH_API = "1"
+MTLBENCH_API = "2"
 
 
 class {cls}(LossWeighting):
@@ -142,7 +142,7 @@ from torch import Tensor, nn
 
 from mtlbench.api import MODELS, Backbone, MultiTaskModel, Task
 
-MTLBENCH_API = "1"
+MTLBENCH_API = "2"
 
 
 class {cls}(MultiTaskModel):
@@ -194,9 +194,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mtlbench.api import DATASETS, Arrays, DatasetInfo, DatasetSplits, DenseDataset, MtlbenchError, Option, at_least
+from mtlbench.api import (
+    DATASETS,
+    RGBD_TARGETS,
+    Arrays,
+    DatasetInfo,
+    DatasetSplits,
+    DenseDataset,
+    MtlbenchError,
+    Option,
+    at_least,
+)
 
-MTLBENCH_API = "1"
+MTLBENCH_API = "2"
 
 CLASSES = ("wall", "floor", "box")
 
@@ -246,7 +256,7 @@ def read(root: Path, size: int) -> dict[str, np.ndarray]:
 
 
 def {name}(
-    root: str, size: int, max_depth: float, edge_thickness: int,
+    root: str, size: int, max_depth: float,
     progress: Callable[[int, int], None] | None = None, *, frames: int = 48, seed: int = 0,
 ) -> DatasetSplits:
     \"\"\"{name}: boxes before a wall, or the frames of --data-root (mtlbench plugin template).\"\"\"
@@ -257,10 +267,10 @@ def {name}(
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     held = max(1, n // 10)  # val and test each
     parts = order[2 * held:], order[:held], order[held:2 * held]
-    arrays = Arrays(torch.from_numpy(data["image"]), torch.from_numpy(data["depth"]), torch.from_numpy(data["seg"]),
-                    torch.arange(1, n + 1))
-    info = DatasetInfo(num_classes=len(CLASSES), max_depth=max_depth, class_names=CLASSES)
-    train, val, test = (DenseDataset(arrays.take(p.sort().values), info, edge_thickness) for p in parts)
+    targets = {{key: torch.from_numpy(data[key]) for key in ("depth", "seg")}}
+    arrays = Arrays(torch.from_numpy(data["image"]), torch.arange(1, n + 1), targets)
+    info = DatasetInfo(num_classes=len(CLASSES), max_depth=max_depth, class_names=CLASSES, targets=RGBD_TARGETS)
+    train, val, test = (DenseDataset(arrays.take(p.sort().values), info) for p in parts)
     return DatasetSplits(train, val, test, info=info, source=f"{name} ({{root or f'{{n}} frames drawn'}})")
 
 
@@ -346,7 +356,7 @@ mtlbench run {run} --preset quick
 python -m pytest -q tests
 ```
 
-It imports from `mtlbench.api` only and declares `MTLBENCH_API = "1"`, the API version it was
+It imports from `mtlbench.api` only and declares `MTLBENCH_API = "2"`, the API version it was
 written for; see mtlbench's `docs/plugins.md`.
 ''',
     }

@@ -189,8 +189,9 @@ def check_interaction(interaction: str | Callable[..., nn.Module], channels: int
 
 def _default_info() -> DatasetInfo:
     from mtlbench.tasks import DatasetInfo
+    from mtlbench.tasks.base import NORMALS_TARGET, RGBD_TARGETS
 
-    return DatasetInfo(num_classes=5, max_depth=10.0, normals=True)
+    return DatasetInfo(num_classes=5, max_depth=10.0, targets={**RGBD_TARGETS, "normals": NORMALS_TARGET})
 
 
 # -- losses --------------------------------------------------------------------------------------------
@@ -706,6 +707,7 @@ def check_model(model: str | Callable[..., nn.Module], tasks: Sequence[str] = ("
 def _check_split(name: str, split: str, ds: Any, info: DatasetInfo, size: int) -> None:
     """The promises of one split's arrays, sample format and scoring ground truth."""
     from mtlbench.data.datasets import DenseDataset
+    from mtlbench.tasks.base import LABEL
 
     where = f"{name}: the {split} split"
     assert isinstance(ds, DenseDataset), f"{where} is a {type(ds).__name__}, not a DenseDataset"
@@ -714,61 +716,65 @@ def _check_split(name: str, split: str, ds: Any, info: DatasetInfo, size: int) -
     assert ds.info == info, f"{where} carries another DatasetInfo than the splits' ({ds.info})"
     a = ds.arrays
     frame = (n, size, size)
-    for key, dtype, shape in (("image", torch.uint8, (*frame, 3)), ("depth", torch.float32, frame),
-                              ("index", torch.int64, (n,))):
+    for key, dtype, shape in (("image", torch.uint8, (*frame, 3)), ("index", torch.int64, (n,))):
         t = getattr(a, key)
         assert t.dtype == dtype and tuple(t.shape) == shape, \
             f"{where}: {key} is {t.dtype} {tuple(t.shape)}, not {dtype} {shape}"
-    assert torch.isfinite(a.depth).all() and (a.depth >= 0).all(), \
-        f"{where}: depth is not finite metres ≥ 0 (0 marks invalid pixels)"
-    assert not a.seg.is_floating_point() and tuple(a.seg.shape) == frame, \
-        f"{where}: seg is {a.seg.dtype} {tuple(a.seg.shape)}, not integer labels {frame}"
-    labels = a.seg.long()
-    bad = labels[((labels < 0) | (labels >= info.num_classes)) & (labels != info.ignore_index)]
-    assert bad.numel() == 0, \
-        f"{where}: seg labels {sorted(set(bad.unique().tolist()))[:5]} are neither classes 0..{info.num_classes - 1} " \
-        f"nor the ignore label {info.ignore_index}"
+    assert set(a.targets) == set(info.targets), \
+        f"{where}: the frames carry {', '.join(a.targets) or 'no target'}, info.targets lists {', '.join(info.targets)}"
     assert len(a.index.unique()) == n, f"{where}: a frame index appears twice"
-    assert (a.normals is not None) == info.normals, \
-        f"{where}: normals are {'absent' if a.normals is None else 'present'} and info.normals is {info.normals}"
-    if a.normals is not None:
-        assert a.normals.is_floating_point() and tuple(a.normals.shape) == (*frame, 3), \
-            f"{where}: normals are {a.normals.dtype} {tuple(a.normals.shape)}, not float {(*frame, 3)}"
+    for key, spec in info.targets.items():
+        t = a.targets[key]
+        want = frame if spec.channels == 1 and t.dim() == 3 else (*frame, spec.channels)
+        assert tuple(t.shape) == want, f"{where}: {key} is {tuple(t.shape)}, not {want} ({spec.kind}, " \
+                                       f"{spec.channels} channel(s))"
+        if spec.kind == LABEL:
+            assert not t.is_floating_point(), f"{where}: {key} is {t.dtype}, not integer labels"
+            labels = t.long()
+            bad = labels[((labels < 0) | (labels >= info.num_classes)) & (labels != info.ignore_index)]
+            assert bad.numel() == 0, \
+                f"{where}: {key} labels {sorted(set(bad.unique().tolist()))[:5]} are neither classes " \
+                f"0..{info.num_classes - 1} nor the ignore label {info.ignore_index}"
+        else:
+            assert t.is_floating_point() or t.dtype == torch.uint8, f"{where}: {key} is {t.dtype}, not numbers"
+            assert bool(torch.isfinite(t.float()).all()), f"{where}: {key} has values that are not finite"
+    if "depth" in a.targets:
+        assert (a.depth >= 0).all(), f"{where}: depth is not metres ≥ 0 (0 marks invalid pixels)"
+    if "normals" in a.targets:
         norms = a.normals.float().norm(dim=-1)
         assert (((norms - 1).abs() < 1e-2) | (norms == 0)).all(), \
             f"{where}: normals are neither unit vectors nor the zero vector (invalid)"
-    if a.edge is not None:
+    if "edge" in a.targets:
         values = a.edge.unique().tolist()[:5]
-        assert tuple(a.edge.shape) == frame and bool(((a.edge == 0) | (a.edge == 1)).all()), \
-            f"{where}: edge is {tuple(a.edge.shape)} with values {values}, not {frame} in {{0, 1}}"
+        assert bool(((a.edge == 0) | (a.edge == 1)).all()), f"{where}: edge has values {values}, not {{0, 1}}"
 
     sample = ds[0]
-    expected = {"image": (3, size, size), "depth": (1, size, size), "seg": (size, size), "edge": (1, size, size),
-                **({"normals": (3, size, size)} if info.normals else {})}
-    for key, want in expected.items():
+    image = sample.get("image")
+    assert isinstance(image, Tensor) and tuple(image.shape) == (3, size, size) and image.dtype == torch.float32 \
+        and 0 <= float(image.min()) and float(image.max()) <= 1, \
+        f"{where}: sample['image'] is not float32 3×{size}×{size} in [0, 1]"
+    for key, spec in info.targets.items():
         value = sample.get(key)
+        want = (size, size) if spec.kind == LABEL else (spec.channels, size, size)
         assert isinstance(value, Tensor) and tuple(value.shape) == want, \
             f"{where}: sample[{key!r}] is {getattr(value, 'shape', value)!r}, not {want}"
-    image, seg, edge = sample["image"], sample["seg"], sample["edge"]
-    assert isinstance(image, Tensor) and image.dtype == torch.float32 and 0 <= float(image.min()) \
-        and float(image.max()) <= 1, f"{where}: sample['image'] is not float32 in [0, 1]"
-    assert isinstance(seg, Tensor) and seg.dtype == torch.int64, f"{where}: sample['seg'] is not int64"
-    assert isinstance(edge, Tensor) and bool(((edge == 0) | (edge == 1)).all()), \
-        f"{where}: sample['edge'] is not in {{0, 1}}"
+        assert (value.dtype == torch.int64) == (spec.kind == LABEL), \
+            f"{where}: sample[{key!r}] is {value.dtype}: labels are int64, other targets float"
     assert isinstance(sample.get("index"), int), f"{where}: sample['index'] is not an int"
 
     s = ds.scoring
     if s is not None:
         scored = (n, *s.size)
-        assert tuple(s.depth.shape) == scored and tuple(s.seg.shape) == scored, \
-            f"{where}: scoring ground truth is {tuple(s.depth.shape)}, not one frame per split frame at its " \
-            f"crop size {scored}"
+        for key, t in s.targets.items():
+            assert key in info.targets and tuple(t.shape[:3]) == scored, \
+                f"{where}: scoring ground truth {key} is {tuple(t.shape)}, not one frame per split frame at its " \
+                f"crop size {scored}"
 
 
 def check_dataset(dataset: str | Callable[..., Any], root: str = "", size: int = 32, max_depth: float = 10.0,
-                  edge_thickness: int = 1, **options: Any) -> Report:
+                  **options: Any) -> Report:
     """Check a dataset (a registered name or its factory, ``factory(root, size, max_depth,
-    edge_thickness, progress, **options)``) against the sample format of
+    progress, **options)``) against the sample format of
     :mod:`mtlbench.data.datasets`, built at ``size`` from ``root`` (where it reads files):
 
     - the factory gives :class:`~mtlbench.data.datasets.DatasetSplits` whose train, val and test
@@ -776,26 +782,27 @@ def check_dataset(dataset: str | Callable[..., Any], root: str = "", size: int =
     - its ``info`` is a :class:`~mtlbench.tasks.DatasetInfo` with one class or more, the
       ``max_depth`` asked for, no class names or one per class, an ``ignore_index`` that is no
       class, and every split carries it;
-    - each split's arrays: image N×size×size×3 uint8, depth N×size×size float32 finite and ≥ 0
-      (0 = invalid), seg integer labels that are classes or the ignore label, index N int64 with no
-      repeat; normals (N×size×size×3, unit or zero) exactly where ``info.normals``; edge, where
-      the dataset has its own, N×size×size in {0, 1};
+    - each split's arrays: image N×size×size×3 uint8, index N int64 with no repeat, and exactly
+      the targets ``info.targets`` lists, each N×size×size (one channel) or N×size×size×C as
+      declared: labels integer classes or the ignore label, others finite numbers; depth ≥ 0
+      (0 = invalid), normals unit or zero, edge maps in {0, 1};
     - no frame (by index) is in two splits;
-    - some pixel has valid depth (0 < depth ≤ max_depth) and some pixel a class;
-    - a sample (``split[0]``) is in the documented format: image 3×H×W float32 in [0, 1], depth
-      1×H×W, seg H×W int64, edge 1×H×W in {0, 1}, an int index, normals 3×H×W with ``info.normals``;
+    - where there is depth, some pixel has valid depth (0 < depth ≤ max_depth); where there are
+      labels, some pixel has a class;
+    - a sample (``split[0]``) is in the documented format: image 3×H×W float32 in [0, 1], each
+      target as batches hold it (labels H×W int64, others C×H×W float) and an int index;
     - where a split has scoring ground truth, it holds one frame per split frame at its crop size;
     - two builds, one after the other (torch's global generator not reseeded), give equal arrays,
       info and scoring ground truth.
     """
     from mtlbench.data.datasets import SPLITS, DatasetSplits
-    from mtlbench.tasks import DatasetInfo
+    from mtlbench.tasks import LABEL, DatasetInfo
 
     name, factory = _named(DATASETS, dataset, "dataset")
     report = Report(name)
 
     def build() -> Any:  # unseeded: frames and splits must not hang on torch's global generator
-        return factory(root, size, max_depth, edge_thickness, None, **options)
+        return factory(root, size, max_depth, None, **options)
 
     splits = build()
     assert isinstance(splits, DatasetSplits), f"{name}: the factory returned {type(splits).__name__}, not DatasetSplits"
@@ -820,10 +827,13 @@ def check_dataset(dataset: str | Callable[..., Any], root: str = "", size: int =
             assert not both, f"{name}: frames {both[:5]} are in both the {first} and the {second} split"
     report.ok("splits disjoint")
     arrays = [splits[s].arrays for s in SPLITS]
-    assert any(bool(((a.depth > 0) & (a.depth <= max_depth)).any()) for a in arrays), \
-        f"{name}: no pixel has valid depth (0 < depth ≤ {max_depth})"
-    assert any(bool((a.seg.long() != info.ignore_index).any()) for a in arrays), f"{name}: no pixel has a class"
-    report.ok("valid depth and labels")
+    if "depth" in info.targets:
+        assert any(bool(((a.depth > 0) & (a.depth <= max_depth)).any()) for a in arrays), \
+            f"{name}: no pixel has valid depth (0 < depth ≤ {max_depth})"
+    for key in (k for k, t in info.targets.items() if t.kind == LABEL):
+        assert any(bool((a.targets[key].long() != info.ignore_index).any()) for a in arrays), \
+            f"{name}: no pixel of {key} has a class"
+    report.ok("valid targets")
     report.notes["frames"] = ", ".join(f"{s} {len(splits[s])}" for s in SPLITS)
 
     again = build()
@@ -832,7 +842,7 @@ def check_dataset(dataset: str | Callable[..., Any], root: str = "", size: int =
         a, b = splits[split], again[split]
         for what, one, two in (("arrays", a.arrays, b.arrays), ("scoring", a.scoring, b.scoring)):
             assert (one is None) == (two is None), f"{name}: not deterministic: the {split} {what} differ"
-            for key, value in (vars(one) if one is not None else {}).items():
+            for key, value in ({**vars(one), **one.targets} if one is not None else {}).items():
                 if isinstance(value, Tensor):
                     other = getattr(two, key)
                     assert isinstance(other, Tensor) and other.shape == value.shape and torch.equal(other, value), \

@@ -1,13 +1,13 @@
 """Datasets as in-memory arrays, split once, batched by indexing.
 
-Every dataset yields the same sample format::
-
-    {"image": 3×H×W float in [0, 1], "depth": 1×H×W metres (0 = invalid),
-     "seg": H×W int64 (255 = ignore), "edge": 1×H×W {0, 1}, "index": 1-based frame id}
+A frame is an image, a 1-based index and the targets the dataset provides, each stored as the
+dataset's ``DatasetInfo.targets`` declares (:class:`mtlbench.tasks.base.Target`): for indoor
+RGB-D frames depth (metres, 0 = invalid), seg (labels, the ignore label for none) and, where the
+dataset has them, normals and its own edge maps.
 
 Training does not go through per-sample ``__getitem__``: :meth:`DenseDataset.batch` slices
 whole batches from the arrays and :class:`mtlbench.data.pipeline.BatchPipeline` does the
-per-pixel work (augmentation, normalisation, edge targets) on the training device.
+per-pixel work (augmentation, normalisation, derived targets) on the training device.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,63 +28,64 @@ import torch.nn.functional as F
 from kornia.enhance import equalize_clahe
 from torch import Tensor
 
-from mtlbench.data.pipeline import boundary_map, label_edges
 from mtlbench.data.synthrooms import render_batch
 from mtlbench.errors import MtlbenchError
 from mtlbench.options import Option, at_least, one_of, resolve_options
 from mtlbench.registry import DATASETS
-from mtlbench.tasks import DatasetInfo
+from mtlbench.tasks.base import NORMALS_TARGET, RGBD_TARGETS, DatasetInfo
 
 SPLITS = ("train", "val", "test")
 
 
-def _tensors(obj: Any) -> dict[str, Tensor]:
-    """The tensor fields of a dataclass (``None`` and plain values left out)."""
-    return {f.name: t for f in fields(obj) if isinstance(t := getattr(obj, f.name), Tensor)}
+class _Frames:
+    """Per-frame tensors (``image``, ``index`` and a dict of ``targets``), sliced and moved together.
 
+    A target reads as an attribute too (``arrays.depth``), for code and tests that know the key.
+    """
 
-def _take(obj: Any, idx: Tensor | Sequence[int]) -> Any:
-    """A copy of a dataclass of per-frame tensors holding frames ``idx`` (other fields kept)."""
-    tensors = _tensors(obj)
-    idx = torch.as_tensor(idx, dtype=torch.long, device=next(iter(tensors.values())).device)
-    return replace(obj, **{k: t[idx] for k, t in tensors.items()})
+    targets: dict[str, Tensor]
 
+    def __getattr__(self, key: str) -> Tensor:
+        targets = self.__dict__.get("targets", {})
+        if key in targets:
+            return targets[key]
+        raise AttributeError(f"{type(self).__name__} has no {key!r} (targets: {', '.join(targets) or 'none'})")
 
-def _move(obj: Any, device: torch.device | str) -> Any:
-    return replace(obj, **{k: t.to(device) for k, t in _tensors(obj).items()})
+    def _tensors(self) -> dict[str, Tensor]:
+        return {f.name: t for f in fields(self) if isinstance(t := getattr(self, f.name), Tensor)}  # type: ignore[arg-type]
 
+    def _map(self, fn: Callable[[Tensor], Tensor]) -> Any:
+        return replace(self, **{k: fn(t) for k, t in self._tensors().items()},  # type: ignore[type-var]
+                       targets={k: fn(t) for k, t in self.targets.items()})
 
-def _nbytes(obj: Any) -> int:
-    return sum(t.numel() * t.element_size() for t in _tensors(obj).values())
+    def take(self, idx: Tensor | Sequence[int]) -> Any:
+        """A copy holding frames ``idx`` (other fields kept)."""
+        first = next(iter({**self._tensors(), **self.targets}.values()))
+        idx = torch.as_tensor(idx, dtype=torch.long, device=first.device)
+        return self._map(lambda t: t[idx])
+
+    def to(self, device: torch.device | str) -> Any:
+        return self._map(lambda t: t.to(device))
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in [*self._tensors().values(), *self.targets.values()])
 
 
 @dataclass
-class Arrays:
-    """One split: N frames of uint8 RGB, float32 metric depth, uint8 labels, 1-based ids, and
-    where the dataset has them, surface normals and its own edge maps."""
+class Arrays(_Frames):
+    """One split: N frames of uint8 RGB (N×H×W×3), 1-based ids (N int64) and the targets the
+    dataset provides, each stored as its ``DatasetInfo.targets`` entry says (N×H×W or N×H×W×C)."""
 
-    image: Tensor  # N×H×W×3 uint8
-    depth: Tensor  # N×H×W float32
-    seg: Tensor  # N×H×W uint8
-    index: Tensor  # N int64
-    normals: Tensor | None = None  # N×H×W×3 float16 unit vectors (mtlbench.data.normals), 0 = invalid
-    edge: Tensor | None = None  # N×H×W uint8 {0, 1}: the dataset's own edge ground truth
+    image: Tensor
+    index: Tensor
+    targets: dict[str, Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
 
-    def take(self, idx: Tensor | Sequence[int]) -> Arrays:
-        return _take(self, idx)
-
-    def nbytes(self) -> int:
-        return _nbytes(self)
-
-    def to(self, device: torch.device | str) -> Arrays:
-        return _move(self, device)
-
 
 @dataclass
-class Scoring:
+class Scoring(_Frames):
     """The ground truth a published protocol scores at, for the frames of one split.
 
     Predictions, made at the training resolution, are resized (bilinear, on the raw head
@@ -92,27 +93,18 @@ class Scoring:
     425×560 frames, or the official 480×640 frames less their white border.
 
     Attributes:
-        depth, seg: N×h×w ground truth inside the crop (h, w its size), as :class:`Arrays`.
-        normals, edge: N×h×w×3 and N×h×w where the dataset has them; ``edge`` ``None``: edges
-            are drawn from ``seg`` by :func:`mtlbench.data.pipeline.boundary_map`.
+        targets: N×h×w (or N×h×w×C) ground truth inside the crop (h, w its size), stored as in
+            :class:`Arrays`; targets a task draws from others (edges from labels) are drawn by
+            the task (:meth:`mtlbench.tasks.base.Task.score_target`).
         frame: (H, W) of the whole original frame.
         crop: (top, bottom, left, right) rows and columns of ``frame`` scored, end exclusive.
         note: what was scored, for the run header and ``metrics.json``.
     """
 
-    depth: Tensor
-    seg: Tensor
-    normals: Tensor | None = None
-    edge: Tensor | None = None
+    targets: dict[str, Tensor] = field(default_factory=dict)
     frame: tuple[int, int] = (0, 0)
     crop: tuple[int, int, int, int] = (0, 0, 0, 0)
     note: str = ""
-
-    def take(self, idx: Tensor | Sequence[int]) -> Scoring:
-        return _take(self, idx)
-
-    def to(self, device: torch.device | str) -> Scoring:
-        return _move(self, device)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -124,16 +116,10 @@ class Scoring:
         up = F.interpolate(output.float(), size=self.frame, mode="bilinear", align_corners=False)
         return up[..., top:bottom, left:right]
 
-    def targets(self, idx: Tensor, device: torch.device) -> dict[str, Tensor]:
-        """The targets of frames ``idx`` (positions in the split) as metrics read them."""
+    def batch(self, idx: Tensor, device: torch.device, info: DatasetInfo) -> dict[str, Tensor]:
+        """The stored targets of frames ``idx`` (positions in the split) as batches hold them."""
         part = self.take(idx).to(device)
-        seg = part.seg.long()
-        out = {"depth": part.depth.float()[:, None], "seg": seg}
-        out["edge"] = (part.edge.float()[:, None] if part.edge is not None
-                       else boundary_map(seg[:, None]))
-        if part.normals is not None:
-            out["normals"] = part.normals.float().permute(0, 3, 1, 2)
-        return out
+        return {k: info.targets[k].to_batch(t) for k, t in part.targets.items()}
 
 
 class DenseDataset(torch.utils.data.Dataset):
@@ -141,17 +127,19 @@ class DenseDataset(torch.utils.data.Dataset):
 
     Args:
         arrays: the frames of the split.
-        info: class count, maximum depth, class names.
-        edge_thickness: edge target half-width in pixels (see :func:`label_edges`).
+        info: class count, maximum depth, class names, the targets the frames carry.
         scoring: the ground truth a published protocol scores these frames at, where it differs
             from ``arrays`` (another resolution or crop); ``None``: scored as they are.
     """
 
-    def __init__(self, arrays: Arrays, info: DatasetInfo, edge_thickness: int = 1,
-                 scoring: Scoring | None = None) -> None:
+    def __init__(self, arrays: Arrays, info: DatasetInfo, scoring: Scoring | None = None) -> None:
+        missing = sorted(set(info.targets) - set(arrays.targets))
+        extra = sorted(set(arrays.targets) - set(info.targets))
+        if missing or extra:
+            raise MtlbenchError(f"the frames' targets ({', '.join(arrays.targets) or 'none'}) are not the ones "
+                                f"DatasetInfo.targets declares ({', '.join(info.targets) or 'none'})")
         self.arrays = arrays
         self.info = info
-        self.edge_thickness = edge_thickness
         self.scoring = scoring
 
     def __len__(self) -> int:
@@ -163,31 +151,20 @@ class DenseDataset(torch.utils.data.Dataset):
         return self.arrays.image.device
 
     def batch(self, idx: Tensor | Sequence[int]) -> dict[str, Tensor]:
-        """Raw stacked frames (uint8 image B×H×W×3, depth B×H×W, seg B×H×W, index B; normals
-        B×H×W×3 and edge B×H×W where the dataset has them)."""
+        """Raw stacked frames: uint8 image B×H×W×3, index B and each target as stored."""
         a = self.arrays.take(idx)
-        out = {"image": a.image, "depth": a.depth, "seg": a.seg, "index": a.index}
-        if a.normals is not None:
-            out["normals"] = a.normals
-        if a.edge is not None:
-            out["edge"] = a.edge
-        return out
+        return {"image": a.image, **a.targets, "index": a.index}
 
     def __getitem__(self, i: int) -> dict[str, Tensor | int]:
+        """One frame: image 3×H×W float in [0, 1], each target as batches hold it (less the
+        batch dimension) and the int index. Derived targets (edges) are the pipeline's."""
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for a split of {len(self)} frames")
         a = self.arrays
-        seg = a.seg[i].long()
-        out: dict[str, Tensor | int] = {
-            "image": a.image[i].permute(2, 0, 1).float() / 255.0,
-            "depth": a.depth[i][None].clone(),
-            "seg": seg,
-            "edge": (a.edge[i][None].float() if a.edge is not None
-                     else label_edges(seg[None, None], self.edge_thickness)[0]),
-            "index": int(a.index[i]),
-        }
-        if a.normals is not None:
-            out["normals"] = a.normals[i].permute(2, 0, 1).float()
+        out: dict[str, Tensor | int] = {"image": a.image[i].permute(2, 0, 1).float() / 255.0}
+        for key, t in a.targets.items():
+            out[key] = self.info.targets[key].to_batch(t[i:i + 1])[0].clone()
+        out["index"] = int(a.index[i])
         return out
 
 
@@ -320,8 +297,8 @@ def synthrooms_arrays(root: Path, seed: int, frames: int, size: int, holes: bool
             raise MtlbenchError(f"cannot write the synthrooms cache under {root}: {exc}; "
                                 f"set --data-root or MTLBENCH_CACHE to a writable folder") from None
     loaded = {k: torch.from_numpy(np.load(folder / f"{k}.npy")) for k in ("image", "depth", "seg", "normals")}
-    return Arrays(loaded["image"], loaded["depth"], loaded["seg"], torch.arange(1, frames + 1),
-                  normals=loaded["normals"])
+    return Arrays(loaded["image"], torch.arange(1, frames + 1),
+                  {"depth": loaded["depth"], "seg": loaded["seg"], "normals": loaded["normals"]})
 
 
 def apply_clahe(images: Tensor, clip: float, device: torch.device | str = "cpu",
@@ -354,26 +331,26 @@ SPLIT_OPTIONS = {
     "scene_seed": Option(0, "seed of the procedural scenes", at_least(0)),
     "holes": Option(False, "Kinect-like depth holes"),
 })
-def synthrooms(root: str, size: int, max_depth: float, edge_thickness: int,
+def synthrooms(root: str, size: int, max_depth: float,
                progress: Callable[[int, int], None] | None = None, *, frames: int, protocol: str,
                fractions: Sequence[float], split_seed: int, scene_seed: int, holes: bool) -> DatasetSplits:
     """Procedural indoor rooms with exact metric depth and NYU-40 labels; no download needed."""
     check_nonempty(split_sizes(frames, fractions))  # before rendering anything
     cache = Path(root).expanduser() if root else default_cache_root()
     arrays = synthrooms_arrays(cache, scene_seed, frames, size, holes, max_depth, progress)
-    info = DatasetInfo(num_classes=40, max_depth=max_depth, normals=True)
+    info = DatasetInfo(num_classes=40, max_depth=max_depth, targets={**RGBD_TARGETS, "normals": NORMALS_TARGET})
     parts = seed_split(frames, fractions, split_seed)
-    train, val, test = (DenseDataset(arrays.take(p), info, edge_thickness) for p in parts)
+    train, val, test = (DenseDataset(arrays.take(p), info) for p in parts)
     return DatasetSplits(train, val, test, info=info, source=f"synthrooms ({frames} frames, cache {cache})")
 
 
-def build_splits(name: str, root: str = "", size: int = 256, max_depth: float = 10.0, edge_thickness: int = 1,
+def build_splits(name: str, root: str = "", size: int = 256, max_depth: float = 10.0,
                  progress: Callable[[int, int], None] | None = None, **options: Any) -> DatasetSplits:
     """All three splits of a registered dataset; ``options`` are checked against what it declares
     (``mtlbench list datasets``), the rest take their defaults."""
     entry = DATASETS.entry(name)
     resolved = resolve_options(f"dataset {name}", entry.options, options, "options")
-    return entry.obj(root, size, max_depth, edge_thickness, progress, **resolved)
+    return entry.obj(root, size, max_depth, progress, **resolved)
 
 
 def build_dataset(name: str, split: str = "train", **options: Any) -> DenseDataset:

@@ -41,7 +41,7 @@ from mtlbench.data.normals import kinect_normals, read_nyud_mt_normals
 from mtlbench.errors import MtlbenchError
 from mtlbench.options import Option, at_least, one_of
 from mtlbench.registry import DATASETS
-from mtlbench.tasks import DatasetInfo
+from mtlbench.tasks.base import EDGE_TARGET, NORMALS_TARGET, RGBD_TARGETS, DatasetInfo
 
 FORMAT_VERSION = 2  # 2: surface normals, and the ground truth at the scored resolution
 BLOCK = 16  # frames read and resized together
@@ -375,18 +375,17 @@ def load_cache(root: Path, size: int, classes: int, raw_depth: bool) -> tuple[Ar
     def load(name: str) -> torch.Tensor:
         return torch.from_numpy(np.load(folder / f"{name}.npy", mmap_mode="c"))
 
-    arrays = Arrays(load("image"), load("depth"), load("seg"), torch.from_numpy(np.load(folder / "index.npy")),
-                    normals=load("normals"))
+    arrays = Arrays(load("image"), torch.from_numpy(np.load(folder / "index.npy")),
+                    {"depth": load("depth"), "seg": load("seg"), "normals": load("normals")})
     top, bottom, left, right = SCORE_CROP
     test = torch.from_numpy(np.isin(arrays.index.numpy(), official_split()[1])).nonzero()[:, 0]
     if len(test) != len(official_split()[1]):
         return arrays, manifest, None
     if size:
-        truth = Scoring(load("score/depth"), load("score/seg"), load("score/normals"))
+        truth = Scoring({k: load(f"score/{k}") for k in ("depth", "seg", "normals")})
     else:
         window = (test, slice(top, bottom), slice(left, right))
-        truth = Scoring(arrays.depth[window], arrays.seg[window],
-                        arrays.normals[window] if arrays.normals is not None else None)
+        truth = Scoring({k: t[window] for k, t in arrays.targets.items()})
     scoring = replace(truth, frame=(HEIGHT, WIDTH), crop=SCORE_CROP,
                       note=f"inside rows {top}:{bottom}, columns {left}:{right} of the 480×640 frames (the NYUD-MT "
                            f"frame, without the white border)")
@@ -394,11 +393,11 @@ def load_cache(root: Path, size: int, classes: int, raw_depth: bool) -> tuple[Ar
 
 
 def _splits(arrays: Arrays, scoring: Scoring | None, info: DatasetInfo, protocol: str, fractions: Sequence[float],
-            split_seed: int, val_frames: int, edge_thickness: int, source: str) -> DatasetSplits:
+            split_seed: int, val_frames: int, source: str) -> DatasetSplits:
     parts = split_positions(arrays.index.numpy(), protocol, fractions, split_seed, val_frames)
-    train, val = (DenseDataset(arrays.take(p), info, edge_thickness) for p in parts[:2])
+    train, val = (DenseDataset(arrays.take(p), info) for p in parts[:2])
     # (the official test positions are ascending, the order the scored ground truth is kept in)
-    test = DenseDataset(arrays.take(parts[2]), info, edge_thickness, scoring)
+    test = DenseDataset(arrays.take(parts[2]), info, scoring)
     return DatasetSplits(train, val, test, info=info, source=source)
 
 
@@ -413,7 +412,7 @@ VAL_FRAMES = Option(80, "official split: validation frames carved from train", a
     "classes": Option(40, "class set: 40, 13 or 894", one_of(40, 13, 894)),
     "raw_depth": Option(False, "rawDepths (holes = 0) instead of the in-painted depths"),
 })
-def nyuv2(root: str, size: int, max_depth: float, edge_thickness: int,
+def nyuv2(root: str, size: int, max_depth: float,
           progress: Callable[[int, int], None] | None = None, *, protocol: str, fractions: Sequence[float],
           split_seed: int, val_frames: int, classes: int, raw_depth: bool) -> DatasetSplits:
     """NYU Depth V2 labeled set (1449 frames) from a cache made by `mtlbench data prepare nyuv2`."""
@@ -422,12 +421,11 @@ def nyuv2(root: str, size: int, max_depth: float, edge_thickness: int,
                             f"`mtlbench data prepare nyuv2 --mat {LABELED_FILE} --out DIR`")
     arrays, manifest, scoring = load_cache(Path(root).expanduser(), size, classes, raw_depth)
     info = DatasetInfo(num_classes=classes, max_depth=max_depth, class_names=class_names(classes),
-                       ignore_index=IGNORE[classes], normals=True)
+                       ignore_index=IGNORE[classes], targets={**RGBD_TARGETS, "normals": NORMALS_TARGET})
     # the NYUD-MT protocols score at 425×560; the seed's scores its own 256×256 frames as they are,
     # and the 13-class (MTAN) frames are not reproduced here
     native = protocol == "official" and classes == 40
     return _splits(arrays, scoring if native else None, info, protocol, fractions, split_seed, val_frames,
-                   edge_thickness,
                    f"nyuv2 {manifest['frames']} frames, {manifest['depth']}, split {protocol} ({root})")
 
 
@@ -541,19 +539,17 @@ def read_nyud_mt(root: Path, size: int, progress: Callable[[int, int], None] | N
         raise MtlbenchError(f"NYUD-MT test frames differ in size ({', '.join(f'{h}x{w}' for h, w in sorted(sizes))}): "
                             f"they are scored at their own resolution, which must be one")
     stacked = {k: torch.stack(v) for k, v in resized.items()}
-    arrays = Arrays(stacked["image"], stacked["depth"], stacked["seg"], torch.tensor(ids, dtype=torch.int64),
-                    normals=stacked.get("normals"), edge=stacked.get("edge"))
+    arrays = Arrays(stacked.pop("image"), torch.tensor(ids, dtype=torch.int64), stacked)
     truth = {k: torch.stack(v) for k, v in native.items()}
     h, w = truth["depth"].shape[-2:]
-    scoring = Scoring(truth["depth"], truth["seg"], truth.get("normals", None), truth.get("edge", None),
-                      frame=(h, w), crop=(0, h, 0, w),
+    scoring = Scoring(truth, frame=(h, w), crop=(0, h, 0, w),
                       note="NYUD-MT frames, whole" + ("" if optional["edge"] else "; edges from label boundaries"))
     n_train = len(lists["train"])
     return arrays, {"train": list(range(n_train)), "val": list(range(n_train, len(stems)))}, scoring
 
 
 @DATASETS.register("nyud_mt", options={"split_seed": SPLIT_OPTIONS["split_seed"], "val_frames": VAL_FRAMES})
-def nyud_mt(root: str, size: int, max_depth: float, edge_thickness: int,
+def nyud_mt(root: str, size: int, max_depth: float,
             progress: Callable[[int, int], None] | None = None, *, split_seed: int, val_frames: int) -> DatasetSplits:
     """NYUD-MT folders of the MTI-Net code release: gt_sets/train.txt trains (val carved with a
     fixed seed), gt_sets/val.txt is the test split, as in that code; normals/ and edge/ are read
@@ -565,9 +561,10 @@ def nyud_mt(root: str, size: int, max_depth: float, edge_thickness: int,
         raise MtlbenchError(f"NYUD-MT folder {folder} not found")
     arrays, lists, scoring = read_nyud_mt(folder, size, progress)
     train, val = carve_val(torch.tensor(lists["train"]), val_frames, split_seed)
+    kinds = {**RGBD_TARGETS, "normals": NORMALS_TARGET, "edge": EDGE_TARGET}
     info = DatasetInfo(num_classes=40, max_depth=max_depth, class_names=class_names(40),
-                       normals=arrays.normals is not None)
-    train_ds, val_ds = (DenseDataset(arrays.take(p), info, edge_thickness) for p in (train, val))
-    test_ds = DenseDataset(arrays.take(torch.tensor(lists["val"])), info, edge_thickness, scoring)
+                       targets={k: kinds[k] for k in arrays.targets})
+    train_ds, val_ds = (DenseDataset(arrays.take(p), info) for p in (train, val))
+    test_ds = DenseDataset(arrays.take(torch.tensor(lists["val"])), info, scoring)
     return DatasetSplits(train_ds, val_ds, test_ds, info=info, source=f"nyud_mt {len(arrays)} frames ({folder})",
                          depth_zoom=True)

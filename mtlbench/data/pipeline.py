@@ -1,4 +1,4 @@
-"""Per-batch work on the training device: augmentation, normalisation, edge targets.
+"""Per-batch work on the training device: augmentation, normalisation, derived targets.
 
 On a GPU the CPU only slices arrays; every per-pixel step runs here, batched. A training step at
 these sizes is bound by kernel launches and host syncs, not by arithmetic, so the augmentation is
@@ -9,14 +9,16 @@ loop over images, no branch on a tensor's value, nothing read back to the host.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from kornia.color import hsv_to_rgb, rgb_to_hsv
 from kornia.enhance import adjust_brightness, adjust_hue_raw, adjust_saturation_raw
-from kornia.filters import sobel
 from torch import Tensor
+
+from mtlbench.tasks.base import EDGE_TARGET, NORMALS_TARGET, RGBD_TARGETS, VECTOR, Target, Task
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -24,59 +26,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 JITTER_P = 0.8  # probability that an image gets colour jitter (kornia's ColorJiggle p, as before)
 _DRAWS = 9  # uniforms per image: flip, crop area, crop x, crop y, jitter gate, 4 jitter factors
 
-
-def depth_edges(depth: Tensor, threshold: float) -> Tensor:
-    """Depth discontinuities (B×1×H×W metres → {0, 1}): the magnitude of kornia's normalised
-    Sobel of log depth above ``threshold``, where the whole 3×3 neighbourhood has valid depth.
-    A step by a depth ratio r gives ln(r)/2 on both sides (0.35 for r = 2)."""
-    valid = depth > 0
-    grad = sobel(torch.log(depth.clamp_min(1e-3)))
-    whole = -F.max_pool2d(-valid.float(), 3, stride=1, padding=1) > 0.5
-    return ((grad > threshold) & whole).float()
-
-
-EDGE_TARGETS = ("both_sides", "one_side")
-
-
-def dilate(edges: Tensor, thickness: int) -> Tensor:
-    """``edges`` (B×1×H×W {0, 1}) grown by ``thickness − 1`` pixels (a square)."""
-    if thickness <= 1:
-        return edges
-    k = 2 * (thickness - 1) + 1
-    return (F.max_pool2d(edges.float(), k, stride=1, padding=k // 2) > 0).float()
-
-
-def label_edges(seg: Tensor, thickness: int = 1) -> Tensor:
-    """Edge targets from label boundaries (B×1×H×W labels → B×1×H×W float {0, 1}).
-
-    A pixel is an edge where its 3×3 neighbourhood holds another label (both sides of a
-    boundary; the image border is replicated, so it is no edge); ``thickness`` > 1 dilates that
-    by ``thickness − 1`` pixels. This is the support of the label map's Sobel response, made
-    exact: Sobel itself cancels to zero on 1-pixel lines and isolated pixels.
-    """
-    padded = F.pad(seg.float(), (1, 1, 1, 1), mode="replicate")
-    edges = F.max_pool2d(padded, 3, stride=1) != -F.max_pool2d(-padded, 3, stride=1)
-    return dilate(edges.float(), thickness)
-
-
-def boundary_map(seg: Tensor) -> Tensor:
-    """One-pixel label boundaries, as BSDS's ``seg2bmap`` draws them (B×1×H×W → float {0, 1}).
-
-    A pixel is a boundary where its label differs from its right, lower or lower-right
-    neighbour; the last row compares only to the right, the last column only downwards, and the
-    bottom-right pixel is never one. So each label change is marked on one side only, the
-    ground truth published edge scores are computed against. Ignored labels (255) are labels
-    like any other here: an unlabelled region's outline is a boundary.
-    """
-    s = seg
-    b = torch.zeros(s.shape, dtype=torch.bool, device=s.device)
-    inner = b[..., :-1, :-1]
-    inner |= s[..., :-1, :-1] != s[..., :-1, 1:]
-    inner |= s[..., :-1, :-1] != s[..., 1:, :-1]
-    inner |= s[..., :-1, :-1] != s[..., 1:, 1:]
-    b[..., -1, :-1] = s[..., -1, :-1] != s[..., -1, 1:]
-    b[..., :-1, -1] = s[..., :-1, -1] != s[..., 1:, -1]
-    return b.float()
+# what a pipeline built without a dataset's target list reads: indoor RGB-D frames' targets
+DEFAULT_TARGETS: Mapping[str, Target] = {**RGBD_TARGETS, "normals": NORMALS_TARGET, "edge": EDGE_TARGET}
 
 
 class AugmentParams(NamedTuple):
@@ -119,7 +70,11 @@ class BatchPipeline:
     steps per call; here the order is fixed (brightness, contrast, saturation, hue) for speed and
     determinism, and images not jittered get identity factors rather than being selected out.
 
-    Edge targets are computed after augmentation, so they always match the labels.
+    Targets move with the image by their kind (:class:`mtlbench.tasks.base.Target`): every map
+is resampled nearest, so values are copied, never blended; a vector target's x component changes
+sign under a flip; a target marked ``zoom`` is divided by the crop's zoom where ``depth_zoom``
+asks. Targets a task derives from others (edges from labels) are made after augmentation by
+the task's :meth:`~mtlbench.tasks.base.Task.derive`, so they always match what they come from.
 
     Args:
         device: where the work runs.
@@ -128,23 +83,18 @@ class BatchPipeline:
         flip, scale, color_jitter: augmentation settings (scale is the crop-area range; a lower
             bound of 1 turns cropping off).
         normalize: ImageNet mean/std normalisation of the image.
-        edge_thickness: see :func:`label_edges`.
-        edge_targets: ``"both_sides"``: :func:`label_edges` (both sides of each label change);
-            ``"one_side"``: :func:`boundary_map` (BSDS's one-pixel boundaries, what edges are
-            scored against), dilated like ``label_edges`` when ``edge_thickness`` > 1. A dataset
-            with its own edge maps (NYUD-MT) trains on those instead.
-        depth_edges: > 0 adds depth discontinuities to the edge targets (see :func:`depth_edges`).
-        depth_zoom: divide depth by the zoom of the random crop (frame side / crop side), as
-            MTI-Net's code does when it scales: a crop shown larger looks nearer.
+        targets: the kind of each target key raw batches may carry (a dataset's
+            ``DatasetInfo.targets``); default: indoor RGB-D frames' depth, seg, normals and edge.
+        tasks: the tasks whose derived targets are added to every batch, in order.
+        depth_zoom: divide ``zoom`` targets by the zoom of the random crop (frame side / crop
+            side), as MTI-Net's code does when it scales: a crop shown larger looks nearer.
         channels_last: return the image in channels-last memory format.
     """
 
     def __init__(self, device: torch.device, size: int, augment: bool = True, flip: bool = True,
                  scale: tuple[float, float] = (0.6, 1.0), color_jitter: float = 0.2,
-                 normalize: bool = True, edge_thickness: int = 1, edge_targets: str = "both_sides",
-                 depth_edges: float = 0.0, depth_zoom: bool = False, channels_last: bool = False) -> None:
-        if edge_targets not in EDGE_TARGETS:
-            raise ValueError(f"edge_targets {edge_targets!r}: choose from {', '.join(EDGE_TARGETS)}")
+                 normalize: bool = True, targets: Mapping[str, Target] | None = None,
+                 tasks: Sequence[Task] = (), depth_zoom: bool = False, channels_last: bool = False) -> None:
         self.device = device
         self.size = size
         self.flip = flip
@@ -153,9 +103,9 @@ class BatchPipeline:
         self.color_jitter = color_jitter
         self.augment = augment and (flip or self.crop or color_jitter > 0)
         self.normalize = normalize
-        self.edge_thickness = edge_thickness
-        self.edge_targets = edge_targets
-        self.depth_edges = depth_edges
+        self.targets = dict(DEFAULT_TARGETS if targets is None else targets)
+        self.tasks = tuple(tasks)
+        self._flags: dict[tuple[tuple[str, ...], tuple[int, ...]], tuple[Tensor, Tensor, bool, bool]] = {}
         self.depth_zoom = depth_zoom
         self.channels_last = channels_last
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
@@ -222,29 +172,23 @@ class BatchPipeline:
         """
         dev = self.device
         image = raw["image"].to(dev, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        keys = [k for k in raw if k not in ("image", "index")]
+        unknown = [k for k in keys if k not in self.targets]
+        if unknown:
+            raise ValueError(f"batch keys {', '.join(unknown)} have no declared target kind (DatasetInfo.targets)")
         # per-pixel targets stacked as channels, so one resampling moves them all alike
-        maps = [raw["depth"].to(dev, non_blocking=True).unsqueeze(1).float(),
-                raw["seg"].to(dev, non_blocking=True).unsqueeze(1).float()]
-        if "normals" in raw:
-            maps.append(raw["normals"].to(dev, non_blocking=True).permute(0, 3, 1, 2).float())
-        if "edge" in raw:
-            maps.append(raw["edge"].to(dev, non_blocking=True).unsqueeze(1).float())
-        stacked = torch.cat(maps, 1)
+        maps = [self.targets[k].channels_of(raw[k].to(dev, non_blocking=True)) for k in keys]
+        widths = [m.shape[1] for m in maps]
+        out: dict[str, Tensor] = {"image": image, "index": raw["index"]}
         if params is not None:
-            image, stacked = self._augment(image, stacked, params, "normals" in raw)
-        depth, seg = stacked[:, :1], stacked[:, 1:2].long()
-        out = {"image": image, "depth": depth, "seg": seg.squeeze(1), "index": raw["index"]}
-        if "normals" in raw:
-            out["normals"] = stacked[:, 2:5]
-        if "edge" in raw:
-            edge = stacked[:, -1:]
-        elif self.edge_targets == "one_side":
-            edge = dilate(boundary_map(seg), self.edge_thickness)
-        else:
-            edge = label_edges(seg, self.edge_thickness)
-        if self.depth_edges > 0:
-            edge = torch.maximum(edge, depth_edges(depth, self.depth_edges))
-        out["edge"] = edge
+            # a frame with no stored target still crops and flips through one blank map
+            stacked = torch.cat(maps, 1) if maps else image[:, :1] * 0
+            image, stacked = self._augment(image, stacked, params, self._channel_flags(tuple(keys), tuple(widths)))
+            maps = list(stacked.split(widths, 1)) if maps else []
+        for k, part in zip(keys, maps):
+            out[k] = self.targets[k].from_channels(part)
+        for task in self.tasks:
+            task.derive(out)
         if self.normalize:
             image = (image - self.mean) / self.std
         if self.channels_last:
@@ -252,10 +196,27 @@ class BatchPipeline:
         out["image"] = image
         return out
 
+    def _channel_flags(self, keys: tuple[str, ...],
+                       widths: tuple[int, ...]) -> tuple[Tensor | None, Tensor | None]:
+        """Per stacked channel, on the device: whether a flip negates it (a vector's x) and
+        whether the crop's zoom divides it (computed once per batch layout)."""
+        if (keys, widths) not in self._flags:
+            sign, zoom = [], []
+            for k, w in zip(keys, widths):
+                t = self.targets[k]
+                sign += [t.kind == VECTOR] + [False] * (w - 1)
+                zoom += [t.zoom] * w
+            if not keys:
+                sign, zoom = [False], [False]
+            self._flags[keys, widths] = (torch.tensor(sign).view(1, -1, 1, 1).to(self.device),
+                                         torch.tensor(zoom).view(1, -1, 1, 1).to(self.device),
+                                         any(sign), any(zoom))
+        sign_t, zoom_t, any_sign, any_zoom = self._flags[keys, widths]
+        return (sign_t if any_sign else None), (zoom_t if any_zoom else None)
+
     def _augment(self, image: Tensor, maps: Tensor, params: AugmentParams,
-                 normals: bool) -> tuple[Tensor, Tensor]:
-        """Image and stacked target maps (depth, labels, then normals' x, y, z when ``normals``,
-        then any other map) augmented alike."""
+                 flags: tuple[Tensor | None, Tensor | None]) -> tuple[Tensor, Tensor]:
+        """Image and stacked target maps augmented alike; ``flags``: :meth:`_channel_flags`."""
         n, _, height, width = image.shape
         p = self._device_params(params, height, width).view(n, -1, 1, 1)
         if self.crop:
@@ -268,14 +229,14 @@ class BatchPipeline:
             image = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
             # nearest copies values, so depths, labels (255 too) and normals come through exactly
             maps = F.grid_sample(maps, grid, mode="nearest", padding_mode="border", align_corners=False)
-            if self.depth_zoom:
-                maps = torch.cat([maps[:, :1] * p[:, 13:14], maps[:, 1:]], 1)
+            if self.depth_zoom and flags[1] is not None:
+                maps = torch.where(flags[1], maps * p[:, 13:14], maps)
         elif self.flip:
             flip = p[:, 8:9] > 0.5
             image = torch.where(flip, image.flip(-1), image)
             maps = torch.where(flip, maps.flip(-1), maps)
-        if normals and self.flip:  # a mirrored surface turns the other way: x of the normal flips
-            maps = torch.cat([maps[:, :2], maps[:, 2:3] * (1 - 2 * p[:, 8:9]), maps[:, 3:]], 1)
+        if self.flip and flags[0] is not None:  # a mirrored surface turns the other way: x of a vector flips
+            maps = torch.where(flags[0], maps * (1 - 2 * p[:, 8:9]), maps)
         if self.color_jitter > 0:
             c = p[:, 9:13]
             image = adjust_brightness(image, c[:, 0:1])

@@ -145,8 +145,11 @@ def resolve(cfg: RunConfig, flags: Flags | None = None, new: bool = True) -> Non
         check(tasks, m.options)
     w.options = resolve_options(f"weighting {w.name}", WEIGHTINGS.entry(w.name).options, w.options,
                                 "weighting.options", flags.get("weighting"))
+    cfg.task_options = {t: resolve_options(f"task {t}", TASKS.entry(t).options, cfg.task_options.get(t, {}),
+                                           f"task_options.{t}", flags.get(f"task.{t}"))
+                        for t in tasks}
     for t in tasks:
-        name = cfg.loss.names.get(t) or TASKS.build(t, DatasetInfo()).default_loss
+        name = cfg.loss.names.get(t) or TASKS.build(t, DatasetInfo(), **cfg.task_options[t]).default_loss
         cfg.loss.names[t] = name
         cfg.loss.options[t] = resolve_options(f"loss {name}", LOSSES.entry(name).options,
                                               cfg.loss.options.get(t, {}), f"loss.options.{t}")
@@ -252,7 +255,7 @@ def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None
     device = resolve_device(cfg.train.device, dist)
     backbone = _backbone(cfg)
     with dist.main_first():
-        splits = DATASETS.build(d.name, d.root, d.size, d.max_depth, d.edge_thickness, progress, **d.options)
+        splits = DATASETS.build(d.name, d.root, d.size, d.max_depth, progress, **d.options)
     check_nonempty([len(splits[s]) for s in ("train", "val", "test")])
     parts = _assemble(cfg, splits.info, backbone, device, splits, dist, training)
     if parts.pipeline.depth_zoom and d.augment and d.scale[0] < 1:
@@ -312,10 +315,11 @@ def _assemble(cfg: RunConfig, info: DatasetInfo, backbone: Backbone, device: tor
                                 f"to train eager where it cannot compile")
         notes.append(f"--compile=auto: training eager, torch.compile cannot run on {device}: {blocker}")
     compile_step = training and cfg.train.compile != "off" and not notes
-    tasks = build_tasks(parse_tasks(cfg.tasks), info)
-    if splits is not None and "normals" in tasks and not info.normals:
-        raise MtlbenchError(f"task normals needs surface normals, and dataset {d.name} has none: use synthrooms, "
-                            f"nyud_mt (its normals/ folder) or nyuv2 prepared with normals")
+    tasks = build_tasks(parse_tasks(cfg.tasks), info, cfg.task_options)
+    if splits is not None:
+        for name, task in tasks.items():
+            if (lacks := task.missing(info)) is not None:
+                raise MtlbenchError(f"task {name} cannot train on dataset {d.name}: {lacks}")
     _check_select(cfg, tasks)
     model = build_model(cfg, tasks, backbone)
     notes = list(model.notes) + notes
@@ -326,9 +330,8 @@ def _assemble(cfg: RunConfig, info: DatasetInfo, backbone: Backbone, device: tor
                             f"and model {cfg.model.name} shares none on {', '.join(tasks)}: use a loss-level "
                             f"weighting (fixed, uncertainty)")
     pipeline = BatchPipeline(device, d.size, augment=d.augment, flip=d.flip, scale=(d.scale[0], d.scale[1]),
-                             color_jitter=d.color_jitter, normalize=d.normalize,
-                             edge_thickness=d.edge_thickness, edge_targets=d.edge_targets,
-                             depth_edges=d.depth_edges, depth_zoom=depth_zoom(cfg, splits),
+                             color_jitter=d.color_jitter, normalize=d.normalize, targets=info.targets,
+                             tasks=list(tasks.values()), depth_zoom=depth_zoom(cfg, splits),
                              channels_last=cfg.train.channels_last)
     if cfg.train.sync_bn and dist.active:
         sync_batchnorm(model, dist, device)  # in place: the model itself is no BatchNorm

@@ -162,8 +162,7 @@ def inference_parts(run_dir: Path, device: str | None, checkpoint: str) -> RunPa
     ckpt = load_checkpoint(path)
     saved = ckpt.get("info")
     if saved:  # the checkpoint knows its dataset: no need to build it
-        info = DatasetInfo(saved["num_classes"], saved["max_depth"], tuple(saved["class_names"]),
-                           saved["ignore_index"], bool(saved.get("normals", False)))
+        info = DatasetInfo.from_dict(saved)
         parts = build_inference(cfg, info)
     else:
         parts = build_run(cfg, training=False, new=False)

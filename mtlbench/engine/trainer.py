@@ -33,7 +33,6 @@ from torch import Tensor, nn
 
 from mtlbench.config import EvalConfig, criterion, dumps
 from mtlbench.data.datasets import DenseDataset, Scoring
-from mtlbench.data.pipeline import boundary_map
 from mtlbench.engine.build import RunParts
 from mtlbench.engine.distributed import Dist
 from mtlbench.errors import MtlbenchError, NonFiniteLossError
@@ -41,6 +40,7 @@ from mtlbench.fileio import atomic_write
 from mtlbench.metrics.records import lookup
 from mtlbench.models.base import AUX, SHARED
 from mtlbench.rundir import RunDir
+from mtlbench.tasks import DatasetInfo, Task
 from mtlbench.weighting import GradientWeighting
 
 CHECKPOINT_FORMAT = 1
@@ -81,12 +81,6 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
     except Exception as exc:
         raise MtlbenchError(f"checkpoint {path} cannot be read ({type(exc).__name__}); "
                             f"it may be from another mtlbench version or corrupt") from None
-
-
-def info_dict(info: Any) -> dict[str, Any]:
-    """The dataset facts a checkpoint keeps, so that ``predict`` needs no dataset."""
-    return {"num_classes": info.num_classes, "max_depth": info.max_depth, "class_names": list(info.class_names),
-            "ignore_index": info.ignore_index, "normals": info.normals}
 
 
 @dataclass(frozen=True)
@@ -159,12 +153,10 @@ def shard(n: int, dist: Dist) -> Tensor:
     return torch.arange(dist.rank, n, dist.world)
 
 
-def metric_targets(raw: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The targets metrics score a pipeline ``batch`` against: edges are the dataset's own maps
-    or BSDS's one-pixel label boundaries, whatever the training targets are."""
-    if "edge" in raw:
-        return batch
-    return {**batch, "edge": boundary_map(batch["seg"][:, None])}
+def metric_targets(tasks: dict[str, Task], batch: dict[str, Tensor], info: DatasetInfo) -> dict[str, Tensor]:
+    """The targets metrics score ``batch`` (a pipeline batch, or scoring ground truth) against:
+    each task's :meth:`~mtlbench.tasks.base.Task.score_target` over what the batch holds."""
+    return {**batch, **{t.target_key: t.score_target(batch, info) for t in tasks.values()}}
 
 
 @torch.no_grad()
@@ -192,7 +184,7 @@ def evaluate(parts: RunParts, dataset: DenseDataset, autocast: Any = None,
             out = p.model(batch["image"])
         b = batch["image"].shape[0]
         scoring = plan.scoring
-        targets = scoring.targets(idx, p.device) if scoring else metric_targets(raw, batch)
+        targets = metric_targets(p.tasks, scoring.batch(idx, p.device, p.info) if scoring else batch, p.info)
         preds = {}
         for i, (name, task) in enumerate(p.tasks.items()):
             loss_sums[i] += p.losses[name](out[name], batch).detach().double() * b
@@ -481,7 +473,7 @@ class Trainer:
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
             "tasks": list(self.p.tasks),
-            "info": info_dict(self.p.info),
+            "info": self.p.info.to_dict(),
             "world": self.dist.world,
         }
 
@@ -531,7 +523,7 @@ class Trainer:
                 self.best_value, self.best_epoch = value, epoch
                 if d.main:
                     save_checkpoint({"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": self.p.model.state_dict(),
-                                     "tasks": list(self.p.tasks), "info": info_dict(self.p.info)}, rd.best)
+                                     "tasks": list(self.p.tasks), "info": self.p.info.to_dict()}, rd.best)
             applied = train_losses.pop("weights", None)
             record = {"epoch": epoch, "train": train_losses, "val": val, "select": value,
                       "best": improved, "time_s": round(time.perf_counter() - t0, 3)}

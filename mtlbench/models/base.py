@@ -115,12 +115,13 @@ def capture_attention(model: nn.Module) -> Iterator[dict[str, Tensor]]:
             h.remove()
 
 
-def check_tasks(model: str, tasks: Mapping[str, Any], served: Sequence[str]) -> list[str]:
-    """The task names, after one-line errors for no tasks or tasks the model has no head for."""
+def check_tasks(model: str, tasks: Mapping[str, Any], heads: Mapping[str, Any]) -> list[str]:
+    """The task names, after one-line errors for no tasks or tasks whose head kind
+    (``Task.head``) the model has no decoder for."""
     if not tasks:
-        raise MtlbenchError(f"model {model} needs at least one task: pass one or more of {', '.join(served)}")
-    unsupported = [t for t in tasks if t not in served]
+        raise MtlbenchError(f"model {model} needs at least one task")
+    unsupported = [f"{t} (head {task.head})" for t, task in tasks.items() if task.head not in heads]
     if unsupported:
         raise MtlbenchError(f"model {model} has no decoder for task {', '.join(unsupported)}: "
-                            f"it serves {', '.join(served)}")
+                            f"its decoders serve the head kinds {', '.join(heads)}")
     return list(tasks)

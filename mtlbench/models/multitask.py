@@ -85,9 +85,12 @@ class LightDecoder(nn.Module):
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-# normals, a dense regression like depth, take depth's decoder (PAD-Net and MTI-Net treat the two alike)
-DECODERS: dict[str, type[nn.Module]] = {"depth": SkipDecoder, "seg": TransposedDecoder, "edge": LightDecoder,
-                                        "normals": SkipDecoder}
+# the decoder of each head kind a task asks for (Task.head): dense maps (depth, normals: PAD-Net and
+# MTI-Net treat the two alike) read stride-8 and stride-4 skips, classes upsample by transposed
+# convolutions, thin boundaries take the light decoder
+DECODERS: dict[str, type[nn.Module]] = {"dense": SkipDecoder, "classes": TransposedDecoder, "boundary": LightDecoder}
+# the tasks the guidance edges of the paper's graph can name
+GUIDED_TASKS = ("depth", "seg", "edge", "normals")
 
 
 class TaskFeatures(nn.Module):
@@ -103,7 +106,7 @@ class TaskFeatures(nn.Module):
 
 def decoders(tasks: Mapping[str, Task], width: int) -> nn.ModuleDict:
     """The seed's decoder of every task."""
-    return nn.ModuleDict({t: DECODERS[t](width, task.out_channels) for t, task in tasks.items()})
+    return nn.ModuleDict({t: DECODERS[task.head](width, task.out_channels) for t, task in tasks.items()})
 
 
 class MultiTaskNet(MultiTaskModel):
@@ -124,7 +127,7 @@ class MultiTaskNet(MultiTaskModel):
 
     def __init__(self, tasks: Mapping[str, Task], backbone: Backbone,
                  guidance: Mapping[Edge, nn.Module] | None = None, name: str = "mtinet") -> None:
-        super().__init__(check_tasks(name, tasks, tuple(DECODERS)))
+        super().__init__(check_tasks(name, tasks, DECODERS))
         if backbone.strides[2] != 16:
             raise MtlbenchError(f"backbone {backbone.name} has strides {backbone.strides}; "
                                 f"model {name} needs its last four scales at strides 4, 8, 16, 32")
@@ -174,7 +177,7 @@ GUIDE_ONLY = "_guide"  # the key suffix of a task's features at a stride where i
 SKIP_INDEX = {4: 0, 8: 1}  # the decoders' skip list: the stride-4 map, then the stride-8 map
 SEED_GUIDANCE = ("seg->depth", "edge->depth")
 # the decoders that read stride-8 and stride-4 features: SkipDecoder both, LightDecoder stride 4
-POINTS = InteractionPoints(strides=(16, 8, 4), tasks=tuple(DECODERS),
+POINTS = InteractionPoints(strides=(16, 8, 4), tasks=GUIDED_TASKS,
                            targets={8: ("depth", "normals"), 4: ("depth", "normals", "edge")})
 
 
@@ -196,7 +199,7 @@ def _validate(tasks: Sequence[str], options: Mapping[str, Any]) -> None:
         raise MtlbenchError(f"model.options.guidance (model mtinet): {exc}") from None
 
 
-@MODELS.register("mtinet", tasks=tuple(DECODERS), interaction_points=POINTS, validate=_validate, options={
+@MODELS.register("mtinet", interaction_points=POINTS, validate=_validate, options={
     "interaction": Option("guided_attention", "guidance module (mtlbench list interactions); its options "
                           "in [model.interaction]", known_interaction),
     "guidance": Option(list(SEED_GUIDANCE), "guidance edges GUIDE->TARGET[@STRIDE] (stride 16, 8 or 4; "
@@ -217,7 +220,7 @@ def mtinet(tasks: Mapping[str, Task], backbone: Backbone, interaction: str,
     return model
 
 
-@MODELS.register("hps", tasks=tuple(DECODERS))
+@MODELS.register("hps")
 def hps(tasks: Mapping[str, Task], backbone: Backbone) -> MultiTaskNet:
     """Hard parameter sharing: shared backbone, independent task features and decoders."""
     return MultiTaskNet(tasks, backbone, name="hps")

@@ -26,11 +26,10 @@ from mtlbench.registry import INTERACTIONS, MODELS
 from mtlbench.tasks import Task
 
 STRIDES = [4, 8, 16, 32]
-SERVED = tuple(DECODERS)
 
 
 def _check(model: str, tasks: Mapping[str, Task], backbone: Backbone) -> list[str]:
-    names = check_tasks(model, tasks, SERVED)
+    names = check_tasks(model, tasks, DECODERS)
     if list(backbone.strides) != STRIDES:
         raise MtlbenchError(f"backbone {backbone.name} has strides {backbone.strides}; model {model} needs "
                             f"its last four scales at strides 4, 8, 16, 32")
@@ -100,7 +99,7 @@ class FCN(MultiTaskModel):
         return out
 
 
-@MODELS.register("fcn", tasks=SERVED)
+@MODELS.register("fcn")
 def fcn(tasks: Mapping[str, Task], backbone: Backbone) -> FCN:
     """FCN-8s (Long et al., CVPR 2015): torchvision's FCN head per task, stride-16 and -8 skips."""
     return FCN(tasks, backbone)
@@ -202,7 +201,7 @@ class RefineNet(SharedDecoderNet):
         return {t: _up(self.heads[t](x), size) for t in self.task_names}
 
 
-@MODELS.register("refinenet", tasks=SERVED, options={
+@MODELS.register("refinenet", options={
     "light": Option(False, "light-weight RefineNet (Nekrasov et al. 2018): no RCUs, 1×1 convs"),
 })
 def refinenet(tasks: Mapping[str, Task], backbone: Backbone, light: bool) -> RefineNet:
@@ -292,7 +291,7 @@ class PAPNet(MultiTaskModel):
         mix.fill_diagonal_(1.0)  # each task's own affinity first, as the paper's initial weighting
         self.mix = nn.Parameter(mix)
         self.gamma = nn.ParameterDict({t: nn.Parameter(torch.zeros(1)) for t in tasks})
-        self.decoders = nn.ModuleDict({t: DECODERS[t](width, task.out_channels) for t, task in tasks.items()})
+        self.decoders = nn.ModuleDict({t: DECODERS[task.head](width, task.out_channels) for t, task in tasks.items()})
         self.notes = [f"PAP-Net: affinities of {', '.join(self.task_names)} combined per task, {steps} propagation "
                       f"step(s), keys pooled to at most {grid}×{grid} positions"]
 
@@ -315,7 +314,7 @@ class PAPNet(MultiTaskModel):
         return out
 
 
-@MODELS.register("papnet", tasks=SERVED, options={
+@MODELS.register("papnet", options={
     "dim": Option(64, "affinity embedding width", at_least(1)),
     "grid": Option(16, "keys pooled to at most grid×grid positions (bounds the affinity)", at_least(1)),
     "steps": Option(2, "propagation steps", at_least(1)),
@@ -372,7 +371,7 @@ def _scales(value: Sequence[float]) -> str | None:
     return None if ok else f"must list input scales in (0, 2], the first 1.0 (the output's), got {list(value)}"
 
 
-@MODELS.register("context", tasks=SERVED, options={
+@MODELS.register("context", options={
     "scales": Option([1.0, 0.75, 0.5], "input scales through the shared encoder (the paper: 1.2, 0.8, 0.4 of "
                      "its input)", _scales),
 })

@@ -35,7 +35,7 @@ STRIDES = [4, 8, 16, 32]
 
 def _check(model: str, tasks: Mapping[str, Task], backbone: Backbone) -> list[str]:
     """The task names, after one-line errors for no tasks, unknown tasks or unusable strides."""
-    names = check_tasks(model, tasks, tuple(DECODERS))
+    names = check_tasks(model, tasks, DECODERS)
     if list(backbone.strides) != STRIDES:
         raise MtlbenchError(f"backbone {backbone.name} has strides {backbone.strides}; model {model} needs "
                             f"its last four scales at strides 4, 8, 16, 32")
@@ -117,7 +117,7 @@ class PADNet(MultiTaskModel):
         return out
 
 
-@MODELS.register("padnet", tasks=tuple(DECODERS))
+@MODELS.register("padnet")
 def padnet(tasks: Mapping[str, Task], backbone: Backbone) -> PADNet:
     """PAD-Net (CVPR 2018): intermediate predictions, attention-guided distillation, decoders."""
     return PADNet(tasks, backbone)
@@ -261,7 +261,7 @@ def _stitch_weight(v: float) -> str | None:
     return None if 0 < v <= 1 else f"must lie in (0, 1], got {v}"
 
 
-@MODELS.register("cross_stitch", tasks=tuple(DECODERS), options={
+@MODELS.register("cross_stitch", options={
     "self_weight": Option(0.9, "initial weight of a task's own activations in every unit", _stitch_weight),
 })
 def cross_stitch(tasks: Mapping[str, Task], backbone: Backbone, self_weight: float) -> CrossStitchNet:
@@ -353,7 +353,7 @@ class MTAN(MultiTaskModel):
                 for t in self.task_names}
 
 
-@MODELS.register("mtan", tasks=tuple(DECODERS))
+@MODELS.register("mtan")
 def mtan(tasks: Mapping[str, Task], backbone: Backbone) -> MTAN:
     """MTAN (CVPR 2019): shared backbone, per-task attention masks at every scale, decoders."""
     return MTAN(tasks, backbone)

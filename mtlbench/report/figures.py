@@ -76,6 +76,24 @@ def seed_figure(rgb: Any, pred_edge: Any, gt_seg: Any, gt_depth: Any, pred_seg: 
 
 
 @drawing
+def task_figure(rgb: Any, tasks: Sequence[tuple[str, Any, Any]], title: str | None = None) -> Figure:
+    """RGB, then each task's ground truth and prediction (coloured images, ``None`` where absent),
+    one row per task, the RGB on the first.
+
+    Args:
+        rgb: the input image, H×W×3 uint8.
+        tasks: (task name, coloured ground truth, coloured prediction) triples.
+        title: optional title above the grid.
+    """
+    panels: list[tuple[str, Any]] = []
+    for k, (name, gt, pred) in enumerate(tasks):
+        panels += [("RGB" if k == 0 else "", ("no image" if rgb is None else rgb) if k == 0 else ""),
+                   (f"GT {name}", "no ground truth" if gt is None else gt),
+                   (f"predicted {name}", "not trained" if pred is None else pred)]
+    return panel_grid(panels, cols=3, title=title)
+
+
+@drawing
 def attention_figure(rgb: Any, maps: Sequence[tuple[str, np.ndarray]],
                      query: tuple[int, int] | None = None, title: str | None = None,
                      alpha: float = 0.6) -> Figure:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -34,6 +34,7 @@ from mtlbench import config as C
 from mtlbench.errors import MtlbenchError
 from mtlbench.metrics import records
 from mtlbench.metrics.records import MetricRecord
+from mtlbench.registry import ensure_populated
 from mtlbench.report.tables import TableData
 from mtlbench.rundir import RunDir
 
@@ -313,6 +314,19 @@ def comparison_tables(runs: Sequence[Run], split: str = "test", published: bool 
     return tables
 
 
+def _other_task_columns(defaults: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The columns of tasks the protocol's defaults do not cover (a plugin's): every metric of
+    theirs with a direction that its records put in the console table, in that order."""
+    ensure_populated()  # a plugin's records come with its entries
+    covered = {k.partition("/")[0] for k in defaults}
+    tasks = dict.fromkeys(k.partition("/")[0] for m in rows for k in m if "/" in k)
+    out = []
+    for task in (t for t in tasks if t not in covered):
+        chosen = [r for r in records.records_for(task) if r.order is not None and r.higher_is_better is not None]
+        out += [f"{task}/{r.name}" for r in sorted(chosen, key=lambda r: r.order or 0)]
+    return out
+
+
 def _protocol_table(protocol: str | None, runs: Sequence[Run], split: str, published: bool, delta: Sequence[str],
                     refs: dict[tuple, Run], columns: Sequence[str] | None) -> TableData:
     rows_raw: list[tuple[str, str, dict[str, float], str]] = []  # model, backbone, metrics, source
@@ -337,7 +351,8 @@ def _protocol_table(protocol: str | None, runs: Sequence[Run], split: str, publi
     for row in pub:
         source = row["source"] + (f"; {row['note']}" if row.get("note") else "")
         rows_raw.append((row["model"], row["backbone"], row["metrics"], source))
-    wanted = list(columns) if columns else DEFAULT_COLUMNS[protocol]
+    wanted = list(columns) if columns else DEFAULT_COLUMNS[protocol] + _other_task_columns(
+        DEFAULT_COLUMNS[protocol], [m for _, _, m, _ in rows_raw])
     keys = [k for k in wanted if any(k in m for _, _, m, _ in rows_raw)]
     shown = [known_column_record(k) for k in keys]
     header = ["model", "backbone"] + [f"{r.header} {r.arrow}".rstrip() for r in shown]

@@ -1,4 +1,5 @@
-"""Figures of single samples: the seed's 2×3 grid and attention maps, from a batch and its predictions."""
+"""Figures of single samples (the paper's 2×3 grid, or ground truth and prediction per task) and
+attention maps, from a batch and its predictions."""
 
 from __future__ import annotations
 
@@ -14,35 +15,29 @@ from torch import Tensor
 from mtlbench.data.pipeline import IMAGENET_MEAN, IMAGENET_STD
 from mtlbench.engine.build import RunParts
 from mtlbench.registry import TASKS
-from mtlbench.report.figures import attention_figure, save_png, seed_figure
+from mtlbench.report.figures import attention_figure, save_png, seed_figure, task_figure
 from mtlbench.tasks import Task
 
-
-def _gt_or_none(batch: Mapping[str, Tensor], key: str, i: int) -> Tensor | None:
-    value = batch.get(key)
-    if value is None:
-        return None
-    x = value[i]
-    return x[0] if x.dim() == 3 else x
+# the reproduced paper's figure (Beneath the Surface, 2×3, a third row with normals) draws these
+PAPER_FIGURE_TASKS = ("edge", "seg", "depth", "normals")
 
 
-def _depth_range(gt: Tensor | None, pred: Tensor | None) -> dict[str, float]:
-    """One colour range for a sample's depth panels: the ground truth's valid range, else the
-    prediction's (indoor scenes span a few metres of the 10 m scale)."""
-    for d in (gt, pred):
-        if d is not None and bool((d > 0).any()):
-            v = d[d > 0].float()
-            return {"near": float(v.min()), "far": float(v.max())}
-    return {}
+def _frame(x: Tensor) -> Tensor:
+    """One frame as batches hold it (C×H×W or H×W) as tasks colour it (H×W for one channel)."""
+    return x[0] if x.dim() == 3 and x.shape[0] == 1 else x
 
 
-def _colouring_task(parts: RunParts, name: str) -> Task:
-    """The run's task, or one built from the run's dataset facts to colour ground truth it does not train."""
-    return parts.tasks.get(name) or TASKS.build(name, parts.info)
+def _colouring_task(parts: RunParts, name: str) -> Task | None:
+    """The run's task, or one built from the run's dataset facts to colour ground truth it does not
+    train (``None`` where no such task is registered)."""
+    if name in parts.tasks:
+        return parts.tasks[name]
+    return TASKS.build(name, parts.info) if name in TASKS else None
 
 
 def sample_panels(parts: RunParts, batch: Mapping[str, Tensor], preds: Mapping[str, Tensor], i: int) -> dict[str, Any]:
-    """The coloured panels of sample ``i`` for :func:`seed_figure` (``None`` where the batch has no
+    """The coloured panels of sample ``i``: ``rgb``, and ``gt_TASK`` and ``pred_TASK`` for every
+    task the run trains and every task of the paper's figure (``None`` where the batch has no
     ground truth or the run no such task)."""
     image = batch["image"][i].float()
     if parts.pipeline.normalize:
@@ -50,33 +45,36 @@ def sample_panels(parts: RunParts, batch: Mapping[str, Tensor], preds: Mapping[s
         std = torch.tensor(IMAGENET_STD, device=image.device).view(3, 1, 1)
         image = image * std + mean
     panels: dict[str, Any] = {"rgb": (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()}
-    depth_range = _depth_range(_gt_or_none(batch, "depth", i),
-                               preds["depth"][i].squeeze(0) if "depth" in preds else None)
-    for key in ("edge", "seg", "depth", "normals"):
-        task = parts.tasks.get(key)
-        options = depth_range if key == "depth" else {}
-        pred = preds.get(key)
-        squeeze = key != "normals"  # 3×H×W stays whole
-        panels[f"pred_{key}"] = (task.colorize((pred[i].squeeze(0) if squeeze else pred[i]).cpu(), **options).numpy()
-                                 if task is not None and pred is not None else None)
-        gt = batch[key][i] if key == "normals" and key in batch else _gt_or_none(batch, key, i)
-        panels[f"gt_{key}"] = (_colouring_task(parts, key).colorize(gt.cpu(), **options).numpy()
-                               if gt is not None else None)
+    for key in dict.fromkeys([*PAPER_FIGURE_TASKS, *parts.tasks]):
+        task = _colouring_task(parts, key)
+        target = batch.get(task.target_key) if task is not None else None
+        pred = preds.get(key) if key in parts.tasks else None
+        gt_img, pred_img = (task.colorize_pair(None if target is None else _frame(target[i]).cpu(),
+                                               None if pred is None else _frame(pred[i]).cpu())
+                            if task is not None else (None, None))
+        panels[f"gt_{key}"] = None if gt_img is None else gt_img.numpy()
+        panels[f"pred_{key}"] = None if pred_img is None else pred_img.numpy()
     return panels
 
 
 def write_sample_figures(parts: RunParts, batch: Mapping[str, Tensor], preds: Mapping[str, Tensor], folder: Path,
                          prefix: str, limit: int, names: Sequence[str] | None = None, suffix: str = "") -> list[Path]:
-    """The seed's 2×3 grid for up to ``limit`` samples of ``batch`` as ``folder/NAME{suffix}.png``,
-    NAME from ``names`` or ``{prefix}-{frame index}``; returns the files written."""
+    """A figure for each of up to ``limit`` samples of ``batch`` as ``folder/NAME{suffix}.png``,
+    NAME from ``names`` or ``{prefix}-{frame index}``; returns the files written. Runs of the
+    paper's tasks get its 2×3 grid, others a row of ground truth and prediction per task."""
     written = []
+    paper = set(parts.tasks) <= set(PAPER_FIGURE_TASKS)
     for i in range(min(limit, batch["image"].shape[0])):
         p = sample_panels(parts, batch, preds, i)
         name = names[i] if names else f"{prefix}-{int(batch['index'][i]):05d}"
-        fig = seed_figure(p["rgb"], p["pred_edge"], p["gt_seg"], p["gt_depth"], p["pred_seg"], p["pred_depth"],
-                          title=f"{parts.cfg.model.name}: {name}",
-                          normals=(p["gt_edge"], p["gt_normals"], p["pred_normals"]) if "normals" in parts.tasks
-                          else None)
+        title = f"{parts.cfg.model.name}: {name}"
+        if paper:
+            fig = seed_figure(p["rgb"], p["pred_edge"], p["gt_seg"], p["gt_depth"], p["pred_seg"], p["pred_depth"],
+                              title=title,
+                              normals=(p["gt_edge"], p["gt_normals"], p["pred_normals"]) if "normals" in parts.tasks
+                              else None)
+        else:
+            fig = task_figure(p["rgb"], [(t, p[f"gt_{t}"], p[f"pred_{t}"]) for t in parts.tasks], title=title)
         path = folder / f"{name}{suffix}.png"
         save_png(fig, path)
         written.append(path)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from mtlbench.data.datasets import apply_clahe
-from mtlbench.data.images import read_image, read_label_png, write_gray_png, write_npy
+from mtlbench.data.images import read_image, read_label_png
 from mtlbench.data.nyuv2 import resize_frames
 from mtlbench.engine.runs import ensure_folder, inference_parts
 from mtlbench.errors import MtlbenchError
@@ -21,9 +20,10 @@ from mtlbench.report.samples import write_attention_figure, write_sample_figures
 def predict_images(run_dir: Path, images: Sequence[Path], out_dir: Path, depth_gt: Sequence[Path] = (),
                    seg_gt: Sequence[Path] = (), depth_scale: float = 5000.0, checkpoint: str = "best",
                    device: str | None = None) -> list[Path]:
-    """Predict every task of the run on image files and write, per image NAME, into ``out_dir``:
-    ``NAME_depth.npy`` (metres), ``NAME_seg.png`` (class ids), ``NAME_edge.png`` (probability × 255),
-    ``NAME_grid.png`` (the seed's 2×3 figure) and, for guided attention, ``NAME_attention.png``.
+    """Predict every task of the run on image files and write, per image NAME, into ``out_dir``,
+    each task's prediction as the task saves it (``NAME_depth.npy`` in metres, ``NAME_seg.png``
+    class ids, ``NAME_edge.png`` probability × 255, ``NAME_TASK.npy`` for a task that says no
+    more), ``NAME_grid.png`` (the sample figure) and, for guided attention, ``NAME_attention.png``.
 
     Optional ground truth, in the order of ``images``: depth PNGs (value / ``depth_scale`` metres,
     0 invalid) and label PNGs (class ids, 255 unlabelled); they fill the figure's GT panels.
@@ -66,23 +66,16 @@ def predict_images(run_dir: Path, images: Sequence[Path], out_dir: Path, depth_g
             img, d, s = resize_frames(rgb[i][None], d[None], s[None], size)
             if cfg.data.clahe:
                 img = apply_clahe(img, cfg.data.clahe_clip, parts.device)
-            raw = {"image": img, "depth": d, "seg": s, "index": torch.tensor([i])}
+            raw = {"image": img, "index": torch.tensor([i])}
+            # the ground truth given, where the run's dataset had such targets (figures only)
+            given = {"depth": d if depth_gt_i is not None else None, "seg": s if seg_gt_i is not None else None}
+            raw |= {k: v for k, v in given.items() if v is not None and k in parts.info.targets}
             batch = parts.pipeline(raw, train=False)
-            if seg_gt_i is None:
-                batch.pop("seg"), batch.pop("edge")
-            if depth_gt_i is None:
-                batch.pop("depth")
             with torch.no_grad():
                 out = parts.model(batch["image"])
             preds = {t: task.predict(out[t]) for t, task in parts.tasks.items()}
             stem = path.stem
-            if "depth" in preds:
-                depth_m = preds["depth"][0, 0].cpu().numpy().astype(np.float32)
-                written.append(write_npy(depth_m, out_dir / f"{stem}_depth.npy"))
-            if "seg" in preds:
-                written.append(write_gray_png(preds["seg"][0].cpu(), out_dir / f"{stem}_seg.png"))
-            if "edge" in preds:
-                written.append(write_gray_png((preds["edge"][0, 0].cpu() * 255).round(), out_dir / f"{stem}_edge.png"))
+            written += [task.save(preds[t][0], out_dir / stem) for t, task in parts.tasks.items()]
             written += write_sample_figures(parts, batch, preds, out_dir, "", 1, names=[stem], suffix="_grid")
             written += write_attention_figure(parts, batch, preds, maps, out_dir / f"{stem}_attention.png")
     return written

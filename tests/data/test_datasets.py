@@ -8,9 +8,10 @@ import torch
 
 from mtlbench.data import datasets as D
 from mtlbench.data.datasets import build_dataset, build_splits, seed_split
-from mtlbench.data.pipeline import BatchPipeline, label_edges
+from mtlbench.data.pipeline import BatchPipeline
 from mtlbench.data.synthrooms import render_batch
 from mtlbench.errors import MtlbenchError
+from mtlbench.tasks.edge import label_edges
 
 
 def test_seed_split_sizes_disjoint_and_complete():
@@ -142,7 +143,7 @@ def test_resized_crop_never_invents_labels_or_depths():
 
 
 def test_depth_discontinuities_as_edges():
-    from mtlbench.data.pipeline import depth_edges
+    from mtlbench.tasks.edge import depth_edges
 
     depth = torch.full((1, 1, 6, 8), 2.0)
     depth[..., 4:] = 4.0  # a step from 2 m to 4 m between columns 3 and 4

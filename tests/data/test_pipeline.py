@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import profile
 
-from mtlbench.data.pipeline import AugmentParams, BatchPipeline, boundary_map, depth_edges, label_edges
+from mtlbench.data.pipeline import AugmentParams, BatchPipeline
+from mtlbench.tasks.edge import boundary_map, depth_edges, label_edges
 
 CPU = torch.device("cpu")
 SYNCS = {"aten::item", "aten::_local_scalar_dense", "aten::nonzero", "aten::is_nonzero"}
