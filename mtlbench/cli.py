@@ -8,11 +8,10 @@ At module level only what ``import mtlbench`` (errors, registry) and typer's hel
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -106,29 +105,31 @@ def list_cmd(
         _fail(str(exc))
 
 
-def _make_config(preset: str | None, config: Path | None, overrides: dict[str, dict[str, object]],
-                 options: dict[str, dict[str, tuple[str, object]]], tasks: str | None) -> RunConfig:
-    """Preset (or a config file), then the settings given on the command line; ``options`` are
-    flags that set a factory's option: table → {option: (flag, value)}. Checked and resolved whole."""
+def _make_config(preset: str | None, config: Path | None, settings: dict[str, object],
+                 flags: dict[str, dict[str, str]], sets: list[str] | None = None) -> RunConfig:
+    """Preset (or a config file), then the dotted settings the flags and ``--set KEY=VALUE`` give
+    (:mod:`mtlbench.settings`); ``flags``: per options table, option → the flag that set it, for
+    errors. Checked and resolved whole."""
+    import warnings
+
     from mtlbench import config as C  # lazy: tomllib and dataclasses, not needed for --help
-    from mtlbench.engine.build import chosen_interaction, resolve  # lazy: imports torch
+    from mtlbench import settings as S
+    from mtlbench.engine.build import resolve  # lazy: imports torch
     from mtlbench.tasks import parse_tasks  # lazy: imports torch
 
     if config is not None and preset is not None:
         raise MtlbenchError("--preset and --config both give a whole configuration: choose one")
-    base = C.load(config) if config is not None else C.preset(preset or "seed")
-    cfg = C.from_dict({k: v for k, v in overrides.items() if v}, base, where="option")
-    if tasks is not None:
-        cfg.tasks = list(parse_tasks(tasks))
-    C.rebase(cfg, base)
-    flags = {}
-    for section, given in options.items():
-        target = getattr(cfg, section).options
-        for name, (_flag, value) in given.items():
-            if section == "model" and name == "interaction" and chosen_interaction(cfg.model) != value:
-                cfg.model.interaction = {}  # the options of the interaction it replaces
-            target[name] = value
-        flags[section] = {name: flag for name, (flag, _) in given.items()}
+    named: set[str] = set()
+    if config is not None:
+        base = C.load(config, named)
+    else:
+        base = C.preset(preset or "seed")
+        named = C.named_keys(C.PRESETS[base.preset])
+    given = {**settings, **S.parse_sets(sets or [])}
+    if isinstance(given.get("tasks"), str):
+        given["tasks"] = list(parse_tasks(str(given["tasks"])))
+    cfg = S.apply(base, given, "setting", named=named,
+                  say=lambda line: warnings.warn(line, C.ConfigWarning, stacklevel=2))
     resolve(cfg, flags)
     return cfg
 
@@ -194,33 +195,40 @@ def run(
                        typer.Option(help="where the run is written (default runs/MODEL-TASKS-TIME)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --run-dir")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing --run-dir")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE for any configuration key, e.g. "
+                                                   "--set model.interaction.heads=2 (repeatable)")] = None,
 ) -> None:
     """Train a model on some tasks, validate every epoch, test the best checkpoint, print metrics."""
     _one_line_warnings()
     console = _console()
     err = _console(stderr=True)
-    overrides: dict[str, dict[str, object]] = {
-        "data": {"name": data, "root": data_root, "size": size},
-        "model": {"name": model, "backbone": backbone, "pretrained": pretrained or None, "weights": weights},
-        "weighting": {"name": weighting},
-        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "device": device, "seed": seed,
-                  "select": select, "precision": precision, "channels_last": channels_last or None,
-                  "compile": compile_, "sync_bn": sync_bn or None},
+    flag_settings = {
+        "data.name": data, "data.root": data_root, "data.size": size,
+        "model.name": model, "model.backbone": backbone, "model.pretrained": pretrained or None,
+        "model.weights": weights,
+        "weighting.name": weighting, "tasks": task,
+        "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.device": device,
+        "train.seed": seed, "train.select": select, "train.precision": precision,
+        "train.channels_last": channels_last or None, "train.compile": compile_, "train.sync_bn": sync_bn or None,
     }
-    overrides = {k: {n: v for n, v in d.items() if v is not None} for k, d in overrides.items()}
-    options: dict[str, dict[str, tuple[str, object]]] = {
-        "data": {"frames": ("--frames", frames), "protocol": ("--protocol", protocol),
-                 "classes": ("--classes", classes)},
-        "model": {"interaction": ("--interaction", interaction)},
-    }
-    options = {k: {n: fv for n, fv in d.items() if fv[1] is not None} for k, d in options.items()}
+    # flags that set a factory's option, named in errors: key → flag
+    option_flags = {"data.options.frames": ("--frames", frames), "data.options.protocol": ("--protocol", protocol),
+                    "data.options.classes": ("--classes", classes),
+                    "model.options.interaction": ("--interaction", interaction)}
+    settings: dict[str, object] = {k: v for k, v in flag_settings.items() if v is not None}
+    flags: dict[str, dict[str, str]] = {}
+    for key, (flag, value) in option_flags.items():
+        if value is not None:
+            settings[key] = value
+            section, _, name = key.partition(".options.")
+            flags.setdefault(section, {})[name] = flag
     with _one_line_errors():
         if split is not None:
             raise MtlbenchError(f"--split is now --protocol (the dataset's split protocol): pass --protocol {split}")
         if bf16:
             if precision not in (None, "bf16"):
                 raise MtlbenchError(f"--bf16 and --precision {precision} contradict each other: choose one")
-            overrides["train"]["precision"] = precision = "bf16"
+            settings["train.precision"] = precision = "bf16"
         if resume:
             if run_dir is None:
                 raise MtlbenchError("--resume needs --run-dir naming the run to continue")
@@ -231,7 +239,7 @@ def run(
                      "--interaction": interaction, "--weighting": weighting, "--weights": weights,
                      "--pretrained": pretrained or None, "--precision": precision,
                      "--bf16": bf16 or None, "--channels-last": channels_last or None, "--compile": compile_,
-                     "--sync-bn": sync_bn or None}
+                     "--sync-bn": sync_bn or None, "--set": set_ or None}
             changed = [flag for flag, v in given.items() if v is not None]
             if changed:
                 raise MtlbenchError(f"a resumed run keeps its own config.toml: drop {', '.join(sorted(changed))}")
@@ -242,7 +250,7 @@ def run(
             if device:
                 cfg.train.device = device
         else:
-            cfg = _make_config(preset, config, overrides, options, task)
+            cfg = _make_config(preset, config, settings, flags, set_)
             if run_dir is None:
                 stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
                 run_dir = Path("runs") / f"{cfg.model.name}-{'-'.join(cfg.tasks)}-{stamp}"
@@ -252,7 +260,7 @@ def run(
             _check_resume_world(run_dir, nproc or environment().world)
         if nproc is not None:
             _prepare_run_dir(run_dir, resume, overwrite)
-            _launch(cfg, run_dir, resume, nproc)
+            _launch(cfg, run_dir, resume, overwrite, nproc)
             return
 
         dist = init(cfg.train.device)  # alone unless torchrun started this process
@@ -281,26 +289,23 @@ def _check_resume_world(run_dir: Path, world: int) -> None:
         raise MtlbenchError(world_size_error(int(logged[-1].get("world", 1)), world))
 
 
-def _launch(cfg: RunConfig, run_dir: Path, resume: bool, nproc: int) -> None:
-    """``run`` again in ``nproc`` processes through torchrun, everything checked first."""
+def _launch(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, nproc: int) -> None:
+    """``run`` again in ``nproc`` processes through torchrun, everything checked first: a new run
+    from its resolved configuration written out (``run --config``), a resumed one from its own."""
+    import tempfile
+
+    from mtlbench import config as C  # lazy: tomllib and dataclasses, not needed for --help
     from mtlbench.engine.distributed import check_nproc, launch  # lazy: imports torch
 
     check_nproc(nproc, cfg.train.device)
-    if "run" not in sys.argv:
-        raise MtlbenchError("--nproc starts `mtlbench run` again and needs its command line: call it from a shell")
-    args = sys.argv[sys.argv.index("run") + 1:]
-    keep: list[str] = []
-    skip = False
-    for a in args:
-        if skip:
-            skip = False
-        elif a == "--nproc":
-            skip = True
-        elif not a.startswith("--nproc="):
-            keep.append(a)
-    if not any(a == "--run-dir" or a.startswith("--run-dir=") for a in keep):
-        keep += ["--run-dir", str(run_dir)]  # one name for every process
-    code = launch(nproc, keep)
+    if resume:
+        code = launch(nproc, ["--run-dir", str(run_dir), "--resume", "--device", cfg.train.device])
+    else:
+        with tempfile.TemporaryDirectory(prefix="mtlbench-launch-") as folder:
+            written = Path(folder) / "config.toml"
+            written.write_text(C.dumps(cfg))
+            code = launch(nproc, ["--config", str(written), "--run-dir", str(run_dir)]
+                          + (["--overwrite"] if overwrite else []))
     if code:
         raise typer.Exit(code)
 
@@ -319,37 +324,33 @@ def _speed(cfg: RunConfig, parts: Any) -> str:
 def _train(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, console: Console, err: Console,
            dist: Any = None) -> None:
     from mtlbench.config import resolved_select  # lazy: tomllib and dataclasses, not needed for --help
-    from mtlbench.engine.build import build_run  # lazy: imports torch
-    from mtlbench.engine.trainer import Trainer  # lazy: imports torch
     from mtlbench.report.console import RichReporter, metrics_table  # lazy: rich.progress, not needed for --help
+    from mtlbench.workflows.train import train_run  # lazy: imports torch
 
     def progress(done: int, total: int) -> None:
         if done == total or done % 256 < 32:
             err.print(f"rendering synthrooms: {done}/{total} frames", highlight=False)
 
-    parts = build_run(cfg, progress=progress, dist=dist, new=not resume)
-    if dist.main:
-        if overwrite and run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    dist.barrier()
-    if not dist.main:
-        Trainer(parts, run_dir).fit(resume=resume)
+    def header(parts: Any) -> None:
+        n_params = sum(p.numel() for p in parts.model.parameters())
+        s = parts.dataset_splits()
+        err.print(f"[bold]mtlbench run[/] {cfg.model.name} on {', '.join(cfg.tasks)} | backbone "
+                  f"{cfg.model.backbone} ({n_params / 1e6:.1f} M parameters) | {cfg.data.size}x{cfg.data.size} | "
+                  f"device {parts.device} | preset {cfg.preset}", highlight=False)
+        err.print(f"data: {s.source}; train/val/test {len(s.train)}/{len(s.val)}/{len(s.test)} | "
+                  f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}{_per_process(cfg, parts.dist.world)}, "
+                  f"Adam lr {cfg.train.lr:g} | {_speed(cfg, parts)} | "
+                  f"select {resolved_select(cfg)} | weighting {cfg.weighting.name} ({parts.weighting.level} level) | "
+                  f"run dir {run_dir}", highlight=False)
+        for note in parts.notes:
+            err.print(note, highlight=False, markup=False)  # notes may hold [brackets]
+
+    main = dist is None or dist.main
+    with RichReporter(err) if main else nullcontext() as reporter:
+        result = train_run(cfg, run_dir, resume=resume, replace=overwrite, dist=dist, progress=progress,
+                           reporter=reporter, header=header)
+    if not main:
         return
-    n_params = sum(p.numel() for p in parts.model.parameters())
-    s = parts.dataset_splits()
-    err.print(f"[bold]mtlbench run[/] {cfg.model.name} on {', '.join(cfg.tasks)} | backbone {cfg.model.backbone} "
-              f"({n_params / 1e6:.1f} M parameters) | {cfg.data.size}x{cfg.data.size} | device {parts.device} "
-              f"| preset {cfg.preset}", highlight=False)
-    err.print(f"data: {s.source}; train/val/test {len(s.train)}/{len(s.val)}/{len(s.test)} | "
-              f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}{_per_process(cfg, dist.world)}, "
-              f"Adam lr {cfg.train.lr:g} | {_speed(cfg, parts)} | "
-              f"select {resolved_select(cfg)} | weighting {cfg.weighting.name} ({parts.weighting.level} level) | "
-              f"run dir {run_dir}", highlight=False)
-    for note in parts.notes:
-        err.print(note, highlight=False, markup=False)  # notes may hold [brackets]
-    with RichReporter(err) as reporter:
-        result = Trainer(parts, run_dir, reporter).fit(resume=resume)
     console.print(metrics_table(result["test"], f"test metrics ({cfg.model.name}, best epoch "
                                                 f"{result['best_epoch']} of {result['epochs']}, "
                                                 f"{result['sizes']['test']} frames)"))

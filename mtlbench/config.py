@@ -171,6 +171,11 @@ def preset_dataset_options(cfg: RunConfig) -> dict[str, Any]:
     return dict(PRESET_DATASET_OPTIONS.get(cfg.preset, {}).get(cfg.data.name, {}))
 
 
+# [data] keys that became a task's options: where each lives now (files that use them load,
+# with one line; a setting that names them is refused, naming the new key)
+MOVED_TO_TASKS = {"edge_thickness": ("edge", "thickness"), "edge_targets": ("edge", "targets"),
+                  "depth_edges": ("edge", "depth_edges")}
+
 # Keys of earlier config files and where they live now.
 MOVED = {
     **{f"data.{k}": f"data.options.{k}" for k in ("frames", "fractions", "split_seed", "val_frames",
@@ -181,11 +186,9 @@ MOVED = {
     "loss.depth_alpha": "loss.options.depth.alpha", "loss.depth_beta": "loss.options.depth.beta",
     "loss.depth_gamma": "loss.options.depth.gamma", "loss.edge_pos_weight": "loss.options.edge.pos_weight",
     "loss.weighting": "weighting.name", "loss.weights": "weighting.options.weights",
+    **{f"data.{old}": f"task_options.{task}.{new}" for old, (task, new) in MOVED_TO_TASKS.items()},
 }
 
-# [data] keys that became a task's options: where each lives now
-MOVED_TO_TASKS = {"edge_thickness": ("edge", "thickness"), "edge_targets": ("edge", "targets"),
-                  "depth_edges": ("edge", "depth_edges")}
 
 
 class ConfigWarning(UserWarning):
@@ -336,27 +339,6 @@ def criterion(cfg: RunConfig) -> Criterion:
     return Criterion(parts[1], parts[2])
 
 
-def rebase(cfg: RunConfig, base: RunConfig) -> None:
-    """``cfg`` is ``base`` with settings laid over it (``run --config FILE --model …``). A run's own
-    ``config.toml`` spells out every option of its dataset, model, weighting and losses; where the
-    settings chose another dataset, model, weighting or task list, those tables are dropped, in
-    place, to be resolved afresh for the new choice, and a criterion that was the default follows."""
-    if cfg.data.name != base.data.name:
-        cfg.data.options = {}
-    if cfg.model.name != base.model.name:
-        cfg.model.options = {}
-        cfg.model.interaction = {}
-    if cfg.weighting.name != base.weighting.name:
-        cfg.weighting.options = {}
-    if list(cfg.tasks) != list(base.tasks):
-        cfg.task_options = {t: o for t, o in cfg.task_options.items() if t in cfg.tasks}
-        cfg.loss.names = {t: n for t, n in cfg.loss.names.items() if t in cfg.tasks}
-        cfg.loss.options = {t: o for t, o in cfg.loss.options.items() if t in cfg.tasks}
-        default = dataclasses.replace(base, train=dataclasses.replace(base.train, select="auto"))
-        if cfg.train.select == base.train.select == resolved_select(default):
-            cfg.train.select = "auto"
-
-
 def resolved_select(cfg: RunConfig) -> str:
     """The checkpoint criterion with "auto" spelled out."""
     if cfg.train.select != "auto":
@@ -364,8 +346,21 @@ def resolved_select(cfg: RunConfig) -> str:
     return "val/depth/loss" if "depth" in cfg.tasks else "val/total/loss"
 
 
-def load(path: str | Path) -> RunConfig:
-    """Read a ``config.toml``; any problem is one :class:`MtlbenchError` line."""
+def named_keys(data: dict[str, Any], prefix: str = "") -> set[str]:
+    """Every dotted key a configuration's table (as read from TOML) gives, tables included."""
+    out = set()
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        out.add(key)
+        if isinstance(v, dict):
+            out |= named_keys(v, key + ".")
+    return out
+
+
+def load(path: str | Path, named: set[str] | None = None) -> RunConfig:
+    """Read a ``config.toml``; any problem is one :class:`MtlbenchError` line. ``named`` gets
+    the dotted keys the file gives itself (:mod:`mtlbench.settings` keeps the options of a
+    choice the file leaves at its default)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -373,16 +368,19 @@ def load(path: str | Path) -> RunConfig:
         raise MtlbenchError(f"config file {path} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise MtlbenchError(f"cannot read config {path}: {exc}") from None
-    return loads(text, str(path))
+    return loads(text, str(path), named)
 
 
-def loads(text: str, where: str = "config") -> RunConfig:
+def loads(text: str, where: str = "config", named: set[str] | None = None) -> RunConfig:
     """A ``config.toml``'s text as a checked :class:`RunConfig`; ``where`` names it in errors."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise MtlbenchError(f"config {where} is not valid TOML: {exc}") from None
-    cfg = from_dict(upgrade_legacy(data), RunConfig(), where=where)
+    data = upgrade_legacy(data)
+    if named is not None:
+        named |= named_keys(data)
+    cfg = from_dict(data, RunConfig(), where=where)
     validate(cfg)
     return cfg
 
@@ -400,7 +398,8 @@ _LEGACY_LOSS_OPTIONS = {
 }
 
 
-_LEGACY_DATA_KEYS = tuple(k.removeprefix("data.") for k in MOVED if k.startswith("data."))
+_LEGACY_DATA_KEYS = tuple(k.removeprefix("data.") for k in MOVED
+                          if k.startswith("data.") and k.removeprefix("data.") not in MOVED_TO_TASKS)
 _LEGACY_LOSS_KEYS = tuple(k.removeprefix("loss.") for k in MOVED if k.startswith("loss."))
 
 
@@ -418,7 +417,7 @@ def _task_options_from_data(data: dict[str, Any]) -> dict[str, Any]:
             moved.append(f"data.{old} is task_options.{task}.{new}")
             if isinstance(tasks, list) and task in tasks:
                 options.setdefault(task, {}).setdefault(new, d[old])
-    warnings.warn(f"{'; '.join(moved)} now: the file loads as written", ConfigWarning, stacklevel=3)
+    warnings.warn(f"{'; '.join(moved)} now; the file loads as written", ConfigWarning, stacklevel=3)
     return {**data, "data": {k: v for k, v in d.items() if k not in MOVED_TO_TASKS}, "task_options": options}
 
 

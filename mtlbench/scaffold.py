@@ -269,7 +269,8 @@ def {name}(
     parts = order[2 * held:], order[:held], order[held:2 * held]
     targets = {{key: torch.from_numpy(data[key]) for key in ("depth", "seg")}}
     arrays = Arrays(torch.from_numpy(data["image"]), torch.arange(1, n + 1), targets)
-    info = DatasetInfo(num_classes=len(CLASSES), max_depth=max_depth, class_names=CLASSES, targets=RGBD_TARGETS)
+    info = DatasetInfo(num_classes=len(CLASSES), max_depth=max_depth, class_names=CLASSES,
+                       targets=dict(RGBD_TARGETS))
     train, val, test = (DenseDataset(arrays.take(p.sort().values), info) for p in parts)
     return DatasetSplits(train, val, test, info=info, source=f"{name} ({{root or f'{{n}} frames drawn'}})")
 

@@ -9,7 +9,7 @@ One check per extension point, each taking a registered name or the factory itse
 :func:`check_interaction`, :func:`check_loss`, :func:`check_weighting`, :func:`check_model` and
 :func:`check_dataset`. Each raises ``AssertionError`` naming the broken promise and returns a
 :class:`Report` of what it checked and what it could only report (``torch.compile``, host syncs
-off a GPU). Part of the public API (:mod:`mtlbench.api`, version 1).
+off a GPU). Part of the public API (:mod:`mtlbench.api`, version 2).
 """
 
 from __future__ import annotations
@@ -247,6 +247,27 @@ def _invalid_pixels(kind: str, batch: Mapping[str, Tensor], info: DatasetInfo) -
     return None
 
 
+def _drawn_target(spec: Task, info: DatasetInfo, b: int, size: tuple[int, int], gen: torch.Generator) -> Tensor:
+    """A target, as batches hold it, for a task of a kind the kit does not know: drawn as
+    ``info.targets`` declares its key, or else as its head suggests (classes: labels; boundary
+    maps: {0, 1}; dense maps: values in [0, 1], one per head channel)."""
+    from mtlbench.tasks.base import CONTINUOUS, LABEL, VECTOR, Target
+
+    target = info.targets.get(spec.target_key) or (
+        Target(LABEL) if spec.head == "classes" else Target(CONTINUOUS, spec.out_channels))
+    h, w = size
+    shape = (b, h, w) if target.channels == 1 else (b, h, w, target.channels)
+    if target.kind == LABEL:
+        stored = torch.randint(0, info.num_classes, shape, generator=gen)
+    elif target.kind == VECTOR:
+        stored = F.normalize(torch.randn(shape, generator=gen), dim=-1)
+    elif spec.head == "boundary":
+        stored = (torch.rand(shape, generator=gen) < 0.2).float()
+    else:
+        stored = torch.rand(shape, generator=gen)
+    return target.to_batch(stored)
+
+
 def _perfect(kind: str, batch: Mapping[str, Tensor], info: DatasetInfo, channels: int) -> Tensor:
     """The raw head output a ``kind`` task turns into its target exactly (confident logits for
     the classification tasks)."""
@@ -276,6 +297,10 @@ def check_loss(loss: str | Callable[..., nn.Module], task: str | None = None, in
     - a perfect prediction scores no more than a random one, for the four built-in task kinds:
       depth (the target over ``max_depth``), seg and edge (logits ±5 and ±10 on the target),
       normals (the target).
+
+    A loss for a task of another kind (a plugin's task) is checked for the first three promises
+    only, on a target drawn at random as ``info.targets`` declares the task's target key (or, where
+    it declares none, as the task's head suggests); the other two are noted as not checked.
     """
     name, factory = _named(LOSSES, loss, "loss")
     task = task or _declared(LOSSES, loss, "task")
@@ -284,13 +309,12 @@ def check_loss(loss: str | Callable[..., nn.Module], task: str | None = None, in
     info = info or _default_info()
     spec = TASKS.build(task, info)
     kind = _task_kind(spec)
-    if not kind:
-        raise ValueError(f"{name}: check_loss builds targets for depth, seg, edge and normals tasks; "
-                         f"{task} is a {type(spec).__name__}")
     report = Report(name)
     b, (h, w) = 2, size
     gen = torch.Generator().manual_seed(0)
     batch = _synthetic_batch(info, b, size, gen)
+    if not kind and spec.target_key not in batch:
+        batch[spec.target_key] = _drawn_target(spec, info, b, size, gen)
     pred = torch.randn(b, spec.out_channels, h, w, generator=gen)
 
     def build(seed: int) -> nn.Module:
@@ -327,6 +351,13 @@ def check_loss(loss: str | Callable[..., nn.Module], task: str | None = None, in
     torch.testing.assert_close(again, value, msg=lambda m: f"{name}: not deterministic: called twice: {m}")
     torch.testing.assert_close(twin, value, msg=lambda m: f"{name}: not deterministic under a seed: {m}")
     report.ok("deterministic under a seed")
+
+    if not kind:  # what its target marks invalid and what a perfect prediction is, the kit cannot know
+        unknown = f"not checked: {task} is a {type(spec).__name__}, not one of the built-in depth, seg, edge " \
+                  f"and normals tasks (its target {spec.target_key!r} drawn at random)"
+        report.notes["invalid pixels"] = report.notes["perfect prediction"] = unknown
+        report.notes["values"] = f"random prediction {float(value):.4g}"
+        return report
 
     invalid = _invalid_pixels(kind, batch, info)
     if invalid is None:
@@ -704,6 +735,11 @@ def check_model(model: str | Callable[..., nn.Module], tasks: Sequence[str] = ("
 
 # -- datasets ----------------------------------------------------------------------------------------
 
+# how a dataset stores targets other than labels (float32 depth, float16 normals, uint8 edge maps):
+# batches hold them as float32, so a wider type only doubles the memory the frames take
+_STORED = (torch.float32, torch.float16, torch.uint8)
+
+
 def _check_split(name: str, split: str, ds: Any, info: DatasetInfo, size: int) -> None:
     """The promises of one split's arrays, sample format and scoring ground truth."""
     from mtlbench.data.datasets import DenseDataset
@@ -720,8 +756,10 @@ def _check_split(name: str, split: str, ds: Any, info: DatasetInfo, size: int) -
         t = getattr(a, key)
         assert t.dtype == dtype and tuple(t.shape) == shape, \
             f"{where}: {key} is {t.dtype} {tuple(t.shape)}, not {dtype} {shape}"
-    assert set(a.targets) == set(info.targets), \
-        f"{where}: the frames carry {', '.join(a.targets) or 'no target'}, info.targets lists {', '.join(info.targets)}"
+    missing, extra = [k for k in info.targets if k not in a.targets], [k for k in a.targets if k not in info.targets]
+    assert not missing and not extra, f"{where}: " + "; ".join(
+        ([f"the frames carry no {', '.join(missing)}, which info.targets lists"] if missing else [])
+        + ([f"the frames carry {', '.join(extra)}, which info.targets does not list"] if extra else []))
     assert len(a.index.unique()) == n, f"{where}: a frame index appears twice"
     for key, spec in info.targets.items():
         t = a.targets[key]
@@ -736,7 +774,8 @@ def _check_split(name: str, split: str, ds: Any, info: DatasetInfo, size: int) -
                 f"{where}: {key} labels {sorted(set(bad.unique().tolist()))[:5]} are neither classes " \
                 f"0..{info.num_classes - 1} nor the ignore label {info.ignore_index}"
         else:
-            assert t.is_floating_point() or t.dtype == torch.uint8, f"{where}: {key} is {t.dtype}, not numbers"
+            assert t.dtype in _STORED, \
+                f"{where}: {key} is {t.dtype} {tuple(t.shape)}, not {' or '.join(map(str, _STORED))} {want}"
             assert bool(torch.isfinite(t.float()).all()), f"{where}: {key} has values that are not finite"
     if "depth" in a.targets:
         assert (a.depth >= 0).all(), f"{where}: depth is not metres ≥ 0 (0 marks invalid pixels)"
@@ -784,8 +823,8 @@ def check_dataset(dataset: str | Callable[..., Any], root: str = "", size: int =
       class, and every split carries it;
     - each split's arrays: image N×size×size×3 uint8, index N int64 with no repeat, and exactly
       the targets ``info.targets`` lists, each N×size×size (one channel) or N×size×size×C as
-      declared: labels integer classes or the ignore label, others finite numbers; depth ≥ 0
-      (0 = invalid), normals unit or zero, edge maps in {0, 1};
+      declared: labels integer classes or the ignore label, others finite float32, float16 or
+      uint8 numbers; depth ≥ 0 (0 = invalid), normals unit or zero, edge maps in {0, 1};
     - no frame (by index) is in two splits;
     - where there is depth, some pixel has valid depth (0 < depth ≤ max_depth); where there are
       labels, some pixel has a class;
@@ -844,7 +883,7 @@ def check_dataset(dataset: str | Callable[..., Any], root: str = "", size: int =
             assert (one is None) == (two is None), f"{name}: not deterministic: the {split} {what} differ"
             for key, value in ({**vars(one), **one.targets} if one is not None else {}).items():
                 if isinstance(value, Tensor):
-                    other = getattr(two, key)
+                    other = {**vars(two), **two.targets}.get(key)
                     assert isinstance(other, Tensor) and other.shape == value.shape and torch.equal(other, value), \
                         f"{name}: not deterministic: a second build has another {split} {key}"
     report.ok("deterministic")

@@ -85,7 +85,7 @@ def test_a_config_file_keeps_its_model_and_tasks(tmp_path):
         (["--task", "depth,depth"], ["task listed twice: depth"]),
         (["--backbone", "resnet500"], ["unknown backbone 'resnet500'"]),
         (["--data", "nyu"], ["unknown dataset 'nyu'"]),
-        (["--size", "100"], ["image size 100x100 does not fit backbone test_resnet", "--size 96 or 128"]),
+        (["--size", "100"], ["data.size 100 does not fit backbone test_resnet", "96 or 128"]),
         (["--epochs", "0"], ["train.epochs must be at least 1"]),
         (["--device", "tpu"], ["unknown device 'tpu'"]),
         (["--select", "val/normals/loss"], ["train.select"]),

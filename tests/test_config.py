@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mtlbench import config as C
+from mtlbench import settings as S
 from mtlbench.engine.build import resolve
 from mtlbench.errors import MtlbenchError
 from tests.conftest import tiny_config
@@ -95,7 +96,7 @@ def test_settings_over_a_resolved_config_drop_the_tables_of_what_they_replace():
     assert base.train.select == "val/depth/loss"
     assert base.model.options == {"interaction": "guided_attention", "guidance": ["seg->depth", "edge->depth"]}
     cfg = C.from_dict({"model": {"name": "hps"}, "data": {"name": "nyud_mt", "root": "x"}, "tasks": ["seg"]}, base)
-    C.rebase(cfg, base)
+    S.rebase(cfg, base)
     resolve(cfg)
     assert cfg.model.options == {} and cfg.data.options == {"split_seed": 0, "val_frames": 80}
     assert list(cfg.loss.names) == ["seg"] and cfg.train.select == "val/total/loss"  # the default followed
@@ -103,7 +104,7 @@ def test_settings_over_a_resolved_config_drop_the_tables_of_what_they_replace():
     chosen = tiny_config(tasks=["depth", "seg"], train={"select": "val/seg/miou"})
     resolve(chosen)
     kept = C.from_dict({"tasks": ["seg"]}, chosen)
-    C.rebase(kept, chosen)
+    S.rebase(kept, chosen)
     assert kept.train.select == "val/seg/miou"  # a criterion chosen by hand is kept
 
 

@@ -116,8 +116,8 @@ def test_a_plugin_taking_a_name_or_a_registry_that_does_not_exist_is_one_warning
     assert INTERACTIONS.entry("guided_attention").source == "built-in"  # the host's entry is untouched
 
 
-@pytest.mark.parametrize("declared, loads", [('"1"', True), ("1", True), ('"1.3"', True), ('"2"', False),
-                                              ('"one"', False)])
+@pytest.mark.parametrize("declared, loads", [('"1"', True), ("1", True), ('"1.3"', True), ('"2"', True),
+                                              ('"2.0"', True), ('"3"', False), ('"one"', False)])
 def test_a_plugin_written_for_another_api_is_refused_with_one_warning(plugin_path, isolated_registries, declared,
                                                                       loads):
     from mtlbench.api import API_VERSION
@@ -136,8 +136,8 @@ def test_a_plugin_written_for_another_api_is_refused_with_one_warning(plugin_pat
         else:
             (message,) = messages
             assert message.startswith("mtlbench plugin 'versioned' from versioned-dist is skipped: it ")
-            if declared == '"2"':
-                assert f"needs mtlbench API 2, and this mtlbench has API {API_VERSION}" in message
+            if declared == '"3"':
+                assert f"needs mtlbench API 3, and this mtlbench has API {API_VERSION}" in message
         assert "mtinet" in isolated_registries.MODELS  # the host keeps working
     finally:
         sys.modules.pop("versioned_plugin", None)
@@ -248,8 +248,13 @@ def test_the_api_module_is_light_and_exports_the_extension_points():
     code = ("import sys, mtlbench.api as api; assert 'torch' not in sys.modules, 'torch imported'; "
             "assert api.API_VERSION.startswith(str(api.API_MAJOR) + '.'); "
             "assert api.INTERACTIONS.kind == 'interactions' and api.MultiTaskModel.__name__ == 'MultiTaskModel'; "
-            "assert api.compatible('1') is None and 'needs mtlbench API 2' in api.compatible(2); "
-            "assert set(api.__all__) >= {'GuidedAttention', 'LossWeighting', 'Option', 'WEIGHTINGS'}")
+            "assert api.API_MAJOR == 2 and api.SERVED == (1, 2); "
+            "assert api.compatible('1') is None and api.compatible(2) is None; "
+            "assert 'needs mtlbench API 3' in api.compatible(3); "
+            "assert set(api.__all__) >= {'GuidedAttention', 'LossWeighting', 'Option', 'WEIGHTINGS', 'Target', "
+            "'CONTINUOUS', 'LABEL', 'VECTOR', 'RGBD_TARGETS', 'NORMALS_TARGET', 'MetricRecord', 'register_metric', "
+            "'Metric'}; "
+            "assert api.Target(api.VECTOR, 3) == api.NORMALS_TARGET and api.Metric.__name__ == 'Metric'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
@@ -276,7 +281,7 @@ def test_every_plugin_kind_scaffolds_a_module_that_registers_and_passes_its_kit_
     sys.path.insert(0, str(folder / "src"))
     try:
         module = __import__(f"mtlbench_{name}")
-        assert module.MTLBENCH_API == "1"
+        assert module.MTLBENCH_API == "2"
         with registering_as(f"plugin {name} (mtlbench-demo-{kind})"):
             module.register()  # what the entry point runs
         entry = isolated_registries.registry("losses" if kind == "loss" else f"{kind}s").entry(name)
@@ -314,7 +319,7 @@ def test_the_scaffolded_dataset_reads_npz_frames_from_its_root(tmp_path, isolate
                      depth=rng.uniform(0.5, 9.5, (24, 40)).astype(np.float32), seg=seg)
         report = check_dataset("frames", root=str(root), size=32)
         assert report.notes["frames"] == "train 2, val 1, test 1"
-        splits = isolated_registries.DATASETS.build("frames", str(root), 32, 10.0, 1, None)
+        splits = isolated_registries.DATASETS.build("frames", str(root), 32, 10.0, None)
         labels = set(splits.train.arrays.seg.unique().tolist()) | set(splits.test.arrays.seg.unique().tolist())
         assert labels <= {0, 1, 2, 255} and 255 in labels  # nearest resizing invents no label, keeps the ignored
     finally:

@@ -2,7 +2,8 @@
 are GPUs), or as a Slurm job array through submitit.
 
 :func:`run_job` is the one thing every executor calls; it needs nothing but the job, so it can be
-pickled to a worker or a Slurm node. It trains the run as ``mtlbench run`` would (resuming a run
+pickled to a worker or a Slurm node. It trains the run through the training workflow
+``mtlbench run`` uses (:func:`mtlbench.workflows.train.train_run`) (resuming a run
 with a checkpoint, starting over in a folder that holds anything else) and returns an outcome
 instead of raising, recording a failure's error in the run directory so the sweep can report it.
 Torch is imported inside the functions: a spawned worker sets its GPU and threads first.
@@ -11,7 +12,6 @@ Torch is imported inside the functions: a spawned worker sets its GPU and thread
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 import traceback
@@ -61,17 +61,12 @@ def run_job(job: Job) -> Outcome:
 
 def _train(job: Job, start: float) -> Outcome:
     from mtlbench import config as C
-    from mtlbench.engine.build import build_run  # lazy: imports torch
-    from mtlbench.engine.trainer import Trainer  # lazy: imports torch
+    from mtlbench.workflows.train import train_run  # lazy: imports torch
 
     try:
         cfg = C.loads(job.config, str(job.run_dir / "config.toml"))
         resume = _resumable(job)
-        if not resume and job.run_dir.exists():
-            shutil.rmtree(job.run_dir)
-        job.run_dir.mkdir(parents=True, exist_ok=True)
-        parts = build_run(cfg)
-        Trainer(parts, job.run_dir).fit(resume=resume)
+        train_run(cfg, job.run_dir, resume=resume, replace=not resume)
     except Exception as exc:  # one run's failure must not stop the sweep
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         line = f"{type(exc).__name__}: {first}" if not isinstance(exc, MtlbenchError) else first

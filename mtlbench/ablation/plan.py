@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlbench import config as C
+from mtlbench import settings as S
 from mtlbench.ablation.spec import Cell, Settings, Spec
 from mtlbench.errors import MtlbenchError
 from mtlbench.rundir import RunDir
@@ -63,75 +64,12 @@ class Plan:
         return [j for i, j in enumerate(self.jobs) if i % count == index - 1]
 
 
-def _nest(key: str, value: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    node = out
-    parts = key.split(".")
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = copy.deepcopy(value)
-    return out
-
-
-def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(into.get(k), dict):
-            _merge(into[k], v)
-        else:
-            into[k] = v
-
-
-def _in_table(parts: list[str]) -> bool:
-    """Whether a dotted key lives inside a factory's table (``model.options.grid``, ``loss.names.depth``,
-    ``model.interaction.dim``)."""
-    return len(parts) >= 3 and (parts[1] == "options" or parts[:2] in (["loss", "names"], ["model", "interaction"]))
-
-
-def _chooses(parts: list[str]) -> bool:
-    """Whether a dotted key chooses a factory whose options it then drops (a task's loss, the interaction)."""
-    return parts[:2] == ["loss", "names"] or parts == ["model", "options", "interaction"]
-
-
 def apply(cfg: C.RunConfig, settings: Settings, where: str) -> C.RunConfig:
-    """``cfg`` with dotted ``settings`` laid over it as ``run`` lays its flags over a preset: a
-    setting that chooses another dataset, model, weighting, task list, loss or interaction drops
-    the options of what it replaces, then the options the settings give are set."""
-    from mtlbench.engine.build import chosen_interaction  # lazy: imports torch
-
-    plain: dict[str, Any] = {}
-    tables: list[tuple[list[str], Any]] = []
-    for key, value in settings.items():
-        parts = key.split(".")
-        if not all(parts):
-            raise MtlbenchError(f"{where}: {key!r} is not a setting key (SECTION.NAME, e.g. model.backbone)")
-        if parts == ["train", "seed"]:
-            raise MtlbenchError(f"{where}: train.seed is set by the spec's seeds = [...], not by a setting")
-        if _in_table(parts):
-            tables.append((parts, value))
-        else:
-            _merge(plain, _nest(key, value))
-    new = C.from_dict(plain, copy.deepcopy(cfg), where=where)  # never edits ``cfg``
-    C.rebase(new, cfg)
-    choices = [(p, v) for p, v in tables if _chooses(p)]
-    for parts, value in choices + [(p, v) for p, v in tables if not _chooses(p)]:
-        section = getattr(new, parts[0], None)
-        target = getattr(section, parts[1], None) if section is not None else None
-        if not isinstance(target, dict):
-            raise MtlbenchError(f"{where}: unknown key {'.'.join(parts)!r} (options live in data.options, "
-                                f"model.options, model.interaction, weighting.options, loss.options.TASK; "
-                                f"losses in loss.names.TASK)")
-        if parts[:2] == ["loss", "names"] and new.loss.names.get(parts[2]) != value:
-            new.loss.options.pop(parts[2], None)  # the options of the loss it replaces
-        if parts == ["model", "options", "interaction"] and chosen_interaction(new.model) != value:
-            # the options of the interaction it replaces, or those the settings give as a whole table
-            new.model.interaction = copy.deepcopy(plain.get("model", {}).get("interaction", {}))
-        for p in parts[2:-1]:
-            node = target.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise MtlbenchError(f"{where}: {'.'.join(parts)}: {p} is a value, not a table")
-            target = node
-        target[parts[-1]] = copy.deepcopy(value)
-    return new
+    """``cfg`` with a sweep's dotted ``settings`` laid over it as ``run`` lays its flags
+    (:func:`mtlbench.settings.apply`); ``train.seed`` is the spec's ``seeds``."""
+    if "train.seed" in settings:
+        raise MtlbenchError(f"{where}: train.seed is set by the spec's seeds = [...], not by a setting")
+    return S.apply(cfg, settings, where)
 
 
 def identity(cfg: C.RunConfig) -> str:
@@ -164,7 +102,7 @@ def _resolved(base: C.RunConfig, layers: list[tuple[Settings, str]], seed: int, 
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
         if tasks is not None:
             one = dataclasses.replace(cfg, tasks=list(tasks))
-            C.rebase(one, cfg)
+            S.rebase(one, cfg)
             cfg = one
         resolve(cfg)
     except MtlbenchError as exc:

@@ -17,7 +17,7 @@ from mtlbench.data.pipeline import BatchPipeline
 from mtlbench.engine.distributed import Dist, sync_batchnorm
 from mtlbench.errors import MtlbenchError
 from mtlbench.metrics.records import lookup
-from mtlbench.models.backbones import Backbone, build_backbone
+from mtlbench.models.backbones import Backbone, build_backbone, check_backbone
 from mtlbench.models.base import MultiTaskModel
 from mtlbench.options import resolve_options
 from mtlbench.registry import DATASETS, INTERACTIONS, LOSSES, MODELS, TASKS, WEIGHTINGS
@@ -137,6 +137,7 @@ def resolve(cfg: RunConfig, flags: Flags | None = None, new: bool = True) -> Non
     d, m, w = cfg.data, cfg.model, cfg.weighting
     d.options = resolve_options(f"dataset {d.name}", DATASETS.entry(d.name).options,
                                 {**preset_dataset_options(cfg), **d.options}, "data.options", flags.get("data"))
+    check_backbone(m.backbone, d.size)  # by name and stride, nothing built
     model_entry = MODELS.entry(m.name)
     m.options = resolve_options(f"model {m.name}", model_entry.options, m.options, "model.options",
                                 flags.get("model"))
@@ -145,11 +146,12 @@ def resolve(cfg: RunConfig, flags: Flags | None = None, new: bool = True) -> Non
         check(tasks, m.options)
     w.options = resolve_options(f"weighting {w.name}", WEIGHTINGS.entry(w.name).options, w.options,
                                 "weighting.options", flags.get("weighting"))
-    cfg.task_options = {t: resolve_options(f"task {t}", TASKS.entry(t).options, cfg.task_options.get(t, {}),
-                                           f"task_options.{t}", flags.get(f"task.{t}"))
-                        for t in tasks}
+    task_options = {t: resolve_options(f"task {t}", TASKS.entry(t).options, cfg.task_options.get(t, {}),
+                                       f"task_options.{t}", flags.get(f"task.{t}"))
+                    for t in tasks}
+    cfg.task_options = {t: o for t, o in task_options.items() if o}  # no empty table per task without options
     for t in tasks:
-        name = cfg.loss.names.get(t) or TASKS.build(t, DatasetInfo(), **cfg.task_options[t]).default_loss
+        name = cfg.loss.names.get(t) or TASKS.build(t, DatasetInfo(), **task_options[t]).default_loss
         cfg.loss.names[t] = name
         cfg.loss.options[t] = resolve_options(f"loss {name}", LOSSES.entry(name).options,
                                               cfg.loss.options.get(t, {}), f"loss.options.{t}")

@@ -65,14 +65,33 @@ class Backbone(nn.Module):
         return [r(f) for r, f in zip(self.reduce, feats)]
 
 
-def _timm_encoder(name: str, pretrained: bool, weights: str | None) -> nn.Module:
-    import timm  # heavy: timm pulls in torchvision (~2 s); only building a backbone needs it
+def _known_timm(name: str) -> None:
+    import timm  # heavy: timm pulls in torchvision (~2 s); only names outside the registry need it
 
     if name not in timm.list_models() and name not in timm.list_models(pretrained=True):
         close = difflib.get_close_matches(name, BACKBONES.names() + timm.list_models(), n=3, cutoff=0.6)
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
         raise UnknownNameError(f"unknown backbone {name!r}: {hint}any timm model name works "
                                f"(see `mtlbench list backbones` and timm.list_models())")
+
+
+def check_backbone(name: str, size: int) -> None:
+    """Without building it: ``name`` is a registered backbone or a timm model, and a registered
+    one's total stride divides ``size`` (a timm model's is checked when it is built)."""
+    if name not in BACKBONES:
+        _known_timm(name)
+        return
+    s = int(BACKBONES.entry(name).meta.get("stride", 0))
+    if s and (size % s or size < s):
+        fix = " or ".join(str(v) for v in sorted({max(s, size // s * s), (size // s + 1) * s}))
+        raise MtlbenchError(f"data.size {size} does not fit backbone {name} (total stride {s}): use a multiple "
+                            f"of {s}, e.g. {fix}")
+
+
+def _timm_encoder(name: str, pretrained: bool, weights: str | None) -> nn.Module:
+    import timm  # heavy: timm pulls in torchvision (~2 s); only building a backbone needs it
+
+    _known_timm(name)
     kwargs: dict = {"features_only": True}
     if weights is not None:
         path = Path(weights).expanduser()
@@ -116,7 +135,7 @@ def _register_timm(name: str, doc: str) -> None:
         return Backbone(_timm_encoder(name, pretrained, weights), width, name)
 
     factory.__doc__ = doc
-    BACKBONES.add(name, factory)
+    BACKBONES.add(name, factory, stride=32)  # the last of the four scales the models read
 
 
 for _name, _doc in [

@@ -317,11 +317,12 @@ def comparison_tables(runs: Sequence[Run], split: str = "test", published: bool 
 def _other_task_columns(defaults: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """The columns of tasks the protocol's defaults do not cover (a plugin's): every metric of
     theirs with a direction that its records put in the console table, in that order."""
-    ensure_populated()  # a plugin's records come with its entries
     covered = {k.partition("/")[0] for k in defaults}
-    tasks = dict.fromkeys(k.partition("/")[0] for m in rows for k in m if "/" in k)
+    others = [t for t in dict.fromkeys(k.partition("/")[0] for m in rows for k in m if "/" in k) if t not in covered]
+    if others:
+        ensure_populated()  # a plugin's records come with its entries
     out = []
-    for task in (t for t in tasks if t not in covered):
+    for task in others:
         chosen = [r for r in records.records_for(task) if r.order is not None and r.higher_is_better is not None]
         out += [f"{task}/{r.name}" for r in sorted(chosen, key=lambda r: r.order or 0)]
     return out

@@ -68,8 +68,8 @@ def predict_images(run_dir: Path, images: Sequence[Path], out_dir: Path, depth_g
                 img = apply_clahe(img, cfg.data.clahe_clip, parts.device)
             raw = {"image": img, "index": torch.tensor([i])}
             # the ground truth given, where the run's dataset had such targets (figures only)
-            given = {"depth": d if depth_gt_i is not None else None, "seg": s if seg_gt_i is not None else None}
-            raw |= {k: v for k, v in given.items() if v is not None and k in parts.info.targets}
+            truth = {"depth": d if depth_gt_i is not None else None, "seg": s if seg_gt_i is not None else None}
+            raw |= {k: v for k, v in truth.items() if v is not None and k in parts.info.targets}
             batch = parts.pipeline(raw, train=False)
             with torch.no_grad():
                 out = parts.model(batch["image"])

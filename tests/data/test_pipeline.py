@@ -11,6 +11,9 @@ import torch.nn.functional as F
 from torch.profiler import profile
 
 from mtlbench.data.pipeline import AugmentParams, BatchPipeline
+from mtlbench.errors import MtlbenchError
+from mtlbench.registry import TASKS
+from mtlbench.tasks import DatasetInfo
 from mtlbench.tasks.edge import boundary_map, depth_edges, label_edges
 
 CPU = torch.device("cpu")
@@ -39,13 +42,18 @@ def params(n: int, flip: bool = False, box: tuple[float, float, float, float] = 
                          torch.tensor([color], dtype=torch.float32).repeat(n, 1))
 
 
+def edges(**options):
+    """The edge task as the pipeline derives its targets, with ``options`` ([task_options.edge])."""
+    return [TASKS.build("edge", DatasetInfo(), **options)]
+
+
 def unit_image(raw: dict[str, torch.Tensor]) -> torch.Tensor:
     return raw["image"].permute(0, 3, 1, 2).float() / 255
 
 
 def test_slices_with_their_span_reproduce_the_whole_batch_exactly():
     raw = raw_batch(8)
-    pipe = BatchPipeline(CPU, 24, scale=(0.4, 1.0), color_jitter=0.3, depth_edges=0.3)
+    pipe = BatchPipeline(CPU, 24, scale=(0.4, 1.0), color_jitter=0.3, tasks=edges(depth_edges=0.3))
     whole = pipe(raw, train=True, seed=1234)
     for cuts in ([0, 4, 8], [0, 1, 2, 3, 4, 5, 6, 7, 8], [0, 3, 8], [0, 7, 8]):
         parts = [pipe(part(raw, a, b), train=True, seed=1234, span=(a, 8)) for a, b in zip(cuts, cuts[1:])]
@@ -158,7 +166,7 @@ def test_colour_jitter_matches_kornias_functional_ops_image_by_image():
 
 def test_a_training_call_never_reads_back_from_the_device():
     raw = raw_batch(4)
-    pipe = BatchPipeline(CPU, 24, scale=(0.5, 1.0), color_jitter=0.2, depth_edges=0.3)
+    pipe = BatchPipeline(CPU, 24, scale=(0.5, 1.0), color_jitter=0.2, tasks=edges(depth_edges=0.3))
     pipe(raw, train=True, seed=0)  # warm-up: lazy initialisation is not the steady state
     with profile() as prof:
         pipe(raw, train=True, seed=1)
@@ -170,10 +178,10 @@ def test_a_training_call_never_reads_back_from_the_device():
 @pytest.mark.parametrize("thickness", [1, 2])
 def test_edges_are_those_of_the_returned_labels_and_depth(thickness):
     raw = raw_batch(4)
-    plain = BatchPipeline(CPU, 24, edge_thickness=thickness)
+    plain = BatchPipeline(CPU, 24, tasks=edges(thickness=thickness))
     out = plain(raw, train=True, seed=4)
     assert torch.equal(out["edge"], label_edges(out["seg"][:, None], thickness))
-    with_depth = BatchPipeline(CPU, 24, edge_thickness=thickness, depth_edges=0.3)
+    with_depth = BatchPipeline(CPU, 24, tasks=edges(thickness=thickness, depth_edges=0.3))
     out = with_depth(raw, train=True, seed=4)
     expected = torch.maximum(label_edges(out["seg"][:, None], thickness), depth_edges(out["depth"], 0.3))
     assert torch.equal(out["edge"], expected)
@@ -239,12 +247,12 @@ def test_depth_is_divided_by_the_crop_zoom_only_when_asked():
 
 def test_one_sided_targets_are_bsds_boundaries_and_both_sided_ones_their_superset():
     raw = raw_batch(2)
-    one = BatchPipeline(CPU, 32, augment=False, edge_targets="one_side")(raw, train=False)
-    both = BatchPipeline(CPU, 32, augment=False)(raw, train=False)
+    one = BatchPipeline(CPU, 32, augment=False, tasks=edges(targets="one_side"))(raw, train=False)
+    both = BatchPipeline(CPU, 32, augment=False, tasks=edges())(raw, train=False)
     assert torch.equal(one["edge"], boundary_map(raw["seg"].long()[:, None]))
     assert bool((one["edge"] <= both["edge"]).all()) and one["edge"].sum() < both["edge"].sum()
-    with pytest.raises(ValueError, match="edge_targets 'thick'"):
-        BatchPipeline(CPU, 32, edge_targets="thick")
+    with pytest.raises(MtlbenchError, match="must be one of both_sides, one_side, got 'thick'"):
+        edges(targets="thick")
 
 
 def test_boundary_map_marks_one_side_of_each_label_change_as_seg2bmap():

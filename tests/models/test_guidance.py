@@ -227,7 +227,9 @@ def test_interaction_options_survive_settings_that_keep_the_interaction():
     resolve(cfg)
     path = Path(tempfile.mkdtemp()) / "c.toml"
     path.write_text(C.dumps(cfg))
-    same = _make_config(None, path, {}, {"model": {"interaction": ("--interaction", "guided_attention")}}, None)
+    flags = {"model": {"interaction": "--interaction"}}
+    same = _make_config(None, path, {"model.options.interaction": "guided_attention"}, flags)
     assert same.model.interaction == {"dim": 64, "heads": 1, "grid": 8}
-    other = _make_config(None, path, {}, {"model": {"interaction": ("--interaction", "film")}}, None)
+    with pytest.warns(UserWarning, match="'film' replaces 'guided_attention', which the configuration names"):
+        other = _make_config(None, path, {"model.options.interaction": "film"}, flags)
     assert other.model.interaction == {"hidden": 64}  # film's defaults, spelled out afresh
