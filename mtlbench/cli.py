@@ -404,7 +404,7 @@ def data_prepare(
 @plugin_app.command("new")
 def plugin_new(
     name: Annotated[str, typer.Argument(help="the plugin's registered name (lower case, digits, _)")],
-    kind: Annotated[str, typer.Option(help="interaction, loss, weighting, model or dataset")] = "interaction",
+    kind: Annotated[str, typer.Option(help="interaction, loss, weighting, model, dataset or task")] = "interaction",
     out: Annotated[Path | None, typer.Option(help="the folder to write (default ./NAME); new or empty")] = None,
 ) -> None:
     """Write a plugin distribution that installs with `pip install -e` and trains at once, with

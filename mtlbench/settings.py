@@ -157,9 +157,9 @@ def apply(cfg: C.RunConfig, settings: Mapping[str, Any], where: str, named: Coll
             if rule.replaced(".".join(parts), old, value, {f"loss.options.{parts[2]}": new.loss.options.get(parts[2])}):
                 new.loss.options.pop(parts[2], None)
         if parts == ["model", "options", "interaction"]:
-            old = chosen_interaction(new.model)
+            current = chosen_interaction(new.model)
             given = plain.get("model", {}).get("interaction")
-            if old is not None and rule.replaced("model.options.interaction", old, value,
+            if current is not None and rule.replaced("model.options.interaction", current, value,
                                                  {"model.interaction": new.model.interaction}):
                 # the options of the interaction it replaces, or those the settings give as a whole table
                 new.model.interaction = copy.deepcopy(given or {})

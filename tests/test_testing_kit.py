@@ -4,6 +4,7 @@ the promise it breaks."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,13 @@ from torch import Tensor, nn
 from mtlbench.data.datasets import Arrays, DatasetSplits, DenseDataset
 from mtlbench.errors import MtlbenchError
 from mtlbench.losses import L1DepthLoss
+from mtlbench.metrics import Metric
 from mtlbench.models.backbones import build_backbone
 from mtlbench.models.base import AUX, SHARED, MultiTaskModel
-from mtlbench.registry import DATASETS, INTERACTIONS, LOSSES, MODELS, WEIGHTINGS
-from mtlbench.tasks import DatasetInfo, build_tasks
+from mtlbench.registry import DATASETS, INTERACTIONS, LOSSES, MODELS, TASKS, WEIGHTINGS
+from mtlbench.tasks import DatasetInfo, Task, build_tasks
 from mtlbench.tasks.base import NORMALS_TARGET, RGBD_TARGETS
-from mtlbench.testing import check_dataset, check_interaction, check_loss, check_model, check_weighting
+from mtlbench.testing import check_dataset, check_interaction, check_loss, check_model, check_task, check_weighting
 from mtlbench.weighting import GradientWeighting, GramianWeighting, LossWeighting
 from mtlbench.weighting.gradient import EXTRAS
 from tests.conftest import SHARED as SHARED_DATA
@@ -77,7 +79,22 @@ class _NotIdentity(_Unused):
         return target + self.proj(source) + self.spare.weight.sum()
 
 
+class _HiddenState(nn.Module):
+    """Keeps a gain outside its state dict and changes it while training."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(channels, channels, 1)
+        self.gain = torch.ones(())  # a plain attribute: not saved, not loaded
+
+    def forward(self, target, source):
+        if self.training:
+            self.gain = self.gain * 1.5
+        return target + self.gain * self.proj(source)
+
+
 @pytest.mark.parametrize("module, fragment, identity", [
+    (_HiddenState, "state outside its state dict", False),
     (_Ignores, "no gradient reaches the guide", False),
     (_Shrinks, "not the target's shape", False),
     (_Unused, "parameters without gradient: spare.weight, spare.bias", False),
@@ -173,6 +190,18 @@ class _Noisy(nn.Module):
         return _masked_l1(pred, batch) + 1e-3 * torch.rand(())
 
 
+class _EditsItsTarget(nn.Module):
+    def forward(self, pred, batch):
+        batch["depth"].clamp_(max=5.0)  # a cap written into the batch the other losses read
+        return _masked_l1(pred, batch)
+
+
+class _MeanOverNoPixel(nn.Module):
+    def forward(self, pred, batch):
+        valid = batch["depth"] > 0
+        return (pred.float() - batch["depth"] / 10.0)[valid].abs().mean()  # NaN when nothing is valid
+
+
 class _Rewards(nn.Module):
     def forward(self, pred, batch):
         return -_masked_l1(pred, batch)  # larger the closer the prediction
@@ -195,6 +224,8 @@ def _factory(cls: type[nn.Module]):
     (_Double, "depth", r"not a finite float32 scalar for a float32 prediction: .* \(torch.float64\)"),
     (_Noisy, "depth", "not deterministic: called twice"),
     (_Rewards, "depth", r"a perfect depth prediction scores -?0, more than a random one \(-0\.\d+\)"),
+    (_EditsItsTarget, "depth", r"forward edits the batch in place \(depth\)"),
+    (_MeanOverNoPixel, "depth", r"not finite on a batch with no valid depth pixel \(nan\)"),
 ])
 def test_a_broken_loss_fails_naming_the_promise(module, task, fragment):
     with pytest.raises(AssertionError, match=rf"^{module.__name__}: {fragment}"):
@@ -637,3 +668,81 @@ def test_a_broken_dataset_fails_naming_the_promise(broken, fragment):
     max_depth = 5.0 if broken == "max depth" else 10.0
     with pytest.raises(AssertionError, match=rf"^_tiny: {fragment}"):
         check_dataset(_tiny, max_depth=max_depth, broken=broken)
+
+
+# -- tasks -----------------------------------------------------------------------------------------
+
+class _MAE(Metric):
+    """Mean absolute error of a depth-normalised prediction, pooled (summed state)."""
+
+    task = "broken"
+    names = ("mae",)
+    summed = ("error", "count")
+    higher_is_better = frozenset()
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.error, self.count = torch.zeros(()), torch.zeros(())
+
+    def update(self, pred, batch):
+        self.error = self.error + (pred.float() - batch["depth"] / 10.0).abs().sum()
+        self.count = self.count + pred.numel()
+
+    def compute(self):
+        return {"mae": float(self.error / self.count)}
+
+
+class _LastBatchOnly(_MAE):
+    def update(self, pred, batch):
+        self.reset()  # forgets the batches before
+        super().update(pred, batch)
+
+
+@dataclasses.dataclass(frozen=True)
+class SaliencyLike(Task):
+    def predict(self, output):
+        return output.float().sigmoid()
+
+    def metrics(self, options=None):
+        return _MAE()
+
+    def colorize(self, prediction):
+        return (prediction.float().clamp(0, 1) * 255).to(torch.uint8)[..., None].expand(*prediction.shape, 3)
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_every_registered_task_keeps_the_contract(name):
+    # built-ins and the plugins installed here (CI installs those in plugins/)
+    report = check_task(name)
+    assert report.passed == ["definition", "missing", "derive", "predict", "metrics", "colorize and save"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _InPlaceSigmoid(SaliencyLike):
+    def predict(self, output):
+        return output.sigmoid_()
+
+
+@dataclasses.dataclass(frozen=True)
+class _WrongKey(SaliencyLike):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unstreamed(SaliencyLike):
+    def metrics(self, options=None):
+        return _LastBatchOnly()
+
+
+@pytest.mark.parametrize("cls, key, fragment", [
+    (_InPlaceSigmoid, "mae", "predict\\(\\) edited the raw head output in place"),
+    (_WrongKey, "maxf", "key metric 'maxf' is not among its metrics' keys \\(mae\\)"),
+    (_Unstreamed, "mae", "metrics \\['mae'\\] differ when the batch comes in two halves"),
+])
+def test_a_broken_task_fails_naming_the_promise(cls, key, fragment):
+    def factory(info):
+        return cls("depth", 1, "depth", "l1_depth", key_metric=key)  # a depth task done wrong
+    with pytest.raises(AssertionError, match=f"^factory: {fragment}"):
+        check_task(factory)

@@ -10,6 +10,7 @@ from mtlbench.errors import MtlbenchError
 from mtlbench.registry import TASKS
 from mtlbench.tasks.base import (
     CONTINUOUS,
+    HEADS,
     KINDS,
     LABEL,
     VECTOR,
@@ -25,7 +26,7 @@ from mtlbench.tasks.edge import EdgeTask
 from mtlbench.tasks.normals import NormalsTask
 from mtlbench.tasks.seg import SegTask, nyu40_names
 
-__all__ = ["CONTINUOUS", "KINDS", "LABEL", "VECTOR", "DatasetInfo", "DepthTask", "EdgeTask", "NormalsTask",
+__all__ = ["CONTINUOUS", "HEADS", "KINDS", "LABEL", "VECTOR", "DatasetInfo", "DepthTask", "EdgeTask", "NormalsTask",
            "SegTask", "Target", "Task", "build_tasks", "gray", "nyu40_names", "parse_tasks", "ramp", "voc_palette"]
 
 

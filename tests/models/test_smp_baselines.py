@@ -8,11 +8,13 @@ from mtlbench.engine.build import check_names
 from mtlbench.errors import MtlbenchError
 from mtlbench.models.backbones import build_backbone
 from mtlbench.models.smp_baselines import copy_encoder_weights, smp_architectures, smp_model
-from mtlbench.registry import LOSSES, MODELS
+from mtlbench.registry import LOSSES, MODELS, TASKS
 from mtlbench.tasks import DatasetInfo, build_tasks
 
 INFO = DatasetInfo(num_classes=40, max_depth=10.0)
 SMP = ["smp_unet", "smp_fpn", "smp_deeplabv3plus"]
+
+EDGES = [TASKS.build("edge", DatasetInfo())]  # the pipeline derives edge targets for the edge task
 
 
 def build(model: str, *tasks: str, width: int = 16):
@@ -114,7 +116,7 @@ def batch():
     from mtlbench.data.pipeline import BatchPipeline
 
     ds = build_dataset("synthrooms", split="train", size=64, frames=20)
-    return BatchPipeline(torch.device("cpu"), 64, augment=False)(ds.batch(range(4)), train=False)
+    return BatchPipeline(torch.device("cpu"), 64, augment=False, tasks=EDGES)(ds.batch(range(4)), train=False)
 
 
 @pytest.mark.parametrize("model, task, loss", [("smp_unet", "depth", "structured_depth"),

@@ -12,7 +12,7 @@ from mtlbench.engine.trainer import task_losses
 from mtlbench.errors import MtlbenchError
 from mtlbench.models.backbones import Backbone, build_backbone
 from mtlbench.models.zoo import CrossStitchUnit, encoder_stages
-from mtlbench.registry import LOSSES, MODELS
+from mtlbench.registry import LOSSES, MODELS, TASKS
 from mtlbench.tasks import DatasetInfo, build_tasks
 
 ALL = ("depth", "seg", "edge", "normals")
@@ -21,6 +21,8 @@ THREE = ALL[:3]  # what the trained batch has targets for
 INFO = DatasetInfo(num_classes=40, max_depth=10.0)
 CHANNELS = {"depth": 1, "seg": 40, "edge": 1, "normals": 3}
 ZOO = ["padnet", "cross_stitch", "mtan"]
+
+EDGES = [TASKS.build("edge", DatasetInfo())]  # the pipeline derives edge targets for the edge task
 
 
 def build(model: str, subset=ALL, backbone: str = "test_resnet") -> nn.Module:
@@ -233,7 +235,7 @@ def batch():
 
     ds = build_dataset("synthrooms", split="train", size=64, frames=20)
     raw = ds.batch(range(4))
-    return BatchPipeline(torch.device("cpu"), 64, augment=False)(raw, train=False)
+    return BatchPipeline(torch.device("cpu"), 64, augment=False, tasks=EDGES)(raw, train=False)
 
 
 # every multi-task model; smp and mtinet_eccv20 in their files
