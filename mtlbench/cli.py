@@ -422,10 +422,16 @@ def plugin_new(
 
 @app.command()
 def cost(
-    model: Annotated[str, typer.Option("--model", "-m", help="registered model")] = "mtinet",
-    task: Annotated[str, typer.Option("--task", "-t", help="comma-separated tasks")] = "depth,seg,edge",
-    backbone: Annotated[str, typer.Option(help="timm backbone")] = "resnet50",
-    size: Annotated[int, typer.Option(help="square input side in pixels")] = 256,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="registered model (default mtinet)")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", help="comma-separated tasks (default "
+                                                                     "depth,seg,edge)")] = None,
+    backbone: Annotated[str | None, typer.Option(help="timm backbone (default resnet50)")] = None,
+    size: Annotated[int | None, typer.Option(help="square input side in pixels (default 256)")] = None,
+    interaction: Annotated[str | None, typer.Option(help="the model's interaction (mtinet)")] = None,
+    config: Annotated[Path | None, typer.Option(help="a config.toml whose model to measure (a run's own works)")
+                      ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE for any configuration key, e.g. "
+                                                   "--set model.options.light=true")] = None,
     batch_size: Annotated[int, typer.Option(help="images per forward pass (costs are per image)")] = 1,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto")] = "cpu",
     repeats: Annotated[int, typer.Option(help="timed forward passes (median), after 2 warm-up passes")] = 5,
@@ -433,7 +439,7 @@ def cost(
 ) -> None:
     """Parameters, FLOPs, activation memory and latency per image; a multi-task model against the
     sum of its single-task models."""
-    from mtlbench.cost import cost_report  # lazy: imports torch
+    from mtlbench.cost import config_cost  # lazy: imports torch
     from mtlbench.report.cost import cost_tables  # lazy: imports mtlbench.cost (torch)
     from mtlbench.report.tables import check_writable, to_markdown, to_rich, write_atomic  # lazy: not for --help
 
@@ -443,8 +449,12 @@ def cost(
     with _one_line_errors():
         if markdown is not None:
             check_writable(markdown)
-        report = cost_report(model, task, backbone, size, batch_size, device, repeats,
-                             progress=lambda line: err.print(line, highlight=False))
+        given = {"model.name": model, "tasks": task, "model.backbone": backbone, "data.size": size,
+                 "model.options.interaction": interaction, "train.device": device}
+        flags = {"model": {"interaction": "--interaction"}} if interaction is not None else {}
+        cfg = _make_config(None if config else "seed", config, {k: v for k, v in given.items() if v is not None},
+                           flags, set_)
+        report = config_cost(cfg, batch_size, repeats, progress=lambda line: err.print(line, highlight=False))
         tables = cost_tables(report)
         for table in tables:
             console.print(to_rich(table))
@@ -588,6 +598,7 @@ def ablate(
     """Run an ablation sweep (cells × seeds, each an ordinary run directory, resumable) and write
     its table (mean ± std, Δm, significance) and figure."""
     from mtlbench.ablation import sweep as S  # lazy: imports the config machinery
+    from mtlbench.settings import parse_sets
 
     _one_line_warnings()
     console = _console()
@@ -595,7 +606,7 @@ def ablate(
     with _one_line_errors():
         index, count = S.parse_shard(shard)
         S.check_run_options(jobs, executor)
-        plan = S.prepare(spec, out, store, preset, S.parse_sets(set_ or []), S.parse_seeds(seeds))
+        plan = S.prepare(spec, out, store, preset, parse_sets(set_ or []), S.parse_seeds(seeds))
         columns = S.columns_of(plan)
         mine = plan.shard(index, count)
         counts = S.summary(plan, mine)

@@ -197,7 +197,8 @@ def memory_method(device: torch.device) -> str:
 def cost_report(model: str, tasks: str | Sequence[str], backbone: str = "resnet50", size: int = 256,
                 batch_size: int = 1, device: str = "cpu", repeats: int = 5, width: int | None = None,
                 progress: Callable[[str], None] | None = None) -> CostReport:
-    """Measure ``model`` on ``tasks`` and, if there are several, on each task alone.
+    """Measure ``model`` on ``tasks`` and, if there are several, on each task alone (the other
+    settings at their defaults; :func:`config_cost` measures any configuration).
 
     Names are checked as ``mtlbench run`` checks them (unknown model, task or backbone, a task the
     model cannot serve, a size the backbone cannot take) before anything is measured.
@@ -206,25 +207,33 @@ def cost_report(model: str, tasks: str | Sequence[str], backbone: str = "resnet5
     Raises:
         MtlbenchError: bad input, one line.
     """
-    if batch_size < 1:
-        raise MtlbenchError(f"batch size must be at least 1, got {batch_size}")
-    if repeats < 1:
-        raise MtlbenchError(f"repeats must be at least 1, got {repeats}")
     cfg = C.RunConfig()
     cfg.tasks = list(parse_tasks(tasks if isinstance(tasks, str) else list(tasks)))
     cfg.model.name, cfg.model.backbone, cfg.data.size, cfg.train.device = model, backbone, size, device
     if width is not None:
         cfg.model.width = width
     resolve(cfg)
+    return config_cost(cfg, batch_size, repeats, progress)
+
+
+def config_cost(cfg: C.RunConfig, batch_size: int = 1, repeats: int = 5,
+                progress: Callable[[str], None] | None = None) -> CostReport:
+    """The costs of a resolved configuration's model (its options and interaction included) on
+    its tasks and, if there are several, on each task alone, on ``cfg.train.device``."""
+    if batch_size < 1:
+        raise MtlbenchError(f"batch size must be at least 1, got {batch_size}")
+    if repeats < 1:
+        raise MtlbenchError(f"repeats must be at least 1, got {repeats}")
+    model, backbone, size = cfg.model.name, cfg.model.backbone, cfg.data.size
     task_names = tuple(cfg.tasks)
-    dev = resolve_device(device)
+    dev = resolve_device(cfg.train.device)
     info = DatasetInfo()
 
     def build(names: tuple[str, ...]) -> nn.Module:
         torch.manual_seed(0)
         bb = build_backbone(backbone, cfg.model.width)
         bb.check_size((size, size))
-        return build_model(cfg, build_tasks(names, info), bb)
+        return build_model(cfg, build_tasks(names, info, cfg.task_options), bb)
 
     def run(net: nn.Module, names: tuple[str, ...], label: str) -> ModelCost:
         if progress:

@@ -352,8 +352,9 @@ def test_sweeps_sharing_a_store_share_their_common_runs(tmp_path):
 
 
 def test_registered_values_rows_outside_the_axes_and_command_line_overrides(tmp_path):
-    from mtlbench.ablation.sweep import parse_seeds, parse_sets, prepare
+    from mtlbench.ablation.sweep import parse_seeds, prepare
     from mtlbench.registry import WEIGHTINGS
+    from mtlbench.settings import parse_sets
 
     text = PLAIN_SPEC.replace('values = ["fixed", "uncertainty"]', 'values = { registered = "weightings", '
                               'exclude = ["fixed"] }').replace('values = [1e-3, 1e-2]', "values = [1e-3]")

@@ -195,3 +195,26 @@ def test_cli_bad_input_is_one_line_exit_2(args, fragment):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
     assert result.stdout == ""
+
+
+def _params(stdout: str, label: str) -> float:
+    """The params M cell of ``label``'s row in the rich table."""
+    row = next(line for line in stdout.splitlines() if label in line)
+    return float([c.strip() for c in row.split("│") if c.strip()][1])
+
+
+def test_cli_costs_a_configuration_its_model_options_and_interaction(tmp_path):
+    plain = invoke("--model", "refinenet", "--task", "depth,seg", *TINY)
+    light = invoke("--model", "refinenet", "--task", "depth,seg", *TINY, "--set", "model.options.light=true")
+    assert plain.exit_code == light.exit_code == 0, plain.output + light.output
+    # light-weight RefineNet replaces the 3×3 convolutions of its blocks by 1×1: fewer parameters
+    assert _params(light.stdout, "refinenet (depth,seg)") < _params(plain.stdout, "refinenet (depth,seg)")
+    config = tmp_path / "c.toml"
+    config.write_text('tasks = ["depth", "seg"]\n[model]\nname = "mtinet"\n[model.options]\nguidance = ["seg->depth"]\n'
+                      '[model.interaction]\ndim = 32\n')
+    small = invoke("--config", str(config), *TINY)
+    wide = invoke("--config", str(config), *TINY, "--set", "model.interaction.dim=64")
+    assert small.exit_code == wide.exit_code == 0, small.output + wide.output
+    assert _params(small.stdout, "mtinet (depth,seg)") < _params(wide.stdout, "mtinet (depth,seg)")
+    bad = invoke("--config", str(config), *TINY, "--interaction", "film")
+    assert bad.exit_code == 2 and "interaction film takes no option 'dim'" in bad.stderr, bad.output

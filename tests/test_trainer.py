@@ -56,7 +56,8 @@ def test_run_directory_contents(uninterrupted):
                "interaction": {"dim": 64, "heads": 1, "grid": 16}},
         loss={"names": {"depth": "structured_depth", "seg": "cross_entropy", "edge": "balanced_bce"},
               "options": {"depth": {"alpha": 1.0, "beta": 1.0, "gamma": 0.1}, "seg": {}, "edge": {"pos_weight": 0.95}}},
-        weighting={"name": "fixed", "options": {"weights": {}}})
+        weighting={"name": "fixed", "options": {"weights": {}}},
+        task_options={"edge": {"thickness": 1, "targets": "both_sides", "depth_edges": 0.0}})
     assert load(run_dir / "config.toml") == expected  # defaults spelled out
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3]

@@ -8,7 +8,6 @@ are), ``table.{md,tex,csv,json}`` and ``figure.png``; the runs themselves live i
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +27,6 @@ from mtlbench.ablation.report import check_columns, default_columns
 from mtlbench.ablation.spec import load_spec
 from mtlbench.errors import MtlbenchError
 from mtlbench.fileio import atomic_write
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 MANIFEST = "sweep.json"
 
@@ -61,22 +55,6 @@ def check_out(out: Path, name: str) -> None:
             raise MtlbenchError(f"--out {out} holds sweep {held!r}, not {name!r}: choose another --out")
     elif out.exists() and (not out.is_dir() or any(p.name != "runs" for p in out.iterdir())):
         raise MtlbenchError(f"--out {out} exists and is not a sweep folder: choose another --out")
-
-
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``--set KEY=VALUE`` items: the value read as TOML (``3``, ``1e-3``, ``true``, ``["a"]``),
-    else as a string."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise MtlbenchError(f"--set {item!r}: write KEY=VALUE, e.g. --set data.name=nyuv2")
-        try:
-            value = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text
-        out[key.strip()] = value
-    return out
 
 
 def parse_seeds(text: str | None) -> list[int] | None:
