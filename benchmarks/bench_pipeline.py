@@ -88,12 +88,16 @@ def main() -> None:
     args = ap.parse_args()
 
     from mtlbench.data.pipeline import BatchPipeline
+    from mtlbench.registry import TASKS
+    from mtlbench.tasks import DatasetInfo
 
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     scale = (args.scale[0], args.scale[1])
     old = KorniaPipeline(device, args.size, scale, args.color_jitter)
-    new = BatchPipeline(device, args.size, scale=scale, color_jitter=args.color_jitter)
+    # the edge task derives its targets from the warped labels, as training does
+    new = BatchPipeline(device, args.size, scale=scale, color_jitter=args.color_jitter,
+                        tasks=[TASKS.build("edge", DatasetInfo())])
     print(f"device {device} | {args.size}x{args.size} | scale {scale} jitter {args.color_jitter} | "
           f"median of {args.repeats} calls each, alternating | torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mtlbench.errors import MtlbenchError
+from mtlbench.registry import TASKS
 
 ALL = "all"
 
@@ -48,7 +49,7 @@ class InteractionPoints:
         strides: the strides of its per-task features, coarsest (the default) first.
         targets: per stride, the tasks whose decoders read that stride's features (only those
             can be refined there); a stride missing here serves every task.
-        tasks: every task the model serves.
+        tasks: every task the model serves; empty: every registered task.
     """
 
     strides: tuple[int, ...]
@@ -56,7 +57,13 @@ class InteractionPoints:
     targets: Mapping[int, tuple[str, ...]]
 
     def can_refine(self, task: str, stride: int) -> bool:
-        return task in self.targets.get(stride, self.tasks)
+        if stride in self.targets:
+            return task in self.targets[stride]
+        return task in self.known()
+
+    def known(self) -> tuple[str, ...]:
+        """The tasks edges may name."""
+        return self.tasks or tuple(TASKS.names())
 
 
 def _parse_one(text: str, points: InteractionPoints) -> tuple[str, str, int]:
@@ -71,9 +78,9 @@ def _parse_one(text: str, points: InteractionPoints) -> tuple[str, str, int]:
     if body.strip() == ALL:
         return ALL, ALL, stride
     parts = [p.strip() for p in body.split("->")]
-    if len(parts) != 2 or any(p not in points.tasks for p in parts) or parts[0] == parts[1]:
+    if len(parts) != 2 or any(p not in points.known() for p in parts) or parts[0] == parts[1]:
         raise MtlbenchError(f"guidance edge {text!r}: write GUIDE->TARGET[@STRIDE] with two different tasks of "
-                            f"{', '.join(points.tasks)}, e.g. \"seg->depth\" or \"seg->depth@8\", or \"all\"")
+                            f"{', '.join(points.known())}, e.g. \"seg->depth\" or \"seg->depth@8\", or \"all\"")
     guide, target = parts
     if not points.can_refine(target, stride):
         refined = [s for s in points.strides if points.can_refine(target, s)]
@@ -86,7 +93,7 @@ def _parse_one(text: str, points: InteractionPoints) -> tuple[str, str, int]:
 def check_edges(edges: Sequence[str], points: InteractionPoints) -> str | None:
     """What is wrong with a written edge list, as an option check returns it, or ``None``."""
     try:
-        task_graph(edges, points.tasks, points)
+        task_graph(edges, points.known(), points)
     except MtlbenchError as exc:
         return str(exc)
     return None

@@ -89,8 +89,6 @@ class LightDecoder(nn.Module):
 # MTI-Net treat the two alike) read stride-8 and stride-4 skips, classes upsample by transposed
 # convolutions, thin boundaries take the light decoder
 DECODERS: dict[str, type[nn.Module]] = {"dense": SkipDecoder, "classes": TransposedDecoder, "boundary": LightDecoder}
-# the tasks the guidance edges of the paper's graph can name
-GUIDED_TASKS = ("depth", "seg", "edge", "normals")
 
 
 class TaskFeatures(nn.Module):
@@ -177,7 +175,7 @@ GUIDE_ONLY = "_guide"  # the key suffix of a task's features at a stride where i
 SKIP_INDEX = {4: 0, 8: 1}  # the decoders' skip list: the stride-4 map, then the stride-8 map
 SEED_GUIDANCE = ("seg->depth", "edge->depth")
 # the decoders that read stride-8 and stride-4 features: SkipDecoder both, LightDecoder stride 4
-POINTS = InteractionPoints(strides=(16, 8, 4), tasks=GUIDED_TASKS,
+POINTS = InteractionPoints(strides=(16, 8, 4), tasks=(),  # edges at stride 16 may name any task
                            targets={8: ("depth", "normals"), 4: ("depth", "normals", "edge")})
 
 

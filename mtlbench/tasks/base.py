@@ -7,7 +7,7 @@ labels). The core (pipeline, trainer, reports) reads tasks and targets only thro
 so a plugin adds a task with one module and one registration::
 
     @TASKS.register("saliency")
-    def saliency(info: DatasetInfo) -> Task: return SaliencyTask("saliency", 1, "saliency_bce")
+    def saliency(info: DatasetInfo) -> Task: return SaliencyTask("saliency", 1, "saliency", "saliency_bce")
 """
 
 from __future__ import annotations

@@ -62,3 +62,11 @@ def test_trains_beside_depth_seg_edge(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())["test"]
     assert set(metrics) >= {"depth", "seg", "edge", "saliency"}
     assert 0.0 <= metrics["saliency"]["maxf"] <= 1.0 and 0.0 <= metrics["saliency"]["mae"] <= 1.0
+
+
+def test_saliency_can_guide_depth_in_mtinets_task_graph():
+    from mtlbench.api import task_graph
+    from mtlbench.models.multitask import POINTS
+
+    edges, off = task_graph(["saliency->depth", "seg->saliency"], ["depth", "seg", "saliency"], POINTS)
+    assert [e.label() for e in edges] == ["saliency→depth", "seg→saliency"] and off == []
