@@ -143,6 +143,33 @@ def test_a_plugin_written_for_another_api_is_refused_with_one_warning(plugin_pat
         sys.modules.pop("versioned_plugin", None)
 
 
+OLD_DATASET = """
+    from mtlbench.registry import DATASETS
+
+    @DATASETS.register("old_frames")
+    def old_frames(root, size, max_depth, edge_thickness, progress=None):
+        raise AssertionError("an API-1 dataset: never built")
+"""
+
+
+def test_an_api_1_plugin_keeps_what_did_not_change_and_loses_its_dataset_with_one_warning(plugin_path,
+                                                                                         isolated_registries):
+    module = 'MTLBENCH_API = "1"\n' + textwrap.dedent(GOOD) + textwrap.dedent(OLD_DATASET)
+    make_distribution(plugin_path, "old-dist", {"old": "old_plugin"}, {"old_plugin": module})
+    try:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            status = plugins.load_plugins()
+        assert status["old-dist:old"].error is None
+        assert "plugged_l2" in isolated_registries.LOSSES  # losses did not change: it still loads
+        assert "old_frames" not in isolated_registries.DATASETS
+        (message,) = [str(w.message) for w in record if issubclass(w.category, plugins.PluginWarning)]
+        assert 'declares MTLBENCH_API = "1": its datasets old_frames are skipped' in message
+        assert "(root, size, max_depth, progress, **options)" in message and 'MTLBENCH_API = "2"' in message
+    finally:
+        sys.modules.pop("old_plugin", None)
+
+
 def test_two_distributions_may_use_the_same_entry_point_name(plugin_path, isolated_registries):
     a = GOOD.replace("plugged_l2", "loss_a")
     b = GOOD.replace("plugged_l2", "loss_b")
