@@ -110,8 +110,6 @@ def _make_config(preset: str | None, config: Path | None, settings: dict[str, ob
     """Preset (or a config file), then the dotted settings the flags and ``--set KEY=VALUE`` give
     (:mod:`mtlbench.settings`); ``flags``: per options table, option → the flag that set it, for
     errors. Checked and resolved whole."""
-    import warnings
-
     from mtlbench import config as C  # lazy: tomllib and dataclasses, not needed for --help
     from mtlbench import settings as S
     from mtlbench.engine.build import resolve  # lazy: imports torch

@@ -190,7 +190,6 @@ MOVED = {
 }
 
 
-
 class ConfigWarning(UserWarning):
     """A configuration that loads under an old spelling: the message says the new one."""
 

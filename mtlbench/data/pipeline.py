@@ -71,10 +71,11 @@ class BatchPipeline:
     determinism, and images not jittered get identity factors rather than being selected out.
 
     Targets move with the image by their kind (:class:`mtlbench.tasks.base.Target`): every map
-is resampled nearest, so values are copied, never blended; a vector target's x component changes
-sign under a flip; a target marked ``zoom`` is divided by the crop's zoom where ``depth_zoom``
-asks. Targets a task derives from others (edges from labels) are made after augmentation by
-the task's :meth:`~mtlbench.tasks.base.Task.derive`, so they always match what they come from.
+    is resampled nearest, so values are copied, never blended; a vector target's x component
+    changes sign under a flip; a target marked ``zoom`` is divided by the crop's zoom where
+    ``depth_zoom`` asks. Targets a task derives from others (edges from labels) are made after
+    augmentation by the task's :meth:`~mtlbench.tasks.base.Task.derive`, so they always match what
+    they come from.
 
     Args:
         device: where the work runs.
@@ -105,7 +106,7 @@ the task's :meth:`~mtlbench.tasks.base.Task.derive`, so they always match what t
         self.normalize = normalize
         self.targets = dict(DEFAULT_TARGETS if targets is None else targets)
         self.tasks = tuple(tasks)
-        self._flags: dict[tuple[tuple[str, ...], tuple[int, ...]], tuple[Tensor, Tensor, bool, bool]] = {}
+        self._flags: dict[tuple[tuple[str, ...], tuple[int, ...]], tuple[Tensor | None, Tensor | None]] = {}
         self.depth_zoom = depth_zoom
         self.channels_last = channels_last
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
@@ -206,13 +207,12 @@ the task's :meth:`~mtlbench.tasks.base.Task.derive`, so they always match what t
                 t = self.targets[k]
                 sign += [t.kind == VECTOR] + [False] * (w - 1)
                 zoom += [t.zoom] * w
-            if not keys:
-                sign, zoom = [False], [False]
-            self._flags[keys, widths] = (torch.tensor(sign).view(1, -1, 1, 1).to(self.device),
-                                         torch.tensor(zoom).view(1, -1, 1, 1).to(self.device),
-                                         any(sign), any(zoom))
-        sign_t, zoom_t, any_sign, any_zoom = self._flags[keys, widths]
-        return (sign_t if any_sign else None), (zoom_t if any_zoom else None)
+
+            def mask(bits: list[bool]) -> Tensor | None:
+                return torch.tensor(bits, device=self.device).view(1, -1, 1, 1) if any(bits) else None
+
+            self._flags[keys, widths] = (mask(sign), mask(zoom))
+        return self._flags[keys, widths]
 
     def _augment(self, image: Tensor, maps: Tensor, params: AugmentParams,
                  flags: tuple[Tensor | None, Tensor | None]) -> tuple[Tensor, Tensor]:

@@ -54,15 +54,19 @@ class Backbone(nn.Module):
         """Raise a one-line error unless both sides are multiples of the deepest stride."""
         s = self.total_stride
         if any(v % s or v < s for v in size):
-            fix = " or ".join(str(v) for v in sorted({max(s, size[0] // s * s), (size[0] // s + 1) * s}))
             raise MtlbenchError(
                 f"image size {size[0]}x{size[1]} does not fit backbone {self.name} (total stride {s}): "
-                f"use a multiple of {s}, e.g. --size {fix}"
+                f"use a multiple of {s}, e.g. --size {sizes_that_fit(size[0], s)}"
             )
 
     def forward(self, x: Tensor) -> list[Tensor]:
         feats = self.encoder(x)[-NUM_SCALES:]
         return [r(f) for r, f in zip(self.reduce, feats)]
+
+
+def sizes_that_fit(size: int, stride: int) -> str:
+    """The multiples of ``stride`` next to ``size`` ("96 or 128"), for a size that does not fit."""
+    return " or ".join(str(v) for v in sorted({max(stride, size // stride * stride), (size // stride + 1) * stride}))
 
 
 def _known_timm(name: str) -> None:
@@ -83,9 +87,8 @@ def check_backbone(name: str, size: int) -> None:
         return
     s = int(BACKBONES.entry(name).meta.get("stride", 0))
     if s and (size % s or size < s):
-        fix = " or ".join(str(v) for v in sorted({max(s, size // s * s), (size // s + 1) * s}))
         raise MtlbenchError(f"data.size {size} does not fit backbone {name} (total stride {s}): use a multiple "
-                            f"of {s}, e.g. {fix}")
+                            f"of {s}, e.g. {sizes_that_fit(size, s)}")
 
 
 def _timm_encoder(name: str, pretrained: bool, weights: str | None) -> nn.Module:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from mtlbench.errors import MtlbenchError
 from mtlbench.models.backbones import Backbone, conv_bn_relu
 from mtlbench.models.base import AUX, MultiTaskModel, Outputs, check_tasks
-from mtlbench.models.multitask import DECODERS, TaskFeatures
+from mtlbench.models.multitask import DECODERS, TaskFeatures, decoders
 from mtlbench.options import Option, at_least
 from mtlbench.registry import INTERACTIONS, MODELS
 from mtlbench.tasks import Task
@@ -291,7 +291,7 @@ class PAPNet(MultiTaskModel):
         mix.fill_diagonal_(1.0)  # each task's own affinity first, as the paper's initial weighting
         self.mix = nn.Parameter(mix)
         self.gamma = nn.ParameterDict({t: nn.Parameter(torch.zeros(1)) for t in tasks})
-        self.decoders = nn.ModuleDict({t: DECODERS[task.head](width, task.out_channels) for t, task in tasks.items()})
+        self.decoders = decoders(tasks, width)
         self.notes = [f"PAP-Net: affinities of {', '.join(self.task_names)} combined per task, {steps} propagation "
                       f"step(s), keys pooled to at most {grid}×{grid} positions"]
 

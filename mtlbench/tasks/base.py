@@ -54,10 +54,7 @@ class Target:
 
     def to_batch(self, array: Tensor) -> Tensor:
         """Stored frames (N×H×W or N×H×W×C) as batches hold them: labels N×H×W int64, others N×C×H×W float."""
-        if self.kind == LABEL:
-            return array.long()
-        x = array.float()
-        return x[:, None] if x.dim() == 3 else x.permute(0, 3, 1, 2)
+        return array.long() if self.kind == LABEL else self.channels_of(array)
 
     def channels_of(self, array: Tensor) -> Tensor:
         """Stored frames as N×C×H×W float, for resampling alongside other targets."""
@@ -66,10 +63,6 @@ class Target:
     def from_channels(self, maps: Tensor) -> Tensor:
         """:meth:`channels_of`'s output (resampled) as batches hold it."""
         return maps[:, 0].long() if self.kind == LABEL else maps
-
-
-def _frozen(targets: Mapping[str, Target]) -> dict[str, Target]:
-    return dict(targets)
 
 
 @dataclass(frozen=True)
