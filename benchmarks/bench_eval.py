@@ -1,9 +1,9 @@
 """Cost of accumulating every metric against the evaluation forward pass it accompanies.
 
-On the same batches of synthrooms frames (the seed's setting by default: mtinet on resnet50,
-256×256, evaluation batch 16), it times the model's forward pass and, separately, the metric
-updates of all three tasks with every metric on (pooled and per-image depth, depth-boundary
-errors, segmentation confusion, ODS/OIS/AP counts), plus the final ``compute``. Forward and
+On the same batches of synthrooms frames (the setting of *Beneath the Surface* by default: mtinet
+on resnet50, 256×256, evaluation batch 16), it times the model's forward pass and, separately,
+the metric updates of all three tasks with every metric on (pooled and per-image depth,
+depth-boundary errors, segmentation confusion, ODS/OIS/AP counts), plus the final ``compute``. Forward and
 metric passes alternate ``--repeats`` times; the ratio printed is the median of the per-round
 ratios, with their range (a shared CPU's load drifts). Target: metrics / forward <= 0.05.
 

@@ -73,7 +73,7 @@ def train_row(model: str, batch: int, mode: str, args: argparse.Namespace) -> st
 
 def eval_row(model: str, args: argparse.Namespace) -> str:
     from mtlbench.engine.build import build_run
-    from mtlbench.engine.trainer import evaluate
+    from mtlbench.engine.evaluation import evaluate
 
     parts = build_run(_config(model, 8, "bf16+cl", args))
     data = parts.dataset_splits().train  # the largest split, read unaugmented as evaluation does

@@ -1,4 +1,5 @@
-"""What the seed's guided attention costs: mtinet against hps (same backbone and decoders).
+"""What the guided attention of *Beneath the Surface* costs: mtinet against hps (same backbone
+and decoders).
 
 Prints parameters, FLOPs (torch.utils.flop_counter), the attention-matrix size per image and
 forward latency of both models, measured in one run on the same input.

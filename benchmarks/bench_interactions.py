@@ -1,6 +1,6 @@
-"""What each registered interaction (built-in and installed plugins) adds to the seed's model:
-parameters, FLOPs and training-step time of `mtinet` with that module on its two guidance edges,
-against `hps` (the same network without guidance), measured in one run.
+"""What each registered interaction (built-in and installed plugins) adds to the model of
+*Beneath the Surface*: parameters, FLOPs and training-step time of `mtinet` with that module on
+its two guidance edges, against `hps` (the same network without guidance), measured in one run.
 
     python benchmarks/bench_interactions.py                         # the quick preset's model: resnet18, width 64, 128²
     python benchmarks/bench_interactions.py --backbone resnet50 --width 128 --size 256 --steps 5

@@ -54,7 +54,8 @@ def main() -> None:
     from mtlbench.data.nyuv2 import nyuv2, prepare_nyuv2
     from mtlbench.data.pipeline import BatchPipeline
     from mtlbench.engine.build import build_losses, build_model, build_weighting, resolve, resolve_device
-    from mtlbench.engine.trainer import batches, task_losses
+    from mtlbench.engine.feeding import batches
+    from mtlbench.engine.trainer import task_losses
     from mtlbench.models.backbones import build_backbone
     from mtlbench.tasks import build_tasks
 
@@ -73,7 +74,7 @@ def main() -> None:
               f"({args.frames / prep:.1f} frames/s; {prep / 180:.2f} of the 180 s target)")
 
         device = resolve_device(args.device)
-        splits = nyuv2(root=str(work / "cache"), size=args.size, protocol="seed")
+        splits = nyuv2(root=str(work / "cache"), size=args.size, protocol="random")
         pipe = BatchPipeline(device, args.size)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         n_images, t0 = 0, time.perf_counter()

@@ -36,7 +36,8 @@ def main() -> None:
 
     from mtlbench.config import RunConfig, from_dict
     from mtlbench.engine.build import build_run
-    from mtlbench.engine.trainer import Trainer, batches, epoch_seed, task_losses
+    from mtlbench.engine.feeding import batches, epoch_seed
+    from mtlbench.engine.trainer import Trainer, task_losses
     from mtlbench.report.console import RichReporter
 
     cfg = from_dict({

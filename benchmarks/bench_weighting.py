@@ -31,7 +31,8 @@ import torch
 
 from mtlbench.config import RunConfig, from_dict
 from mtlbench.engine.build import build_run
-from mtlbench.engine.trainer import batches, task_losses
+from mtlbench.engine.feeding import batches
+from mtlbench.engine.trainer import task_losses
 from mtlbench.models.base import SHARED
 from mtlbench.registry import WEIGHTINGS
 

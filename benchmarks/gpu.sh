@@ -36,7 +36,7 @@ stage 130 "Training and evaluation throughput, eager" \
   python3 benchmarks/bench_gpu.py --modes fp32,bf16,bf16+cl
 fi
 if want seed; then
-stage 270 "Seed protocol: mtinet, depth+seg+edge, 1449 synthrooms frames 256x256, 30 epochs, batch 8, bf16 + channels_last" \
+stage 270 "The protocol of Beneath the Surface: mtinet, depth+seg+edge, 1449 synthrooms frames 256x256, 30 epochs, batch 8, bf16 + channels_last" \
   python3 -m mtlbench run --model mtinet --task depth,seg,edge --device cuda --precision bf16 --channels-last \
   --run-dir /tmp/seedrun --overwrite
 cp /tmp/seedrun/metrics.json "$OUT/seed_metrics.json" 2>/dev/null

@@ -23,7 +23,7 @@ The extension points (``docs/plugins.md`` has the contract of each):
   returning the refined target (same shape, residual included); optional
   ``attention_maps(target, source)``; ``identity_at_init=True`` in the registration promises it
   starts as the identity. Checked by :func:`mtlbench.testing.check_interaction`.
-  ``GuidedAttention`` (the seed's) is exported as a base to build variants on.
+  ``GuidedAttention`` (that of *Beneath the Surface*) is exported as a base to build variants on.
 - ``LOSSES``: ``factory(info: DatasetInfo, **options) -> nn.Module`` with
   ``forward(prediction, batch) -> scalar``. Checked by :func:`mtlbench.testing.check_loss`.
 - ``WEIGHTINGS``: ``factory(tasks, **options) -> Weighting`` (:class:`LossWeighting`,
@@ -36,7 +36,7 @@ The extension points (``docs/plugins.md`` has the contract of each):
   ``[model.interaction]``); :func:`task_graph` turns ``guidance`` into :class:`Edge` s. A
   registration's ``validate=fn(tasks, options)`` checks options against the trained tasks
   while the configuration is resolved, before anything is built.
-- ``DATASETS``: ``factory(root, size, max_depth, progress, **options) -> DatasetSplits``, three
+- ``DATASETS``: ``factory(root, size, progress, **options) -> DatasetSplits``, three
   :class:`DenseDataset` splits of :class:`Arrays` (image, index and a dict of targets, each
   stored as ``DatasetInfo.targets`` declares it: a :class:`Target` of kind ``CONTINUOUS``,
   ``LABEL`` or ``VECTOR``). Checked by :func:`mtlbench.testing.check_dataset`.
@@ -59,7 +59,7 @@ from mtlbench.errors import MtlbenchError
 from mtlbench.metrics.records import MetricRecord
 from mtlbench.metrics.records import register as register_metric
 from mtlbench.models.guidance import Edge, InteractionPoints, check_edges, graph_notes, task_graph
-from mtlbench.options import Option, at_least, one_of
+from mtlbench.options import Option, at_least, one_of, positive
 from mtlbench.registry import (
     BACKBONES,
     DATASETS,
@@ -74,14 +74,16 @@ from mtlbench.registry import (
 )
 
 # 2.0: tasks own their targets (Target kinds, derive, score_target; task options); frames carry a
-# dict of targets; dataset factories lose edge_thickness. 1.1: interaction points, task graphs.
+# dict of targets; dataset factories are (root, size, progress, **options), the depth range and
+# edge settings no longer passed in; a dataset may carry a prepare step. 1.1: interaction points, task graphs.
 API_VERSION = "2.0"
 API_MAJOR = int(API_VERSION.split(".")[0])
 SERVED = (1, 2)  # the majors whose plugins load: 1 for what did not change
 
 # what a plugin declaring an older major must change, per registry whose contract changed
-CHANGES = {1: {"datasets": "since API 2 a dataset factory takes (root, size, max_depth, progress, **options) and "
-                           "its Arrays carry a dict of targets that DatasetInfo.targets declares"}}
+CHANGES = {1: {"datasets": "since API 2 a dataset factory takes (root, size, progress, **options), puts its "
+                           "depth range in DatasetInfo.max_depth, and its Arrays carry a dict of targets "
+                           "that DatasetInfo.targets declares"}}
 
 # torch-backed names, imported on first access (PEP 562) so that `import mtlbench.api` stays light
 _LAZY = {
@@ -94,12 +96,14 @@ _LAZY = {
     "Weighting": "mtlbench.weighting.base", "LossWeighting": "mtlbench.weighting.base",
     "GradientWeighting": "mtlbench.weighting.base", "GramianWeighting": "mtlbench.weighting.base",
     "Arrays": "mtlbench.data.datasets", "DenseDataset": "mtlbench.data.datasets",
-    "DatasetSplits": "mtlbench.data.datasets",
+    "DatasetSplits": "mtlbench.data.datasets", "Preparer": "mtlbench.data.datasets",
+    "PrepareResult": "mtlbench.data.datasets",
 }
 
 __all__ = ["API_MAJOR", "API_VERSION", "BACKBONES", "CHANGES", "DATASETS", "INTERACTIONS", "LOSSES", "MODELS",
            "REGISTRIES", "SERVED", "TASKS", "WEIGHTINGS", "Edge", "InteractionPoints", "MetricRecord", "MtlbenchError",
-           "Option", "Registry", "at_least", "check_edges", "compatible", "graph_notes", "one_of", "register_metric",
+           "Option", "Registry", "at_least", "check_edges", "compatible", "graph_notes", "one_of", "positive",
+           "register_metric",
            "registry", "task_graph", *_LAZY]
 
 

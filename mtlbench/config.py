@@ -10,7 +10,6 @@ import dataclasses
 import difflib
 import math
 import sys
-import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints, overload
@@ -21,6 +20,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from mtlbench.errors import MtlbenchError
+from mtlbench.spellings import GONE, MOVED, preset_name, renamed, upgrade_legacy
+from mtlbench.spellings import MOVED_TO_TASKS as MOVED_TO_TASKS  # re-exported: used as config's
+from mtlbench.spellings import ConfigWarning as ConfigWarning
+from mtlbench.spellings import protocol_name as protocol_name
 
 _Config = TypeVar("_Config")  # RunConfig or one of its section dataclasses
 
@@ -32,7 +35,6 @@ class DataConfig:
     name: str = "synthrooms"
     root: str = ""  # dataset folder; synthrooms: its cache (default ~/.cache/mtlbench)
     size: int = 256  # square input side, pixels
-    max_depth: float = 10.0  # metres mapped to 1.0 for the depth loss
     clahe: bool = True
     clahe_clip: float = 2.0
     normalize: bool = True  # ImageNet mean/std
@@ -90,8 +92,8 @@ class TrainConfig:
     compile_mode: str = "reduce-overhead"  # CUDA graphs: the eager step is launch-bound (docs/benchmarks.md)
     sync_bn: bool = False  # BatchNorm statistics over the global batch when several processes train
     seed: int = 0
-    # checkpoint criterion val/TASK/METRIC-or-loss; "auto": val/depth/loss (the seed's) when depth is
-    # trained, else val/total/loss
+    # checkpoint criterion val/TASK/METRIC-or-loss; "auto": val/depth/loss (as *Beneath the Surface*
+    # selects) when depth is trained, else val/total/loss
     select: str = "auto"
     eval_batch_size: int = 16
 
@@ -109,7 +111,7 @@ class EvalConfig:
     """How metrics are computed (docs/evaluation.md); ``mtlbench eval`` can change them afterwards."""
 
     min_depth: float = 1e-3  # metres; ground truth at or below is invalid
-    max_depth: float = 0.0  # metres; evaluation cap (ground truth above is invalid); 0: data.max_depth
+    max_depth: float = 0.0  # metres; evaluation cap (ground truth above is invalid); 0: the dataset's range
     eigen_crop: bool = False  # evaluate depth inside Eigen's crop only
     boundaries: bool = True  # iBims-1 depth-boundary errors
     edge_tolerance: float = 0.011  # edge matching distance, fraction of the image diagonal (NYUD)
@@ -126,7 +128,7 @@ class EvalConfig:
 @dataclass
 class RunConfig:
     tasks: list[str] = field(default_factory=lambda: ["depth", "seg", "edge"])
-    preset: str = "seed"
+    preset: str = "beneath"
     # per trained task, the options it declares (``[task_options.edge] thickness = 2``)
     task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
@@ -141,8 +143,8 @@ class RunConfig:
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # the seed paper's protocol (§3, §6)
-    "seed": {},
+    # the protocol of *Beneath the Surface* (§3, §6), the paper mtlbench reproduces
+    "beneath": {},
     # a CPU demo (about 2 minutes on 2 cores): small backbone, 128×128, few frames and epochs;
     # lr 1e-3 because the backbone starts from random weights, not ImageNet
     "quick": {
@@ -159,6 +161,7 @@ PRESET_DATASET_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def preset(name: str) -> RunConfig:
+    name = preset_name(name)
     if name not in PRESETS:
         raise MtlbenchError(f"unknown preset {name!r}: choose from {', '.join(PRESETS)}")
     cfg = from_dict(PRESETS[name], base=RunConfig())
@@ -169,29 +172,6 @@ def preset(name: str) -> RunConfig:
 def preset_dataset_options(cfg: RunConfig) -> dict[str, Any]:
     """The options ``cfg``'s preset gives its dataset (under the ones the user set)."""
     return dict(PRESET_DATASET_OPTIONS.get(cfg.preset, {}).get(cfg.data.name, {}))
-
-
-# [data] keys that became a task's options: where each lives now (files that use them load,
-# with one line; a setting that names them is refused, naming the new key)
-MOVED_TO_TASKS = {"edge_thickness": ("edge", "thickness"), "edge_targets": ("edge", "targets"),
-                  "depth_edges": ("edge", "depth_edges")}
-
-# Keys of earlier config files and where they live now.
-MOVED = {
-    **{f"data.{k}": f"data.options.{k}" for k in ("frames", "fractions", "split_seed", "val_frames",
-                                                   "classes", "raw_depth", "scene_seed", "holes")},
-    "data.split": "data.options.protocol",
-    "model.interaction": "model.options.interaction",
-    "loss.depth": "loss.names.depth", "loss.seg": "loss.names.seg", "loss.edge": "loss.names.edge",
-    "loss.depth_alpha": "loss.options.depth.alpha", "loss.depth_beta": "loss.options.depth.beta",
-    "loss.depth_gamma": "loss.options.depth.gamma", "loss.edge_pos_weight": "loss.options.edge.pos_weight",
-    "loss.weighting": "weighting.name", "loss.weights": "weighting.options.weights",
-    **{f"data.{old}": f"task_options.{task}.{new}" for old, (task, new) in MOVED_TO_TASKS.items()},
-}
-
-
-class ConfigWarning(UserWarning):
-    """A configuration that loads under an old spelling: the message says the new one."""
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -243,6 +223,8 @@ def from_dict(data: dict[str, Any], base: Any = None, where: str = "config") -> 
             if moved:
                 raise MtlbenchError(f"{where}: {section}.{key} is now {moved} (options live in the table of "
                                     f"what takes them)")
+            if f"{section}.{key}" in GONE:
+                raise MtlbenchError(f"{where}: {section}.{key} is gone: {GONE[f'{section}.{key}']}")
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise MtlbenchError(f"{where}: unknown key {key!r}{hint}")
@@ -260,11 +242,9 @@ def validate(cfg: RunConfig) -> None:
     """Value checks that types alone do not catch (options are checked by what takes them)."""
     d, t = cfg.data, cfg.train
     if d.size < 32:
-        raise MtlbenchError(f"image size {d.size} is too small: use at least 32 (a multiple of the backbone stride)")
+        raise MtlbenchError(f"data.size {d.size} is too small: use at least 32 (a multiple of the backbone stride)")
     if len(d.scale) != 2 or not 0 < d.scale[0] <= d.scale[1] <= 1:
         raise MtlbenchError(f"data.scale must be [min, max] with 0 < min <= max <= 1, got {d.scale}")
-    if d.max_depth <= 0:
-        raise MtlbenchError(f"data.max_depth must be positive, got {d.max_depth}")
     for name, value in [("train.epochs", t.epochs), ("train.batch_size", t.batch_size),
                         ("train.eval_batch_size", t.eval_batch_size)]:
         if value < 1:
@@ -286,30 +266,30 @@ def validate(cfg: RunConfig) -> None:
                                 f"(tasks: {', '.join(cfg.tasks)})")
     e = cfg.eval
     if e.max_depth < 0:
-        raise MtlbenchError("eval.max_depth (--max-depth) must be 0 (use data.max_depth) or positive, "
+        raise MtlbenchError("eval.max_depth must be 0 (the dataset's range) or positive, "
                             f"got {e.max_depth}")
-    cap = e.max_depth or d.max_depth
-    if not 0 <= e.min_depth < cap:
-        raise MtlbenchError(f"eval.min_depth (--min-depth) {e.min_depth} must be at least 0 and below the cap {cap}")
+    if e.min_depth < 0 or (e.max_depth and e.min_depth >= e.max_depth):
+        raise MtlbenchError(f"eval.min_depth {e.min_depth} must be at least 0 and below eval.max_depth "
+                            f"{e.max_depth}")
     if not 0 < e.edge_tolerance < 1:
-        raise MtlbenchError("eval.edge_tolerance (--edge-tolerance) is a fraction of the image diagonal in (0, 1), "
+        raise MtlbenchError("eval.edge_tolerance is a fraction of the image diagonal in (0, 1), "
                             f"got {e.edge_tolerance}")
     if not 1 <= e.edge_thresholds <= 999:
-        raise MtlbenchError("eval.edge_thresholds (--edge-thresholds) must be between 1 and 999, "
+        raise MtlbenchError("eval.edge_thresholds must be between 1 and 999, "
                             f"got {e.edge_thresholds}")
     if t.lr <= 0:
         raise MtlbenchError(f"train.lr must be positive, got {t.lr}")
     choices: list[tuple[str, str, tuple[str, ...]]] = [
-        ("train.precision (--precision)", t.precision, PRECISIONS), ("train.compile (--compile)", t.compile, COMPILE),
+        ("train.precision", t.precision, PRECISIONS), ("train.compile", t.compile, COMPILE),
         ("train.compile_mode", t.compile_mode, COMPILE_MODES),
-        ("eval.edge_matching (--edge-matching)", e.edge_matching, EDGE_MATCHING),
-        ("eval.resolution (--resolution)", e.resolution, RESOLUTIONS),
+        ("eval.edge_matching", e.edge_matching, EDGE_MATCHING),
+        ("eval.resolution", e.resolution, RESOLUTIONS),
         ("data.depth_zoom", d.depth_zoom, DEPTH_ZOOM)]
     for setting, chosen, allowed in choices:
         if chosen not in allowed:
             raise MtlbenchError(f"{setting} {chosen!r} is not one of {', '.join(allowed)}")
     if t.device not in ("auto", "cpu", "cuda") and not t.device.startswith("cuda:"):
-        raise MtlbenchError(f"unknown device {t.device!r}: use auto, cpu, cuda or cuda:N")
+        raise MtlbenchError(f"train.device {t.device!r} is not a device: use auto, cpu, cuda or cuda:N")
     criterion(cfg)
 
 
@@ -325,7 +305,7 @@ class Criterion:
 
 
 def criterion(cfg: RunConfig) -> Criterion:
-    """``train.select`` parsed ("auto": val/depth/loss, the seed's, when depth is trained, else
+    """``train.select`` parsed ("auto": val/depth/loss, the paper's, when depth is trained, else
     val/total/loss). Whether the metric exists is checked where the task's metrics are known."""
     select = resolved_select(cfg)
     parts = select.split("/")
@@ -376,81 +356,12 @@ def loads(text: str, where: str = "config", named: set[str] | None = None) -> Ru
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise MtlbenchError(f"config {where} is not valid TOML: {exc}") from None
-    data = upgrade_legacy(data)
+    data = renamed(upgrade_legacy(data, RunConfig().tasks, DataConfig.name), DataConfig.name)
     if named is not None:
         named |= named_keys(data)
     cfg = from_dict(data, RunConfig(), where=where)
     validate(cfg)
     return cfg
-
-
-# What the built-in factories took from the flat sections of config files written before the
-# options tables (every such file spelt out every key, whatever the dataset or model).
-_LEGACY_DATA_OPTIONS = {
-    "synthrooms": ("frames", "protocol", "fractions", "split_seed", "scene_seed", "holes"),
-    "nyuv2": ("protocol", "fractions", "split_seed", "val_frames", "classes", "raw_depth"),
-    "nyud_mt": ("split_seed", "val_frames"),
-}
-_LEGACY_LOSS_OPTIONS = {
-    "structured_depth": {"depth_alpha": "alpha", "depth_beta": "beta", "depth_gamma": "gamma"},
-    "balanced_bce": {"edge_pos_weight": "pos_weight"},
-}
-
-
-_LEGACY_DATA_KEYS = tuple(k.removeprefix("data.") for k in MOVED
-                          if k.startswith("data.") and k.removeprefix("data.") not in MOVED_TO_TASKS)
-_LEGACY_LOSS_KEYS = tuple(k.removeprefix("loss.") for k in MOVED if k.startswith("loss."))
-
-
-def _task_options_from_data(data: dict[str, Any]) -> dict[str, Any]:
-    """``[data]`` keys of earlier files that are a task's options now, moved there (dropped where
-    the run does not train that task: they did nothing), with one line naming the new spelling."""
-    d = data.get("data")
-    if not isinstance(d, dict) or not any(k in d for k in MOVED_TO_TASKS):
-        return data
-    tasks = data.get("tasks", RunConfig().tasks)
-    options: dict[str, Any] = {k: dict(v) for k, v in data.get("task_options", {}).items()}
-    moved = []
-    for old, (task, new) in MOVED_TO_TASKS.items():
-        if old in d:
-            moved.append(f"data.{old} is task_options.{task}.{new}")
-            if isinstance(tasks, list) and task in tasks:
-                options.setdefault(task, {}).setdefault(new, d[old])
-    warnings.warn(f"{'; '.join(moved)} now; the file loads as written", ConfigWarning, stacklevel=3)
-    return {**data, "data": {k: v for k, v in d.items() if k not in MOVED_TO_TASKS}, "task_options": options}
-
-
-def upgrade_legacy(data: dict[str, Any]) -> dict[str, Any]:
-    """A whole config written before the options tables (it spells out every flat key of
-    ``[data]`` and ``[loss]``) in today's layout, keeping exactly what its run used, so that
-    ``eval``, ``compare`` and ``predict`` still read old run directories; ``train.bf16`` of any
-    earlier file becomes ``train.precision``. Keys it does not know stay
-    where they are, to be refused with the close matches; any other input is returned as it is."""
-    data = _task_options_from_data(data)
-    train = data.get("train")
-    if isinstance(train, dict) and isinstance(train.get("bf16"), bool) and "precision" not in train:
-        # runs before train.precision: bf16 was opt-in, fp32 otherwise
-        precision = "bf16" if train["bf16"] else "fp32"
-        data = {**data, "train": {k: v for k, v in train.items() if k != "bf16"} | {"precision": precision}}
-    d, loss = data.get("data"), data.get("loss")
-    if not (isinstance(d, dict) and isinstance(loss, dict) and all(k in d for k in _LEGACY_DATA_KEYS)
-            and all(k in loss for k in _LEGACY_LOSS_KEYS)):
-        return data
-    out = {k: v for k, v in data.items() if k not in ("data", "model", "loss")}
-    d = dict(d)
-    d["protocol"] = d.pop("split")
-    takes = _LEGACY_DATA_OPTIONS.get(str(d.get("name", DataConfig.name)), ())
-    legacy = set(_LEGACY_DATA_KEYS) | {"protocol"}
-    out["data"] = {k: v for k, v in d.items() if k not in legacy}
-    out["data"]["options"] = {k: d[k] for k in takes if k in d}
-    m = dict(data.get("model", {}))
-    interaction = m.pop("interaction", "")
-    out["model"] = m | ({"options": {"interaction": interaction}} if interaction else {})
-    names = {t: loss[t] for t in ("depth", "seg", "edge") if loss[t]}
-    options = {t: {new: loss[old] for old, new in _LEGACY_LOSS_OPTIONS.get(n, {}).items()} for t, n in names.items()}
-    out["loss"] = {k: v for k, v in loss.items() if k not in _LEGACY_LOSS_KEYS} | {"names": names, "options": options}
-    out["weighting"] = {"name": loss["weighting"], "options": {"weights": loss["weights"]} if loss["weights"] else {}}
-    return out
 
 
 def _toml_value(v: Any) -> str:

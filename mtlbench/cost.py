@@ -2,8 +2,8 @@
 
 :func:`cost_report` measures a registered model on some tasks and, when it serves more than one,
 the same model given each task alone (the single-task models a multi-task model replaces);
-:mod:`mtlbench.report.cost` tables set the multi-task model against their sum (the seed's "reduced
-computational redundancy").
+:mod:`mtlbench.report.cost` tables set the multi-task model against their sum (the "reduced
+computational redundancy" *Beneath the Surface* claims).
 
 Measures, all per image (batch totals divided by the batch size):
 
@@ -245,7 +245,7 @@ def config_cost(cfg: C.RunConfig, batch_size: int = 1, repeats: int = 5,
             return measure(net, label, x, repeats, WARMUP)
         except torch.OutOfMemoryError:
             raise MtlbenchError(f"out of memory measuring {label} on {dev} at batch {batch_size}, "
-                                f"{size}x{size}: lower --batch-size or --size") from None
+                                f"{size}x{size}: lower batch_size or data.size") from None
         finally:
             del net
             if dev.type == "cuda":

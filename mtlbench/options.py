@@ -57,6 +57,10 @@ def at_least(low: float) -> Check:
     return lambda v: None if v >= low else f"must be at least {low:g}, got {v}"
 
 
+def positive(v: float) -> str | None:
+    return None if v > 0 else f"must be positive, got {v}"
+
+
 def one_of(*choices: Any) -> Check:
     return lambda v: None if v in choices else f"must be one of {', '.join(map(str, choices))}, got {v!r}"
 
@@ -89,17 +93,18 @@ def _normalise(value: Any, default: Any) -> Any:
     return value
 
 
-def unknown_option(owner: str, key: str, known: Mapping[str, Any], flag: str | None = None) -> MtlbenchError:
-    """The error for an option ``owner`` does not take; ``flag`` names the CLI flag that set it."""
+def unknown_option(owner: str, key: str, known: Mapping[str, Any], where: str | None = None) -> MtlbenchError:
+    """The error for an option ``owner`` does not take; ``where`` (the table's name in the
+    configuration, "data.options") puts the dotted key first, as the configuration spells it."""
     close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     takes = f"it takes {', '.join(known)}" if known else "it takes no options"
-    what = f"{flag} ({key})" if flag else repr(key)
-    return MtlbenchError(f"{owner} takes no option {what}{hint} ({takes})")
+    first = f"{where}.{key}: " if where else ""
+    return MtlbenchError(f"{first}{owner} takes no option {key!r}{hint} ({takes})")
 
 
 def resolve_options(owner: str, declared: Mapping[str, Option], given: Mapping[str, Any],
-                    where: str, flags: Mapping[str, str] | None = None) -> dict[str, Any]:
+                    where: str) -> dict[str, Any]:
     """``given`` checked against ``declared`` and completed with the defaults, in declared order.
 
     Args:
@@ -107,24 +112,21 @@ def resolve_options(owner: str, declared: Mapping[str, Option], given: Mapping[s
         declared: what the factory declares.
         given: what the configuration says.
         where: the table's name in the configuration ("data.options").
-        flags: option name → the CLI flag that set it, to name the flag in errors.
 
     Raises:
         MtlbenchError: an unknown key (with close matches), a wrong type, a value its check refuses.
     """
-    flags = flags or {}
     for key in given:
         if key not in declared:
-            raise unknown_option(owner, key, declared, flags.get(key))
+            raise unknown_option(owner, key, declared, where)
     out: dict[str, Any] = {}
     for key, opt in declared.items():
         if key not in given:  # a copy: a run that edits its options must not edit the declared default
             out[key] = _normalise(copy.deepcopy(opt.default), opt.default)
             continue
         value = copy.deepcopy(given[key])
-        label = flags.get(key) or f"{where}.{key}"
         problem = _type_error(value, opt.default) or (opt.check(value) if opt.check else None)
         if problem:
-            raise MtlbenchError(f"{label} ({owner}): {problem}")
+            raise MtlbenchError(f"{where}.{key} ({owner}): {problem}")
         out[key] = _normalise(value, opt.default)
     return out

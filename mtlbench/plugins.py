@@ -133,12 +133,13 @@ BUILTIN_MODULES = (
     "mtlbench.models.multitask",
     "mtlbench.models.mtinet_eccv20",
     "mtlbench.models.zoo",
-    "mtlbench.models.seed_systems",
+    "mtlbench.models.beneath_systems",
     "mtlbench.models.smp_baselines",
     "mtlbench.losses",
     "mtlbench.weighting",
-    "mtlbench.data.datasets",
+    "mtlbench.data.synthrooms.dataset",
     "mtlbench.data.nyuv2",
+    "mtlbench.data.nyud_mt",
 )
 
 

@@ -46,7 +46,7 @@ def registry_kind(kind: str) -> str:
 def plugin_files(name: str, kind: str) -> dict[str, str]:
     """Relative path → text of a new plugin distribution named ``name``."""
     if kind not in KINDS:
-        raise MtlbenchError(f"unknown --kind {kind!r}: choose from {', '.join(KINDS)}")
+        raise MtlbenchError(f"unknown kind {kind!r}: choose from {', '.join(KINDS)}")
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or keyword.iskeyword(name):
         raise MtlbenchError(f"plugin name {name!r}: use lower-case letters, digits and _, starting with a letter "
                             f"(it becomes the registered name and part of the package name)")
@@ -108,7 +108,7 @@ def new_plugin(name: str, kind: str, folder: Path) -> list[Path]:
     """Write a plugin distribution into ``folder`` (new or empty); returns the files written."""
     files = plugin_files(name, kind)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise MtlbenchError(f"{folder} exists and is not an empty folder: choose another --out")
+        raise MtlbenchError(f"{folder} exists and is not an empty folder: choose another folder")
     written = []
     for rel, text in files.items():
         path = folder / rel

@@ -28,6 +28,7 @@ else:  # pragma: no cover
 
 from mtlbench import config as C
 from mtlbench.errors import MtlbenchError
+from mtlbench.spellings import preset_name, protocol_name
 
 Say = Callable[[str], None]
 
@@ -39,7 +40,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise MtlbenchError(f"--set {item!r}: write KEY=VALUE, e.g. --set data.name=nyuv2")
+            raise MtlbenchError(f"setting {item!r}: write KEY=VALUE, e.g. data.name=nyuv2")
         try:
             value = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
@@ -169,4 +170,8 @@ def apply(cfg: C.RunConfig, settings: Mapping[str, Any], where: str, named: Coll
                 raise MtlbenchError(f"{where}: {'.'.join(parts)}: {p} is a value, not a table")
             target = node
         target[parts[-1]] = copy.deepcopy(value)
+    # the names of an earlier version, as they are now (one line each)
+    new.preset = preset_name(new.preset)
+    if "protocol" in new.data.options:
+        new.data.options["protocol"] = protocol_name(new.data.name, new.data.options["protocol"])
     return new

@@ -302,7 +302,7 @@ def test_an_out_folder_of_another_sweep_or_a_missing_submitit_is_refused(tmp_pat
     monkeypatch.setitem(sys.modules, "submitit", None)  # import fails
     assert_bad_input(invoke("ablate", spec, "--out", tmp_path / "new", "--executor", "slurm"),
                      "pip install 'mtlbench[slurm]'")
-    assert_bad_input(invoke("ablate", spec, "--shard", "3/2"), "--shard '3/2'")
+    assert_bad_input(invoke("ablate", spec, "--shard", "3/2"), "shard '3/2'")
     assert not (tmp_path / "new").exists()
 
 
@@ -314,20 +314,35 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert result.stderr.count("missing") == 13 and not (tmp_path / "out").exists()
 
 
+def test_the_old_preset_and_protocol_names_plan_the_new_ones_with_one_warning_line_each(tmp_path):
+    """A spec of an earlier version (preset = "seed"), and ``--preset seed``, ``--set
+    data.options.protocol=seed``: the runs are planned under the new names, one line for each."""
+    old = write_spec(tmp_path, TINY_SPEC.replace('preset = "quick"', 'preset = "seed"'), name="old.toml")
+    with pytest.warns(C.ConfigWarning) as record:
+        spec = load_spec(old)
+    assert spec.preset == "beneath" and [str(w.message) for w in record] == ['preset "seed" is now "beneath"']
+    result = ablate(write_spec(tmp_path), "--preset", "seed", "--set", "data.options.protocol=seed", "--out",
+                    tmp_path / "out", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == [
+        'warning: preset "seed" is now "beneath"', 'warning: data.options.protocol "seed" is now "random"']
+    assert "12 runs" in result.stderr
+
+
 SPECS = Path(__file__).resolve().parents[1] / "benchmarks" / "ablations"
 
 
 @pytest.mark.parametrize("name", ["seed_guidance", "seed_depth_loss", "interactions", "weightings", "backbones",
                                   "task_graph"])
-def test_every_shipped_spec_plans_on_the_quick_and_the_seed_preset(name, tmp_path):
+def test_every_shipped_spec_plans_on_the_quick_and_the_beneath_preset(name, tmp_path):
     from mtlbench.ablation.sweep import prepare
     from mtlbench.registry import INTERACTIONS, WEIGHTINGS
 
     quick = prepare(SPECS / f"{name}.toml", tmp_path / "q", None)
-    seed = prepare(SPECS / f"{name}.toml", tmp_path / "s", None, preset="seed")
-    assert len(quick.jobs) == len(seed.jobs) and not {j.run_dir.name for j in quick.jobs} & {j.run_dir.name
-                                                                                           for j in seed.jobs}
-    assert C.loads(seed.jobs[0].config).model.backbone == ("resnet18" if name == "backbones" else "resnet50")
+    beneath = prepare(SPECS / f"{name}.toml", tmp_path / "s", None, preset="beneath")
+    assert len(quick.jobs) == len(beneath.jobs) and not ({j.run_dir.name for j in quick.jobs}
+                                                         & {j.run_dir.name for j in beneath.jobs})
+    assert C.loads(beneath.jobs[0].config).model.backbone == ("resnet18" if name == "backbones" else "resnet50")
     cells = {"weightings": len(WEIGHTINGS), "interactions": 1 + len(INTERACTIONS), "backbones": 3,
              "task_graph": 5}.get(name, 4)
     assert len(quick.cells) == cells and all(len(by_seed) == 3 for by_seed in quick.cells.values())
@@ -340,9 +355,9 @@ def test_sweeps_sharing_a_store_share_their_common_runs(tmp_path):
     guidance = prepare(SPECS / "seed_guidance.toml", tmp_path / "g", store)
     loss = prepare(SPECS / "seed_depth_loss.toml", tmp_path / "l", store)
     shared = {j.run_dir for j in guidance.jobs} & {j.run_dir for j in loss.jobs}
-    seed_row = {j.run_dir for j in guidance.cells["seg→depth + edge→depth (seed)"].values()}
-    assert seed_row == {j.run_dir for j in loss.cells["L1 + gradient + edge-aware (seed)"].values()}
-    assert shared == seed_row | {j.run_dir for by_task in guidance.references["no guidance"].values()
+    papers_row = {j.run_dir for j in guidance.cells["seg→depth + edge→depth (the paper's)"].values()}
+    assert papers_row == {j.run_dir for j in loss.cells["L1 + gradient + edge-aware (the paper's)"].values()}
+    assert shared == papers_row | {j.run_dir for by_task in guidance.references["no guidance"].values()
                                  for j in by_task.values()}
     assert len(shared) == 3 + 9
     off = C.loads(guidance.cells["no guidance"][0].config)
@@ -368,7 +383,7 @@ def test_registered_values_rows_outside_the_axes_and_command_line_overrides(tmp_
     by_seed = plan.cells["weighting=fixed, lr=0.001"]
     cfg = C.loads(by_seed[5].config)
     assert (cfg.train.epochs, cfg.data.scale, sorted(by_seed)) == (2, [0.5, 1.0], [4, 5])
-    with pytest.raises(MtlbenchError, match="--seeds '1,1'"):
+    with pytest.raises(MtlbenchError, match="seeds '1,1'"):
         parse_seeds("1,1")
     with pytest.raises(MtlbenchError, match="KEY=VALUE"):
         parse_sets(["epochs"])
@@ -435,12 +450,12 @@ def test_workers_keep_the_gpu_mask_they_were_given(monkeypatch):
     assert visible_gpus(2) == ["0", "1"] and visible_gpus(0) == []
 
 
-def test_the_task_graph_sweep_shares_the_guidance_sweeps_seed_and_unguided_runs(tmp_path):
+def test_the_task_graph_sweep_shares_the_guidance_sweeps_papers_and_unguided_runs(tmp_path):
     from mtlbench.ablation.sweep import prepare
 
     store = tmp_path / "store"
     guidance = prepare(SPECS / "seed_guidance.toml", tmp_path / "g", store)
     graph = prepare(SPECS / "task_graph.toml", tmp_path / "t", store)
-    for mine, theirs in (("seg→depth, edge→depth @16 (seed)", "seg→depth + edge→depth (seed)"),
+    for mine, theirs in (("seg→depth, edge→depth @16 (the paper's)", "seg→depth + edge→depth (the paper's)"),
                          ("no guidance", "no guidance")):
         assert graph.cells[mine] == guidance.cells[theirs]

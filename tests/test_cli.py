@@ -64,7 +64,7 @@ def test_a_config_file_keeps_its_model_and_tasks(tmp_path):
     metrics = json.loads((second / "metrics.json").read_text())
     assert metrics["model"] == "hps" and metrics["tasks"] == ["depth"]
     assert_bad_input(invoke("run", "--config", str(first / "config.toml"), "--preset", "quick"),
-                     "--preset and --config both give a whole configuration")
+                     "preset and config both give a whole configuration")
     # another model, tasks and weighting over a run's own config: its spelt-out options follow
     third = tmp_path / "third"
     result = invoke("run", "--config", first / "config.toml", "--model", "mtinet", "--task", "seg,edge",
@@ -85,24 +85,25 @@ def test_a_config_file_keeps_its_model_and_tasks(tmp_path):
         (["--task", "depth,depth"], ["task listed twice: depth"]),
         (["--backbone", "resnet500"], ["unknown backbone 'resnet500'"]),
         (["--data", "nyu"], ["unknown dataset 'nyu'"]),
-        (["--size", "100"], ["data.size 100 does not fit backbone test_resnet", "96 or 128"]),
-        (["--epochs", "0"], ["train.epochs must be at least 1"]),
-        (["--device", "tpu"], ["unknown device 'tpu'"]),
+        (["--size", "100"], ["data.size (--size) 100 does not fit backbone test_resnet", "96 or 128"]),
+        (["--epochs", "0"], ["train.epochs (--epochs) must be at least 1"]),
+        (["--device", "tpu"], ["train.device", "'tpu' is not a device"]),
         (["--select", "val/normals/loss"], ["train.select"]),
         (["--select", "val/seg/mIoU"], ["seg has no metric 'mIoU'", "miou"]),
         (["--model", "hps", "--interaction", "guided_attention"],
-         ["model hps takes no option --interaction (interaction)", "it takes no options"]),
-        (["--data", "nyuv2", "--data-root", "x"], ["dataset nyuv2 takes no option --frames (frames)",
+         ["model.options.interaction", "model hps takes no option 'interaction'", "it takes no options"]),
+        (["--data", "nyuv2", "--data-root", "x"], ["data.options.frames", "dataset nyuv2 takes no option 'frames'",
                                                    "it takes protocol, fractions"]),
-        (["--classes", "13"], ["dataset synthrooms takes no option --classes (classes)"]),
-        (["--protocol", "official"], ["--protocol (dataset synthrooms): must be one of seed, got 'official'"]),
+        (["--classes", "13"], ["data.options.classes", "dataset synthrooms takes no option 'classes'"]),
+        (["--protocol", "official"],
+         ["data.options.protocol", "(dataset synthrooms): must be one of random, got 'official'"]),
         (["--weighting", "pcgard"], ["unknown weighting 'pcgard'", "did you mean 'pcgrad'"]),
         (["--split", "official"], ["--split is now --protocol", "--protocol official"]),
         (["--preset", "fast"], ["unknown preset 'fast'"]),
         (["--frames", "5"], ["the val and test splits are empty (5/0/0 frames)"]),
         (["--interaction", "nonexistent"], ["unknown interaction 'nonexistent'"]),
         (["--model", "smp_deeplabv3plus", "--task", "depth", "--batch-size", "1"],
-         ["model smp_deeplabv3plus needs --batch-size 2 or more"]),
+         ["model smp_deeplabv3plus needs train.batch_size", "2 or more"]),
     ],
     ids=lambda v: v[0] if isinstance(v, list) and v and v[0].startswith("--") else None,
 )
@@ -141,7 +142,7 @@ def test_a_gradient_weighting_needs_shared_parameters(tmp_path, isolated_registr
 def test_a_gradient_weighting_needs_two_tasks(tmp_path):
     result = invoke("run", *TINY, "--task", "depth", "--weighting", "mgda", "--run-dir", tmp_path / "r")
     assert_bad_input(result, "weighting mgda: it combines the gradients of several tasks and only depth is trained",
-                     "--weighting fixed")
+                     "set weighting.name (--weighting) to fixed")
     assert not (tmp_path / "r").exists()
 
 
@@ -245,3 +246,28 @@ def test_list_shows_sources_and_rejects_unknown_kinds():
     assert result.exit_code == 0
     assert "mtinet" in result.stdout and "built-in" in result.stdout and "hps" in result.stdout
     assert_bad_input(invoke("list", "modles"), "unknown registry 'modles'", "did you mean 'models'")
+
+
+def test_an_error_names_the_key_and_adds_the_flag_only_where_a_flag_set_it(tmp_path):
+    sizeless = [a for i, a in enumerate(TINY) if "--size" not in TINY[max(i - 1, 0):i + 1]]
+    by_flag = invoke("run", *sizeless, "--size", "50", "--run-dir", tmp_path / "a")
+    assert_bad_input(by_flag, "data.size (--size)")
+    by_set = invoke("run", *sizeless, "--set", "data.size=50", "--run-dir", tmp_path / "b")
+    assert_bad_input(by_set, "data.size")
+    assert "--size" not in by_set.stderr
+    config = tmp_path / "c.toml"
+    config.write_text('preset = "quick"\n[data]\nsize = 50\n')
+    by_file = invoke("run", "--config", config, "--backbone", "test_resnet", "--run-dir", tmp_path / "c")
+    assert_bad_input(by_file, "data.size")
+    assert "--size" not in by_file.stderr and not any((tmp_path / p).exists() for p in "abc")
+
+
+def test_with_flags_annotates_whole_keys_once():
+    from mtlbench.cli.common import with_flags
+
+    flags = {"data.size": "--size", "config": "--config"}
+    assert with_flags("data.size 50: data.size must be a multiple of 32", flags) == \
+        "data.size (--size) 50: data.size must be a multiple of 32"
+    assert with_flags("data.sizes and my.data.size and config.toml", flags) == \
+        "data.sizes and my.data.size and config.toml"  # neither whole keys nor dotted
+    assert with_flags("the --size flag is wrong", {"data.size": "--size"}) == "the --size flag is wrong"

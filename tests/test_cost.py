@@ -186,7 +186,7 @@ def test_cli_single_task_model(tmp_path):
      "model smp_fpn is a single-task baseline: pass one of depth, seg"),
     (["--model", "hps", "--task", "depth", "--markdown", "/nonexistent-dir/x.md"], "does not exist"),
     (["--model", "hps", "--task", "depth", "--backbone", "test_resnet", "--size", "64", "--device", "foo"],
-     "unknown device 'foo'"),
+     "'foo' is not a device"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(args, fragment):
     result = invoke(*args)

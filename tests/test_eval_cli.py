@@ -87,15 +87,16 @@ def test_eval_keeps_every_evaluation_with_its_settings(runs, tmp_path):
 
 def test_eval_bad_input(runs, tmp_path):
     assert_bad_input(invoke("eval", tmp_path), "not an mtlbench run directory")
-    assert_bad_input(invoke("eval", runs["depth"], "--split", "dev"), "--split 'dev'")
+    assert_bad_input(invoke("eval", runs["depth"], "--split", "dev"), "split 'dev'")
     assert_bad_input(invoke("eval", runs["depth"], "--checkpoint", "first"), "choose best or last")
-    assert_bad_input(invoke("eval", runs["depth"], "--min-depth", "20"), "eval.min_depth")
+    assert_bad_input(invoke("eval", runs["depth"], "--min-depth", "20"), "eval.min_depth (--min-depth) 20",
+                     "below the evaluation cap 10")
     empty = tmp_path / "nock"
     empty.mkdir()
     (empty / "config.toml").write_text((runs["depth"] / "config.toml").read_text())
     assert_bad_input(invoke("eval", empty), "best.pt not found")
     assert not (empty / "metrics.json").exists()
-    assert_bad_input(invoke("eval", runs["depth"], "--max-depth", "-1"), "--max-depth")
+    assert_bad_input(invoke("eval", runs["depth"], "--max-depth", "-1"), "eval.max_depth", "got -1")
     # a file where the figures folder goes: refused before evaluating
     blocked = tmp_path / "blocked"
     blocked.mkdir()
@@ -182,7 +183,7 @@ def test_predict_bad_input(runs, tmp_path):
     rgb, depth, _, _ = _frame_png(tmp_path)
     out = tmp_path / "o"
     assert_bad_input(invoke("predict", runs["multi"], rgb, rgb, "--depth", depth, "--out", out),
-                     "--depth given 1 times for 2 images")
+                     "depth_gt lists 1 for 2 images")
     assert_bad_input(invoke("predict", runs["multi"], tmp_path / "none.png", "--out", out), "not found")
     (tmp_path / "bad.png").write_text("not an image")
     assert_bad_input(invoke("predict", runs["multi"], tmp_path / "bad.png", "--out", out), "not a readable")

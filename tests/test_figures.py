@@ -17,7 +17,7 @@ from PIL import Image
 
 from mtlbench.metrics import EdgeMetrics
 from mtlbench.report import figures as F
-from mtlbench.report.figures import attention_figure, pr_curve, save_figure, save_png, seed_figure, training_curves
+from mtlbench.report.figures import attention_figure, pr_curve, sample_figure, save_figure, save_png, training_curves
 from mtlbench.report.plotting import (
     DPI,
     MARGIN,
@@ -146,14 +146,14 @@ def test_to_uint8_rgb_conversions():
         to_uint8_rgb(np.zeros((5, 6, 7)))
 
 
-# ----------------------------------------------------------------------------- seed_figure
+# --------------------------------------------------------------------------- sample_figure
 
 
-def test_seed_figure_puts_each_input_in_its_cell():
+def test_sample_figure_puts_each_input_in_its_cell():
     colours = {"rgb": (250, 10, 10), "gt_seg": (10, 250, 10), "pred_seg": (10, 10, 250),
                "pred_edge": (250, 250, 10), "gt_depth": (10, 250, 250),
                "pred_depth": (250, 10, 250)}
-    fig = seed_figure(**{k: solid(v) for k, v in colours.items()})
+    fig = sample_figure(**{k: solid(v) for k, v in colours.items()})
     a = render(fig)
     layout = [["rgb", "gt_seg", "pred_seg"], ["pred_edge", "gt_depth", "pred_depth"]]
     assert a.shape[:2] == (2 * (caption_height() + 30) + 3 * MARGIN, 3 * 40 + 4 * MARGIN)
@@ -164,8 +164,8 @@ def test_seed_figure_puts_each_input_in_its_cell():
                                                    "GT depth", "predicted depth"]
 
 
-def test_seed_figure_placeholders_for_missing_gt_and_untrained_tasks():
-    fig = seed_figure(solid(RED), None, None, None, solid(BLUE), None, title="run: frame")
+def test_sample_figure_placeholders_for_missing_gt_and_untrained_tasks():
+    fig = sample_figure(solid(RED), None, None, None, solid(BLUE), None, title="run: frame")
     a = render(fig)
     said = {ax.get_label(): " ".join(" ".join(texts(ax)).split()) for ax in fig.axes}
     assert said == {"RGB": "", "GT seg": "no ground truth", "predicted seg": "",
@@ -378,7 +378,7 @@ def test_save_figure_format_from_suffix(tmp_path: Path):
 
 
 def test_save_png_writes_png_whatever_the_suffix(tmp_path: Path):
-    save_png(seed_figure(solid(RED), None, None, None, None, None), tmp_path / "grid.bin")
+    save_png(sample_figure(solid(RED), None, None, None, None, None), tmp_path / "grid.bin")
     with Image.open(tmp_path / "grid.bin") as im:
         assert im.format == "PNG"
 

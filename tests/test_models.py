@@ -79,7 +79,7 @@ def test_image_size_must_fit_the_backbone():
     backbone.check_size((64, 64))
     with pytest.raises(MtlbenchError,
                        match=r"image size 100x100 does not fit backbone test_resnet \(total stride 32\): "
-                             r"use a multiple of 32, e.g. --size 96 or 128"):
+                             r"use a multiple of 32 for data.size, e.g. 96 or 128"):
         backbone.check_size((100, 100))
 
 

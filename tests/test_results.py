@@ -64,8 +64,9 @@ def test_published_rows_carry_sources_and_protocols():
     mti = next(r for r in rows if r["model"] == "MTI-Net")
     assert mti["protocol"] == "nyud-mt" and mti["metrics"] == {"seg/miou": pytest.approx(0.49),
                                                                 "depth/rmse": pytest.approx(0.529)}
-    seed = [r for r in rows if r["protocol"] == "seed"]
-    assert {k for r in seed for k in r["metrics"]} >= {"depth/mae_norm", "depth/rmse_norm", "seg/pixel_acc"}
+    beneath = [r for r in rows if r["protocol"] == "beneath"]
+    assert {k for r in beneath for k in r["metrics"]} >= {"depth/mae_norm", "depth/rmse_norm", "seg/pixel_acc",
+                                                          "depth/delta1_beneath"}
 
 
 def test_protocol_of_a_run():
@@ -73,12 +74,27 @@ def test_protocol_of_a_run():
         return R.run_protocol(C.from_dict({"data": {"name": name, "options": options}}, C.RunConfig()))
 
     assert proto("synthrooms") is None
-    assert proto("nyuv2", protocol="seed") == "seed"
+    assert proto("nyuv2", protocol="random") == "beneath"
     assert proto("nyuv2", protocol="official") == "nyud-mt"
     assert proto("nyuv2", protocol="official", classes=13) == "nyuv2-13-mtan"
     assert proto("nyuv2", protocol="official", classes=894) is None
-    assert proto("nyuv2", protocol="seed", classes=13) is None  # no paper used it
+    assert proto("nyuv2", protocol="random", classes=13) is None  # no paper used it
     assert proto("nyud_mt") == "nyud-mt"
+
+
+def test_the_random_split_with_40_classes_uncropped_is_the_protocol_of_beneath_the_surface(tmp_path):
+    cfg = C.from_dict({"data": {"name": "nyuv2", "options": {"protocol": "random", "classes": 40}},
+                       "eval": {"eigen_crop": False}}, C.RunConfig())
+    assert R.run_protocol(cfg) == "beneath"
+    assert R.run_setting(cfg).startswith("nyuv2, random 80/10/10, 40 classes")
+    # a run directory of an earlier version, which named the split "seed", is matched alike
+    old = _run_dir(tmp_path, "old", ["depth"], {"depth": {"rmse": 0.6}}, {"name": "nyuv2"})
+    text = (old / "config.toml").read_text().replace("[data.options]\n", "") + '\n[data.options]\nprotocol = "seed"\n'
+    (old / "config.toml").write_text(text)
+    with pytest.warns(C.ConfigWarning) as record:
+        run = R.load_run(old)
+    assert [str(w.message) for w in record] == ['data.options.protocol "seed" is now "random"']
+    assert run.config.data.options["protocol"] == "random" and R.run_protocol(run.config) == "beneath"
 
 
 def test_tables_keep_protocols_apart_and_compute_delta(tmp_path):
@@ -114,8 +130,8 @@ def test_tables_keep_protocols_apart_and_compute_delta(tmp_path):
 
 def test_other_protocols_only_on_request(tmp_path):
     run = R.load_run(_run_dir(tmp_path, "a", ["depth"], {"depth": {"rmse": 0.6}},
-                              {"name": "nyuv2", "options": {"protocol": "seed"}}))
-    assert [t.title.split(":")[0] for t in R.comparison_tables([run])] == ["test metrics, protocol seed"]
+                              {"name": "nyuv2", "options": {"protocol": "random"}}))
+    assert [t.title.split(":")[0] for t in R.comparison_tables([run])] == ["test metrics, protocol beneath"]
     more = R.comparison_tables([run], other_protocols=True)
     assert len(more) == 1 + len(R.PROTOCOLS) - 1
     eigen = next(t for t in more if "eigen-depth" in t.title)
@@ -188,8 +204,8 @@ def test_custom_eval_settings_leave_every_published_protocol(tmp_path):
     (table,) = R.comparison_tables([run])
     assert len(table.rows) == 1 and "settings no published protocol uses" in table.caption
     assert "eval max_depth 5.0, edge_tolerance 0.0075" in table.rows[0][-1]
-    # Eigen's crop on the seed split: the seed paper did not crop
-    cfg = C.from_dict({"data": {"name": "nyuv2", "options": {"protocol": "seed"}}, "eval": {"eigen_crop": True}},
+    # Eigen's crop on the random split: Beneath the Surface did not crop
+    cfg = C.from_dict({"data": {"name": "nyuv2", "options": {"protocol": "random"}}, "eval": {"eigen_crop": True}},
                       C.RunConfig())
     assert R.run_protocol(cfg) is None
 
@@ -224,7 +240,7 @@ def test_every_metric_has_a_column():
 def test_default_columns_have_records():
     for protocol, keys in R.DEFAULT_COLUMNS.items():
         assert [k for k in keys if R.column_record(k) is None] == [], protocol
-    assert R.column_record("depth/delta1_seed").header == "δ1 as seed %"
+    assert R.column_record("depth/delta1_beneath").header == "δ1 as stated %"
 
 
 def test_columns_follow_the_records_direction_and_percent(tmp_path):

@@ -49,30 +49,30 @@ def test_weighting_options_follow_the_flags_weighting_and_are_checked_against_it
     bad = invoke("run", "--task", "depth,seg", "--weighting", "uncertainty", "--config", config, *TINY_ARGS,
                  "--run-dir", tmp_path / "bad")
     assert_bad_input(bad, "weighting uncertainty takes no option 'weights'")
-    from mtlbench.cli import _make_config
+    from mtlbench.workflows.configure import configure
 
-    cfg = _make_config(None, config, {"tasks": "depth,seg", "weighting.name": "fixed"}, {})
+    cfg = configure(None, config, {"tasks": "depth,seg", "weighting.name": "fixed"})
     assert cfg.weighting.options["weights"]["depth"] == 2.0  # the file's options, for the file's default
 
 
 def test_a_file_naming_another_choice_has_its_options_dropped_with_one_line(tmp_path):
-    from mtlbench.cli import _make_config
+    from mtlbench.workflows.configure import configure
 
     config = write(tmp_path, 'preset = "quick"\n[weighting]\nname = "dwa"\n[weighting.options]\ntemperature = 3.0\n')
     with pytest.warns(C.ConfigWarning, match="weighting.name 'uncertainty' replaces 'dwa'.*weighting.options"):
-        cfg = _make_config(None, config, {"weighting.name": "uncertainty"}, {})
+        cfg = configure(None, config, {"weighting.name": "uncertainty"})
     assert cfg.weighting.options == {}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the same choice: nothing dropped, nothing said
-        kept = _make_config(None, config, {"weighting.name": "dwa"}, {})
+        kept = configure(None, config, {"weighting.name": "dwa"})
     assert kept.weighting.options == {"temperature": 3.0}
 
 
 def test_set_reaches_every_key_and_is_checked(tmp_path):
     from mtlbench import settings as S
-    from mtlbench.cli import _make_config
+    from mtlbench.workflows.configure import configure
 
-    cfg = _make_config("quick", None, {}, {}, ["model.interaction.heads=2", "task_options.edge.thickness=2",
+    cfg = configure("quick", None, {}, ["model.interaction.heads=2", "task_options.edge.thickness=2",
                                                "train.lr=0.01"])
     assert cfg.model.interaction["heads"] == 2 and cfg.task_options["edge"]["thickness"] == 2
     assert cfg.train.lr == 0.01

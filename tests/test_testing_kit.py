@@ -626,18 +626,19 @@ def test_the_shared_nyud_mt_frames_split_as_listed(nyud_mt_root):
     assert report.notes["frames"] == "train 1, val 1, test 1"
 
 
-def _tiny(root, size, max_depth, progress=None, *, broken=""):
+def _tiny(root, size, progress=None, *, broken=""):
     """Ten random frames split 6/2/2 (depth, labels and normals), or as broken as asked."""
     g = torch.Generator().manual_seed(0)
     n, side = 10, size + (broken == "size")
     image = torch.randint(0, 256, (n, side, side, 3), generator=g, dtype=torch.uint8)
     if broken == "unseeded":
         image = torch.from_numpy(np.random.default_rng().integers(0, 256, (n, side, side, 3), dtype=np.uint8))
+    max_depth = 10.0
     depth = torch.rand(n, side, side, generator=g) * max_depth * (broken != "no depth")
     seg = torch.randint(0, 3, (n, side, side), generator=g, dtype=torch.uint8)
     seg[0, 0, 0] = 7 if broken == "labels" else seg[0, 0, 0]
     normals = F.normalize(torch.randn(n, side, side, 3, generator=g), dim=-1)
-    info = DatasetInfo(num_classes=3, max_depth=10.0 if broken == "max depth" else max_depth,
+    info = DatasetInfo(num_classes=3, max_depth=float("inf") if broken == "max depth" else max_depth,
                        class_names=("wall", "floor", "box"), ignore_index=2 if broken == "ignore" else 255,
                        targets={**RGBD_TARGETS, "normals": NORMALS_TARGET})
     parts = [list(range(6)), [] if broken == "empty val" else [6, 7], [5, 9] if broken == "shared frame" else [8, 9]]
@@ -661,15 +662,14 @@ def test_a_well_formed_dataset_passes():
     ("empty val", "the val split is empty"),
     ("shared frame", r"frames \[6\] are in both the train and the test split"),
     ("unseeded", "not deterministic: a second build has another train image"),
-    ("max depth", r"info.max_depth is 10.0, not the max_depth asked for \(5.0\)"),
+    ("max depth", r"info.max_depth is inf, not a depth range in metres \(finite, positive\)"),
     ("ignore", "the ignore label 2 is one of the 3 classes"),
     ("normals", "the train split: the frames carry no normals, which info.targets lists"),
     ("no depth", r"no pixel has valid depth \(0 < depth ≤ 10.0\)"),
 ])
 def test_a_broken_dataset_fails_naming_the_promise(broken, fragment):
-    max_depth = 5.0 if broken == "max depth" else 10.0
     with pytest.raises(AssertionError, match=rf"^_tiny: {fragment}"):
-        check_dataset(_tiny, max_depth=max_depth, broken=broken)
+        check_dataset(_tiny, broken=broken)
 
 
 # -- tasks -----------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ import torch
 
 from mtlbench.config import load
 from mtlbench.engine.build import build_run
-from mtlbench.engine.trainer import Trainer, batches, load_checkpoint
+from mtlbench.engine.checkpoints import load_checkpoint
+from mtlbench.engine.feeding import batches
+from mtlbench.engine.trainer import Trainer
 from mtlbench.errors import NonFiniteLossError
 from tests.conftest import tiny_config
 
@@ -50,7 +52,7 @@ def test_run_directory_contents(uninterrupted):
     assert {p.name for p in run_dir.iterdir()} == {"config.toml", "log.jsonl", "last.pt", "best.pt", "metrics.json"}
     expected = tiny_config(
         train={"select": "val/depth/loss"},
-        data={"options": {"frames": 40, "protocol": "seed", "fractions": [0.8, 0.1, 0.1], "split_seed": 0,
+        data={"options": {"frames": 40, "protocol": "random", "fractions": [0.8, 0.1, 0.1], "split_seed": 0,
                           "scene_seed": 0, "holes": False}},
         model={"options": {"interaction": "guided_attention", "guidance": ["seg->depth", "edge->depth"]},
                "interaction": {"dim": 64, "heads": 1, "grid": 16}},

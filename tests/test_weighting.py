@@ -140,7 +140,8 @@ def test_gradient_weighting_writes_gradients_in_the_layout_of_channels_last_para
     # fused Adam pairs gradient and parameter by raw memory: a contiguous gradient of a
     # channels_last weight would update the wrong elements
     from mtlbench.engine.build import build_run
-    from mtlbench.engine.trainer import batches, task_losses
+    from mtlbench.engine.feeding import batches
+    from mtlbench.engine.trainer import task_losses
     from mtlbench.models.base import SHARED
     from tests.conftest import tiny_config
 

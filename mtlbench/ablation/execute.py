@@ -35,7 +35,7 @@ class Outcome:
 
 
 def _resumable(job: Job) -> bool:
-    from mtlbench.engine.trainer import load_checkpoint  # lazy: imports torch
+    from mtlbench.engine.checkpoints import load_checkpoint  # lazy: imports torch
 
     if state(job, locked_by_me=True) != "partial":
         return False
@@ -146,12 +146,12 @@ def run_pool(jobs: Sequence[Job], workers: int, report: Report, gpus: Sequence[s
 def check_executor(name: str) -> None:
     """An unknown executor, or submitit missing for one that needs it: one line, before anything runs."""
     if name not in EXECUTORS:
-        raise MtlbenchError(f"unknown --executor {name!r}: choose from {', '.join(EXECUTORS)}")
+        raise MtlbenchError(f"unknown executor {name!r}: choose from {', '.join(EXECUTORS)}")
     if name != "local":
         try:
             import submitit  # noqa: F401
         except ImportError:
-            raise MtlbenchError(f"--executor {name} submits through submitit, which is not installed: "
+            raise MtlbenchError(f"executor {name} submits through submitit, which is not installed: "
                                 f"pip install 'mtlbench[slurm]'") from None
 
 

@@ -48,6 +48,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from mtlbench.errors import MtlbenchError
+from mtlbench.spellings import preset_name
 
 TOP_KEYS = ("name", "title", "description", "preset", "config", "seeds", "columns", "compare_to", "combine",
             "delta", "published_source", "base", "references", "rows", "axes", "executor")
@@ -290,9 +291,10 @@ def load_spec(path: str | Path) -> Spec:
         config = (path.parent / data["config"]).resolve()
         if not config.is_file():
             raise _fail(path, f"config {config} not found")
-    preset = data.get("preset", "seed")
+    preset = data.get("preset", "beneath")
     if not isinstance(preset, str):
         raise _fail(path, f"preset must be a string, got {preset!r}")
+    preset = preset_name(preset)
     combine = data.get("combine", "grid")
     if combine not in COMBINE:
         raise _fail(path, f"combine {combine!r} is not one of {', '.join(COMBINE)}")

@@ -27,6 +27,7 @@ from mtlbench.ablation.report import check_columns, default_columns
 from mtlbench.ablation.spec import load_spec
 from mtlbench.errors import MtlbenchError
 from mtlbench.fileio import atomic_write
+from mtlbench.spellings import preset_name
 
 MANIFEST = "sweep.json"
 
@@ -39,7 +40,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     except ValueError:
         index = count = 0
     if not 1 <= index <= count:
-        raise MtlbenchError(f"--shard {text!r}: write I/N with 1 <= I <= N, e.g. 1/2")
+        raise MtlbenchError(f"shard {text!r}: write I/N with 1 <= I <= N, e.g. 1/2")
     return index, count
 
 
@@ -52,9 +53,9 @@ def check_out(out: Path, name: str) -> None:
         except (OSError, ValueError, AttributeError):
             held = None
         if held != name:
-            raise MtlbenchError(f"--out {out} holds sweep {held!r}, not {name!r}: choose another --out")
+            raise MtlbenchError(f"out {out} holds sweep {held!r}, not {name!r}: choose another folder")
     elif out.exists() and (not out.is_dir() or any(p.name != "runs" for p in out.iterdir())):
-        raise MtlbenchError(f"--out {out} exists and is not a sweep folder: choose another --out")
+        raise MtlbenchError(f"out {out} exists and is not a sweep folder: choose another folder")
 
 
 def parse_seeds(text: str | None) -> list[int] | None:
@@ -65,7 +66,7 @@ def parse_seeds(text: str | None) -> list[int] | None:
     except ValueError:
         seeds = []
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise MtlbenchError(f"--seeds {text!r}: write distinct non-negative integers separated by commas, e.g. 0,1,2")
+        raise MtlbenchError(f"seeds {text!r}: write distinct non-negative integers separated by commas, e.g. 0,1,2")
     return seeds
 
 
@@ -77,8 +78,8 @@ def prepare(spec_path: Path, out: Path | None, store: Path | None, preset: str |
     spec.seeds = seeds or spec.seeds
     if preset is not None:
         if spec.config is not None:
-            raise MtlbenchError(f"--preset: {spec_path} starts from config {spec.config}, not a preset")
-        spec.preset = preset
+            raise MtlbenchError(f"preset {preset!r}: {spec_path} starts from config {spec.config}, not a preset")
+        spec.preset = preset_name(preset)
     spec.base.update(sets or {})
     out = out if out is not None else Path("runs") / "ablations" / f"{spec.name}-{spec.preset}"
     check_out(out, spec.name)
@@ -175,7 +176,7 @@ def execute(plan: Plan, jobs: list[Job], workers: int, executor: str, progress: 
 def check_run_options(workers: int, executor: str) -> None:
     check_executor(executor)
     if workers < 1:
-        raise MtlbenchError(f"--jobs {workers}: run at least 1 job at a time")
+        raise MtlbenchError(f"jobs {workers}: run at least 1 job at a time")
     if workers > 1 and executor != "local":
-        raise MtlbenchError(f"--jobs applies to --executor local; {executor} runs as many at once as the "
+        raise MtlbenchError(f"jobs applies to the local executor; {executor} runs as many at once as the "
                             f"spec's [executor] array_parallelism allows")

@@ -12,27 +12,23 @@ per-pixel work (augmentation, normalisation, derived targets) on the training de
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.enhance import equalize_clahe
 from torch import Tensor
 
-from mtlbench.data.synthrooms import render_batch
 from mtlbench.errors import MtlbenchError
-from mtlbench.options import Option, at_least, one_of, resolve_options
+from mtlbench.options import Option, at_least, declare_options, resolve_options
 from mtlbench.registry import DATASETS
-from mtlbench.tasks.base import NORMALS_TARGET, RGBD_TARGETS, DatasetInfo
+from mtlbench.tasks.base import DatasetInfo
 
 SPLITS = ("train", "val", "test")
 
@@ -184,7 +180,7 @@ class DatasetSplits:
 
 
 def split_sizes(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
-    """Train/val/test sizes of :func:`seed_split`."""
+    """Train/val/test sizes of :func:`random_split`."""
     n_val, n_test = int(n * fractions[1]), int(n * fractions[2])
     return n - n_val - n_test, n_val, n_test
 
@@ -197,8 +193,9 @@ def check_nonempty(sizes: Sequence[int]) -> None:
                             f"({'/'.join(map(str, sizes))} frames): use more frames or other split fractions")
 
 
-def seed_split(n: int, fractions: Sequence[float], seed: int) -> tuple[Tensor, Tensor, Tensor]:
-    """A random train/val/test partition of ``range(n)`` (the seed paper's 80/10/10 protocol).
+def random_split(n: int, fractions: Sequence[float], seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """A random train/val/test partition of ``range(n)`` (the 80/10/10 protocol of *Beneath the
+    Surface*).
 
     Sizes round down for val and test; train takes the remainder. Each part is sorted.
     """
@@ -212,7 +209,7 @@ def seed_split(n: int, fractions: Sequence[float], seed: int) -> tuple[Tensor, T
 def carve_val(train: Tensor, val_frames: int, seed: int) -> tuple[Tensor, Tensor]:
     """Split ``val_frames`` positions off ``train`` at random (fixed ``seed``); both sorted."""
     if not 0 < val_frames < len(train):
-        raise MtlbenchError(f"val_frames must lie in 1..{len(train) - 1}, got {val_frames}")
+        raise MtlbenchError(f"data.options.val_frames must lie in 1..{len(train) - 1}, got {val_frames}")
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     return train[perm[val_frames:]].sort().values, train[perm[:val_frames]].sort().values
 
@@ -244,63 +241,6 @@ def write_cache_atomically(target: Path, write: Callable[[Path], None], replace:
         shutil.rmtree(old, ignore_errors=True)
 
 
-SYNTHROOMS_FORMAT = 2  # 2: exact surface normals
-
-
-def _render_all(seed: int, frames: int, size: int, holes: bool, max_depth: float,
-                progress: Callable[[int], None] | None) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {
-        "image": np.empty((frames, size, size, 3), np.uint8),
-        "depth": np.empty((frames, size, size), np.float32),
-        "normals": np.empty((frames, size, size, 3), np.float16),  # half: 0.03° at most, half the memory
-        "seg": np.empty((frames, size, size), np.uint8),
-    }
-    chunk = 32
-    for start in range(0, frames, chunk):
-        idx = list(range(start, min(frames, start + chunk)))
-        batch = render_batch(seed, idx, size, holes=holes, max_depth=max_depth)
-        for k in out:
-            out[k][idx[0]:idx[-1] + 1] = batch[k]
-        if progress:
-            progress(len(idx))
-    return out
-
-
-def synthrooms_arrays(root: Path, seed: int, frames: int, size: int, holes: bool, max_depth: float,
-                      progress: Callable[[int, int], None] | None = None) -> Arrays:
-    """All frames of a synthrooms configuration, rendered once and cached under ``root``."""
-    key = f"v{SYNTHROOMS_FORMAT}-seed{seed}-n{frames}-{size}px-holes{int(holes)}-max{max_depth:g}"
-    folder = root / "synthrooms" / key
-    manifest = folder / "manifest.json"
-    if not manifest.is_file():
-        def write(tmp: Path) -> None:
-            done = 0
-
-            def tick(n: int) -> None:
-                nonlocal done
-                done += n
-                if progress:
-                    progress(done, frames)
-
-            arrays = _render_all(seed, frames, size, holes, max_depth, tick)
-            sums = {}
-            for k, v in arrays.items():
-                np.save(tmp / f"{k}.npy", v)
-                sums[k] = hashlib.sha256(v.tobytes()).hexdigest()
-            meta = {"format": SYNTHROOMS_FORMAT, "seed": seed, "frames": frames, "size": size,
-                    "holes": holes, "max_depth": max_depth, "sha256": sums}
-            (tmp / "manifest.json").write_text(json.dumps(meta, indent=1))
-
-        try:
-            write_cache_atomically(folder, write)
-        except OSError as exc:
-            raise MtlbenchError(f"cannot write the synthrooms cache under {root}: {exc}; "
-                                f"set --data-root or MTLBENCH_CACHE to a writable folder") from None
-    loaded = {k: torch.from_numpy(np.load(folder / f"{k}.npy")) for k in ("image", "depth", "seg", "normals")}
-    return Arrays(loaded["image"], torch.arange(1, frames + 1),
-                  {"depth": loaded["depth"], "seg": loaded["seg"], "normals": loaded["normals"]})
-
-
 def apply_clahe(images: Tensor, clip: float, device: torch.device | str = "cpu",
                 chunk: int = 64) -> Tensor:
     """CLAHE (kornia, 8×8 tiles) on N×H×W×3 uint8 frames, computed in chunks on ``device``."""
@@ -319,38 +259,57 @@ def fractions_check(v: Sequence[float]) -> str | None:
 
 # options every dataset with a seeded random split shares
 SPLIT_OPTIONS = {
-    "fractions": Option([0.8, 0.1, 0.1], "train/val/test fractions of the random (seed) split", fractions_check),
+    "fractions": Option([0.8, 0.1, 0.1], "train/val/test fractions of the random split", fractions_check),
     "split_seed": Option(0, "seed of the random split", at_least(0)),
 }
 
 
-@DATASETS.register("synthrooms", options={
-    "frames": Option(1449, "frames rendered", at_least(1)),
-    "protocol": Option("seed", "split protocol: seed (random, by fractions) is the only one", one_of("seed")),
-    **SPLIT_OPTIONS,
-    "scene_seed": Option(0, "seed of the procedural scenes", at_least(0)),
-    "holes": Option(False, "Kinect-like depth holes"),
-})
-def synthrooms(root: str, size: int, max_depth: float,
-               progress: Callable[[int, int], None] | None = None, *, frames: int, protocol: str,
-               fractions: Sequence[float], split_seed: int, scene_seed: int, holes: bool) -> DatasetSplits:
-    """Procedural indoor rooms with exact metric depth and NYU-40 labels; no download needed."""
-    check_nonempty(split_sizes(frames, fractions))  # before rendering anything
-    cache = Path(root).expanduser() if root else default_cache_root()
-    arrays = synthrooms_arrays(cache, scene_seed, frames, size, holes, max_depth, progress)
-    info = DatasetInfo(num_classes=40, max_depth=max_depth, targets={**RGBD_TARGETS, "normals": NORMALS_TARGET})
-    parts = seed_split(frames, fractions, split_seed)
-    train, val, test = (DenseDataset(arrays.take(p), info) for p in parts)
-    return DatasetSplits(train, val, test, info=info, source=f"synthrooms ({frames} frames, cache {cache})")
-
-
-def build_splits(name: str, root: str = "", size: int = 256, max_depth: float = 10.0,
-                 progress: Callable[[int, int], None] | None = None, **options: Any) -> DatasetSplits:
+def build_splits(name: str, root: str = "", size: int = 256, progress: Callable[[int, int], None] | None = None,
+                 **options: Any) -> DatasetSplits:
     """All three splits of a registered dataset; ``options`` are checked against what it declares
     (``mtlbench list datasets``), the rest take their defaults."""
     entry = DATASETS.entry(name)
     resolved = resolve_options(f"dataset {name}", entry.options, options, "options")
-    return entry.obj(root, size, max_depth, progress, **resolved)
+    return entry.obj(root, size, progress, **resolved)
+
+
+@dataclass
+class PrepareResult:
+    folder: Path
+    written: bool  # False: a complete cache was already there
+
+
+@dataclass(frozen=True)
+class Preparer:
+    """A dataset's one-off preparation (``DATASETS.register(..., prepare=Preparer(...))``): read the
+    originals once and write the cache its factory then reads from ``data.root``.
+
+    Args:
+        run: ``run(source, out, progress, **options) -> PrepareResult``; re-running on a complete
+            cache does nothing, and a failure leaves nothing that looks complete.
+        source: what the source is (a file or folder), for help and errors.
+        options: what it declares, as dataset options are declared.
+    """
+
+    run: Callable[..., PrepareResult]
+    source: str
+    options: Mapping[str, Option] = field(default_factory=dict)
+
+
+def preparable() -> list[str]:
+    """The registered datasets that have a prepare step."""
+    return [e.name for e in DATASETS.entries() if e.meta.get("prepare") is not None]
+
+
+def prepare_dataset(name: str, source: str | Path, out: str | Path,
+                    progress: Callable[[int, int], None] | None = None, **options: Any) -> PrepareResult:
+    """Run dataset ``name``'s prepare step; ``options`` are checked against what it declares."""
+    preparer = DATASETS.entry(name).meta.get("prepare")
+    if preparer is None:
+        raise MtlbenchError(f"dataset {name} has nothing to prepare (it reads its data.root as it is, or makes its "
+                            f"own cache); datasets with a prepare step: {', '.join(preparable()) or 'none'}")
+    resolved = resolve_options(f"dataset {name} preparation", declare_options(preparer.options), options, "options")
+    return preparer.run(Path(source).expanduser(), Path(out).expanduser(), progress, **resolved)
 
 
 def build_dataset(name: str, split: str = "train", **options: Any) -> DenseDataset:

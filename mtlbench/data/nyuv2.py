@@ -1,5 +1,5 @@
 """NYU Depth V2: the labeled ``.mat`` (MATLAB v7.3 = HDF5), a fast prepared cache, the NYUD-MT
-folders, and the official and seed splits.
+folders, and the official and random splits.
 
 ``prepare_nyuv2`` reads the labeled file one frame at a time with h5py, in the right
 orientation, maps labels 894→40 (or 13), resizes, and writes a cache folder::
@@ -18,7 +18,7 @@ import errno
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -32,20 +32,23 @@ from mtlbench.data.datasets import (
     Arrays,
     DatasetSplits,
     DenseDataset,
+    Preparer,
+    PrepareResult,
     Scoring,
     carve_val,
-    seed_split,
+    random_split,
     write_cache_atomically,
 )
-from mtlbench.data.normals import kinect_normals, read_nyud_mt_normals
+from mtlbench.data.normals import kinect_normals
 from mtlbench.errors import MtlbenchError
 from mtlbench.options import Option, at_least, one_of
 from mtlbench.registry import DATASETS
-from mtlbench.tasks.base import EDGE_TARGET, NORMALS_TARGET, RGBD_TARGETS, DatasetInfo
+from mtlbench.tasks.base import NORMALS_TARGET, RGBD_TARGETS, DatasetInfo
 
 FORMAT_VERSION = 2  # 2: surface normals, and the ground truth at the scored resolution
 BLOCK = 16  # frames read and resized together
 FRAMES = 1449
+NYU_MAX_DEPTH = 10.0  # metres: the Kinect range every NYUv2 protocol caps and normalises depth at
 HEIGHT, WIDTH = 480, 640
 IGNORE = {13: 255, 40: 255, 894: 65535}
 # the pixels of a 480×640 frame the NYUD protocols score (top, bottom, left, right; end exclusive):
@@ -102,18 +105,18 @@ def split_positions(index: np.ndarray, protocol: str, fractions: Sequence[float]
     """Positions into ``index`` (1-based NYU ids) of train, val and test.
 
     ``official``: the 654 test frames, and ``val_frames`` of the 795 train frames drawn with
-    ``seed`` as validation. ``seed``: the seed paper's random split by ``fractions``.
+    ``seed`` as validation. ``random``: the random split by ``fractions`` of *Beneath the Surface*.
     """
-    if protocol == "seed":
-        return seed_split(len(index), fractions, seed)
+    if protocol == "random":
+        return random_split(len(index), fractions, seed)
     if protocol != "official":
-        raise MtlbenchError(f"unknown split {protocol!r}: choose official or seed")
+        raise MtlbenchError(f"unknown split {protocol!r}: choose official or random")
     train_ids, test_ids = official_split()
     pos = {int(v): i for i, v in enumerate(index)}
     missing = [int(v) for v in np.concatenate([train_ids, test_ids]) if int(v) not in pos]
     if missing:
         raise MtlbenchError(f"the official split needs frames this data lacks (e.g. {missing[:3]}): "
-                            f"use --protocol seed for a partial dataset")
+                            f"use data.options.protocol random for a partial dataset")
     train, val = carve_val(torch.tensor([pos[int(v)] for v in train_ids]), val_frames, seed)
     return train, val, torch.tensor([pos[int(v)] for v in test_ids]).sort().values
 
@@ -161,7 +164,7 @@ class LabeledMat:
 
         self.path = Path(path)
         if not self.path.is_file():
-            raise MtlbenchError(f"{self.path} not found: pass the path of {LABELED_FILE} with --mat")
+            raise MtlbenchError(f"{self.path} not found: pass the path of {LABELED_FILE}")
         with self.path.open("rb") as f:
             head = f.read(128)
         if not h5py.is_hdf5(str(self.path)):
@@ -237,12 +240,6 @@ def _source_stamp(path: Path) -> dict[str, object]:
     return {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-@dataclass
-class PrepareResult:
-    folder: Path
-    written: bool  # False: a complete cache was already there
-
-
 def prepare_nyuv2(mat: str | Path, out: str | Path, size: int = 256, classes: int = 40, raw_depth: bool = False,
                   progress: Callable[[int, int], None] | None = None) -> PrepareResult:
     """Prepare the cache of one (size, classes, depth) variant from the labeled file.
@@ -252,7 +249,7 @@ def prepare_nyuv2(mat: str | Path, out: str | Path, size: int = 256, classes: in
     """
     mat, out = Path(mat).expanduser(), Path(out).expanduser()
     if size < 0 or (size and size < 32):
-        raise MtlbenchError(f"--size must be 0 (native 480x640) or at least 32, got {size}")
+        raise MtlbenchError(f"size must be 0 (native 480x640) or at least 32, got {size}")
     label_lut(classes)
     folder = out / variant_name(size, classes, raw_depth)
     with LabeledMat(mat, raw_depth) as src:
@@ -343,7 +340,7 @@ def prepare_nyuv2(mat: str | Path, out: str | Path, size: int = 256, classes: in
         except OSError as exc:
             what = "no space left on the device" if exc.errno == errno.ENOSPC else str(exc)
             raise MtlbenchError(f"cannot write the cache under {out}: {what}; nothing was kept, "
-                                f"free space or choose another --out") from None
+                                f"free space or choose another folder") from None
     return PrepareResult(folder, True)
 
 
@@ -361,7 +358,7 @@ def load_cache(root: Path, size: int, classes: int, raw_depth: bool) -> tuple[Ar
     prepare = (f"mtlbench data prepare nyuv2 --mat {LABELED_FILE} --out {root} --size {size} --classes {classes}"
                + (" --raw-depth" if raw_depth else ""))
     if not root.is_dir():
-        raise MtlbenchError(f"NYUv2 data root {root} not found: prepare it with `{prepare}`")
+        raise MtlbenchError(f"NYUv2 data.root {root} not found: prepare it with `{prepare}`")
     manifest = _read_manifest(folder)
     if manifest is None:
         have = sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file())
@@ -404,36 +401,40 @@ def _splits(arrays: Arrays, scoring: Scoring | None, info: DatasetInfo, protocol
 VAL_FRAMES = Option(80, "official split: validation frames carved from train", at_least(1))
 
 
+def _prepare(source: Path, out: Path, progress: Callable[[int, int], None] | None, *, size: int, classes: int,
+             raw_depth: bool) -> PrepareResult:
+    return prepare_nyuv2(source, out, size, classes, raw_depth, progress)
+
+
+PREPARE = Preparer(_prepare, f"{LABELED_FILE} (MATLAB v7.3)", {
+    "size": Option(256, "square side in pixels; 0 keeps 480x640", at_least(0)),
+    "classes": Option(40, "class set: 40, 13 or 894", one_of(40, 13, 894)),
+    "raw_depth": Option(False, "rawDepths with holes (0) instead of the in-painted depths"),
+})
+
+
 @DATASETS.register("nyuv2", options={
-    "protocol": Option("seed", "seed: random by fractions (the paper's); official: NYUv2's 795/654",
-                       one_of("seed", "official")),
+    "protocol": Option("random", "random: by fractions (as Beneath the Surface splits); official: NYUv2's "
+                       "795/654", one_of("random", "official")),
     **SPLIT_OPTIONS,
     "val_frames": VAL_FRAMES,
     "classes": Option(40, "class set: 40, 13 or 894", one_of(40, 13, 894)),
     "raw_depth": Option(False, "rawDepths (holes = 0) instead of the in-painted depths"),
-})
-def nyuv2(root: str, size: int, max_depth: float,
-          progress: Callable[[int, int], None] | None = None, *, protocol: str, fractions: Sequence[float],
-          split_seed: int, val_frames: int, classes: int, raw_depth: bool) -> DatasetSplits:
+}, prepare=PREPARE)
+def nyuv2(root: str, size: int, progress: Callable[[int, int], None] | None = None, *, protocol: str,
+          fractions: Sequence[float], split_seed: int, val_frames: int, classes: int, raw_depth: bool) -> DatasetSplits:
     """NYU Depth V2 labeled set (1449 frames) from a cache made by `mtlbench data prepare nyuv2`."""
     if not root:
-        raise MtlbenchError(f"--data nyuv2 needs --data-root DIR, a folder made by "
+        raise MtlbenchError(f"dataset nyuv2 needs data.root, a folder made by "
                             f"`mtlbench data prepare nyuv2 --mat {LABELED_FILE} --out DIR`")
     arrays, manifest, scoring = load_cache(Path(root).expanduser(), size, classes, raw_depth)
-    info = DatasetInfo(num_classes=classes, max_depth=max_depth, class_names=class_names(classes),
+    info = DatasetInfo(num_classes=classes, max_depth=NYU_MAX_DEPTH, class_names=class_names(classes),
                        ignore_index=IGNORE[classes], targets={**RGBD_TARGETS, "normals": NORMALS_TARGET})
-    # the NYUD-MT protocols score at 425×560; the seed's scores its own 256×256 frames as they are,
+    # the NYUD-MT protocols score at 425×560; the paper's scores its own 256×256 frames as they are,
     # and the 13-class (MTAN) frames are not reproduced here
     native = protocol == "official" and classes == 40
     return _splits(arrays, scoring if native else None, info, protocol, fractions, split_seed, val_frames,
                    f"nyuv2 {manifest['frames']} frames, {manifest['depth']}, split {protocol} ({root})")
-
-
-# -- the NYUD-MT folders (MTI-Net / ATRC / InvPT release) ------------------------------------
-
-def _frame_id(stem: str, fallback: int) -> int:
-    digits = "".join(ch for ch in stem if ch.isdigit())
-    return int(digits) if digits else fallback
 
 
 def resize_normals(normals: torch.Tensor, size: int) -> torch.Tensor:
@@ -447,124 +448,3 @@ def resize_normals(normals: torch.Tensor, size: int) -> torch.Tensor:
     den = F.interpolate(valid, (size, size), mode="bilinear", antialias=True, align_corners=False)
     out = torch.where(den >= 0.5, F.normalize(num, dim=1, eps=1e-6), torch.zeros_like(num))
     return out.permute(0, 2, 3, 1).contiguous()
-
-
-def resize_edges(edge: torch.Tensor, size: int) -> torch.Tensor:
-    """Edge maps (B×H×W {0, 1}) to size×size: an output pixel is an edge where any pixel of its
-    footprint is (a thin line survives downsampling)."""
-    if size == 0 or tuple(edge.shape[1:3]) == (size, size):
-        return edge
-    return F.adaptive_max_pool2d(edge.float()[:, None], (size, size))[:, 0].to(edge.dtype)
-
-
-NYUD_MT_FOLDERS = "images/, depth/, segmentation/, gt_sets/{train,val}.txt; optional normals/ and edge/"
-# the ATRC release (NYUDv2.tar.gz) and the MTI-Net one (NYUD_MT.tgz) differ in file types only
-
-
-def _nyud_mt_frame(root: Path, stem: str, optional: dict[str, bool]) -> dict[str, np.ndarray]:
-    """One NYUD-MT frame at its own resolution: image, depth, labels (c + 1 → c, 0 → 255) and the
-    normals and edges where the release has them."""
-    from torchvision.io import ImageReadMode, read_image  # heavy: torchvision import ~2 s, only this reader
-
-    paths = {"image": nyud_mt_file(root / "images", stem, (".jpg", ".png")), "depth": root / "depth" / f"{stem}.npy",
-             "seg": root / "segmentation" / f"{stem}.png"}
-    if optional["normals"]:
-        paths["normals"] = nyud_mt_file(root / "normals", stem, (".npy", ".png"))
-    if optional["edge"]:
-        paths["edge"] = nyud_mt_file(root / "edge", stem, (".npy", ".png"))
-    for p in paths.values():
-        if not p.is_file():
-            raise MtlbenchError(f"NYUD-MT frame {stem}: {p} not found")
-    image = read_image(str(paths["image"]), ImageReadMode.RGB).permute(1, 2, 0).numpy()
-    seg = read_image(str(paths["seg"]), ImageReadMode.UNCHANGED)[0].numpy()
-    frame = {"image": image, "depth": np.load(paths["depth"]).astype(np.float32).squeeze(),
-             "seg": np.where(seg == 0, 255, seg.astype(np.int64) - 1).astype(np.uint8)}
-    if "normals" in paths:
-        frame["normals"] = read_nyud_mt_normals(paths["normals"])
-    if "edge" in paths:
-        edge = (np.load(paths["edge"]) if paths["edge"].suffix == ".npy"
-                else read_image(str(paths["edge"]), ImageReadMode.GRAY)[0].numpy())  # 0 / 255
-        frame["edge"] = (np.asarray(edge).squeeze() > 0).astype(np.uint8)
-    shapes = {k: v.shape[:2] for k, v in frame.items()}
-    if len(set(shapes.values())) > 1:
-        raise MtlbenchError(f"NYUD-MT frame {stem}: its maps differ in size "
-                            f"({', '.join(f'{k} {h}x{w}' for k, (h, w) in shapes.items())})")
-    return frame
-
-
-def nyud_mt_file(folder: Path, stem: str, suffixes: tuple[str, ...]) -> Path:
-    """The file of ``stem`` in ``folder`` with the first of ``suffixes`` that exists (the MTI-Net
-    release has .jpg images and .npy edges and normals, the later ATRC release .png), else the
-    first (named in the error)."""
-    for suffix in suffixes:
-        if (folder / f"{stem}{suffix}").is_file():
-            return folder / f"{stem}{suffix}"
-    return folder / f"{stem}{suffixes[0]}"
-
-
-def read_nyud_mt(root: Path, size: int, progress: Callable[[int, int], None] | None = None
-                 ) -> tuple[Arrays, dict[str, list[int]], Scoring]:
-    """All frames listed in ``gt_sets/*.txt``, resized; returns the arrays, the positions of each
-    list, and the ground truth of the ``val`` list (the test split) at its own resolution."""
-    lists = {}
-    for name in ("train", "val"):
-        path = root / "gt_sets" / f"{name}.txt"
-        if not path.is_file():
-            raise MtlbenchError(f"{path} not found: {root} is not an NYUD-MT folder ({NYUD_MT_FOLDERS})")
-        lists[name] = [s.strip() for s in path.read_text().splitlines() if s.strip()]
-    stems = lists["train"] + lists["val"]
-    optional = {k: (root / k).is_dir() for k in ("normals", "edge")}
-    resized: dict[str, list[torch.Tensor]] = {}
-    native: dict[str, list[torch.Tensor]] = {}
-    ids = []
-    for k, stem in enumerate(stems):
-        frame = {key: torch.from_numpy(v)[None] for key, v in _nyud_mt_frame(root, stem, optional).items()}
-        if k >= len(lists["train"]):
-            for key in ("depth", "seg", "normals", "edge"):
-                if key in frame:
-                    native.setdefault(key, []).append(frame[key][0])
-        image, depth, seg = resize_frames(frame["image"], frame["depth"], frame["seg"], size)
-        small = {"image": image, "depth": depth, "seg": seg}
-        if "normals" in frame:
-            small["normals"] = resize_normals(frame["normals"], size).to(torch.float16)
-        if "edge" in frame:
-            small["edge"] = resize_edges(frame["edge"], size)
-        for key, v in small.items():
-            resized.setdefault(key, []).append(v[0])
-        ids.append(_frame_id(stem, k + 1))
-        if progress:
-            progress(k + 1, len(stems))
-    sizes = {tuple(d.shape) for d in native["depth"]}
-    if len(sizes) > 1:
-        raise MtlbenchError(f"NYUD-MT test frames differ in size ({', '.join(f'{h}x{w}' for h, w in sorted(sizes))}): "
-                            f"they are scored at their own resolution, which must be one")
-    stacked = {k: torch.stack(v) for k, v in resized.items()}
-    arrays = Arrays(stacked.pop("image"), torch.tensor(ids, dtype=torch.int64), stacked)
-    truth = {k: torch.stack(v) for k, v in native.items()}
-    h, w = truth["depth"].shape[-2:]
-    scoring = Scoring(truth, frame=(h, w), crop=(0, h, 0, w),
-                      note="NYUD-MT frames, whole" + ("" if optional["edge"] else "; edges from label boundaries"))
-    n_train = len(lists["train"])
-    return arrays, {"train": list(range(n_train)), "val": list(range(n_train, len(stems)))}, scoring
-
-
-@DATASETS.register("nyud_mt", options={"split_seed": SPLIT_OPTIONS["split_seed"], "val_frames": VAL_FRAMES})
-def nyud_mt(root: str, size: int, max_depth: float,
-            progress: Callable[[int, int], None] | None = None, *, split_seed: int, val_frames: int) -> DatasetSplits:
-    """NYUD-MT folders of the MTI-Net code release: gt_sets/train.txt trains (val carved with a
-    fixed seed), gt_sets/val.txt is the test split, as in that code; normals/ and edge/ are read
-    where present, and the test split is scored at the frames' own resolution."""
-    if not root:
-        raise MtlbenchError(f"--data nyud_mt needs --data-root DIR, the NYUD-MT folder ({NYUD_MT_FOLDERS})")
-    folder = Path(root).expanduser()
-    if not folder.is_dir():
-        raise MtlbenchError(f"NYUD-MT folder {folder} not found")
-    arrays, lists, scoring = read_nyud_mt(folder, size, progress)
-    train, val = carve_val(torch.tensor(lists["train"]), val_frames, split_seed)
-    kinds = {**RGBD_TARGETS, "normals": NORMALS_TARGET, "edge": EDGE_TARGET}
-    info = DatasetInfo(num_classes=40, max_depth=max_depth, class_names=class_names(40),
-                       targets={k: kinds[k] for k in arrays.targets})
-    train_ds, val_ds = (DenseDataset(arrays.take(p), info) for p in (train, val))
-    test_ds = DenseDataset(arrays.take(torch.tensor(lists["val"])), info, scoring)
-    return DatasetSplits(train_ds, val_ds, test_ds, info=info, source=f"nyud_mt {len(arrays)} frames ({folder})",
-                         depth_zoom=True)

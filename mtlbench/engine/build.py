@@ -24,17 +24,13 @@ from mtlbench.registry import DATASETS, INTERACTIONS, LOSSES, MODELS, TASKS, WEI
 from mtlbench.tasks import DatasetInfo, Task, build_tasks, parse_tasks
 from mtlbench.weighting import GradientWeighting, Weighting
 
-# CLI flags that set options, per options table: a flag the chosen factory does not take is
-# refused naming the flag
-Flags = Mapping[str, Mapping[str, str]]
-
 
 def resolve_device(name: str, dist: Dist | None = None) -> torch.device:
-    """The device ``--device`` names; with several processes, the GPU of this one's local rank."""
+    """The device ``train.device`` names; with several processes, the GPU of this one's local rank."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MtlbenchError(f"device {name} asked for, but torch sees no CUDA GPU: use --device cpu or auto")
+        raise MtlbenchError(f"train.device {name} asked for, but torch sees no CUDA GPU: use cpu or auto")
     if name == "cuda" and dist is not None and dist.active:
         return torch.device("cuda", dist.local_rank)
     return torch.device(name)
@@ -45,7 +41,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name == "auto":  # Ampere and later compute in bf16; older GPUs would only emulate it
         return "bf16" if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8 else "fp32"
     if name == "fp16" and device.type != "cuda":
-        raise MtlbenchError(f"--precision fp16 needs a GPU (its gradient scaler is CUDA's), and this run is on "
+        raise MtlbenchError(f"train.precision fp16 needs a GPU (its gradient scaler is CUDA's), and this run is on "
                             f"{device}: use bf16 or fp32")
     return name
 
@@ -110,7 +106,7 @@ def check_names(cfg: RunConfig) -> tuple[str, ...]:
                                 f"it serves {', '.join(served)}")
     min_batch = int(entry.meta.get("min_batch", 1))
     if cfg.train.batch_size < min_batch:
-        raise MtlbenchError(f"model {cfg.model.name} needs --batch-size {min_batch} or more (batch statistics "
+        raise MtlbenchError(f"model {cfg.model.name} needs train.batch_size {min_batch} or more (batch statistics "
                             f"in training), got {cfg.train.batch_size}")
     if entry.meta.get("single_task") and len(tasks) != 1:
         raise MtlbenchError(f"model {cfg.model.name} is a single-task baseline: pass one of "
@@ -124,30 +120,28 @@ def check_names(cfg: RunConfig) -> tuple[str, ...]:
     return tasks
 
 
-def resolve(cfg: RunConfig, flags: Flags | None = None, new: bool = True) -> None:
+def resolve(cfg: RunConfig, new: bool = True) -> None:
     """Check ``cfg`` whole and spell out every default it uses, in place, so that ``config.toml``
     reproduces the run whatever later versions default to: each options table is checked against
-    what its factory declares (an unknown key or a flag the factory does not take is an error
-    with the close matches), each task's loss is named. Idempotent. ``new=False`` (a run that
-    exists: resumed, evaluated) skips the model's ``validate`` hook, whose rules may be newer
-    than the run."""
-    flags = flags or {}
+    what its factory declares (an unknown key is an error naming the dotted key, with the close
+    matches), each task's loss is named. Idempotent. ``new=False`` (a run that exists: resumed,
+    evaluated) skips the model's ``validate`` hook, whose rules may be newer than the run.
+    Errors name the dotted key (``data.options.frames``), as a config file or ``--set`` spells it."""
     validate(cfg)
     tasks = check_names(cfg)
     d, m, w = cfg.data, cfg.model, cfg.weighting
     d.options = resolve_options(f"dataset {d.name}", DATASETS.entry(d.name).options,
-                                {**preset_dataset_options(cfg), **d.options}, "data.options", flags.get("data"))
+                                {**preset_dataset_options(cfg), **d.options}, "data.options")
     check_backbone(m.backbone, d.size)  # by name and stride, nothing built
     model_entry = MODELS.entry(m.name)
-    m.options = resolve_options(f"model {m.name}", model_entry.options, m.options, "model.options",
-                                flags.get("model"))
+    m.options = resolve_options(f"model {m.name}", model_entry.options, m.options, "model.options")
     m.interaction = resolve_interaction(m.name, model_entry.meta, m.options, m.interaction, m.width)
     if new and (check := model_entry.meta.get("validate")) is not None:  # e.g. guidance edges of trained tasks
         check(tasks, m.options)
     w.options = resolve_options(f"weighting {w.name}", WEIGHTINGS.entry(w.name).options, w.options,
-                                "weighting.options", flags.get("weighting"))
+                                "weighting.options")
     task_options = {t: resolve_options(f"task {t}", TASKS.entry(t).options, cfg.task_options.get(t, {}),
-                                       f"task_options.{t}", flags.get(f"task.{t}"))
+                                       f"task_options.{t}")
                     for t in tasks}
     cfg.task_options = {t: o for t, o in task_options.items() if o}  # no empty table per task without options
     for t in tasks:
@@ -257,7 +251,7 @@ def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None
     device = resolve_device(cfg.train.device, dist)
     backbone = _backbone(cfg)
     with dist.main_first():
-        splits = DATASETS.build(d.name, d.root, d.size, d.max_depth, progress, **d.options)
+        splits = DATASETS.build(d.name, d.root, d.size, progress, **d.options)
     check_nonempty([len(splits[s]) for s in ("train", "val", "test")])
     parts = _assemble(cfg, splits.info, backbone, device, splits, dist, training)
     if parts.pipeline.depth_zoom and d.augment and d.scale[0] < 1:
@@ -283,7 +277,8 @@ def build_run(cfg: RunConfig, progress: Callable[[int, int], None] | None = None
 
 def depth_zoom(cfg: RunConfig, splits: DatasetSplits | None) -> bool:
     """Whether training crops divide depth by their zoom: as ``data.depth_zoom`` says, or with
-    ``auto`` as the dataset's protocol does (NYUD-MT's code does, the seed's does not)."""
+    ``auto`` as the dataset's protocol does (NYUD-MT's code does, *Beneath the Surface*'s does
+    not)."""
     if cfg.data.depth_zoom == "auto":
         return bool(splits is not None and splits.depth_zoom)
     return cfg.data.depth_zoom == "on"
@@ -313,9 +308,9 @@ def _assemble(cfg: RunConfig, info: DatasetInfo, backbone: Backbone, device: tor
     notes: list[str] = []
     if training and cfg.train.compile != "off" and (blocker := compile_blocker(device)):
         if cfg.train.compile == "on":
-            raise MtlbenchError(f"--compile: torch.compile cannot run on {device}: {blocker}; pass --compile=auto "
+            raise MtlbenchError(f"train.compile on: torch.compile cannot run on {device}: {blocker}; set it to auto "
                                 f"to train eager where it cannot compile")
-        notes.append(f"--compile=auto: training eager, torch.compile cannot run on {device}: {blocker}")
+        notes.append(f"train.compile auto: training eager, torch.compile cannot run on {device}: {blocker}")
     compile_step = training and cfg.train.compile != "off" and not notes
     tasks = build_tasks(parse_tasks(cfg.tasks), info, cfg.task_options)
     if splits is not None:

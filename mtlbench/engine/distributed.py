@@ -170,26 +170,26 @@ def _on_gpu(device: str) -> bool:
 
 def _one_gpu_each(device: str, processes: str) -> None:
     if device.startswith("cuda:"):
-        raise MtlbenchError(f"--device {device} names one GPU, but {processes}: pass --device cuda "
+        raise MtlbenchError(f"train.device {device} names one GPU, but {processes}: use cuda "
                             f"(each process takes the GPU of its local rank)")
 
 
 def check_nproc(nproc: int, device: str) -> None:
-    """``--nproc`` fits the machine: at most one process per GPU, or per CPU core on the CPU."""
+    """``nproc`` (processes to train with) fits the machine: at most one process per GPU, or per CPU core on the CPU."""
     if nproc < 1:
-        raise MtlbenchError(f"--nproc must be at least 1, got {nproc}")
+        raise MtlbenchError(f"nproc must be at least 1, got {nproc}")
     if nproc > 1:
-        _one_gpu_each(device, f"--nproc {nproc}")
+        _one_gpu_each(device, f"{nproc} processes train")
     if _on_gpu(device):
         have = torch.cuda.device_count()
         if nproc > have:
-            raise MtlbenchError(f"--nproc {nproc} is more than the {have} GPU(s) torch sees: use --nproc {have} "
+            raise MtlbenchError(f"nproc {nproc} is more than the {have} GPU(s) torch sees: use {have} processes "
                                 f"or fewer")
     else:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         if nproc > cores:
-            raise MtlbenchError(f"--nproc {nproc} is more than the {cores} CPU core(s) available: use --nproc "
-                                f"{cores} or fewer")
+            raise MtlbenchError(f"nproc {nproc} is more than the {cores} CPU core(s) available: use {cores} "
+                                f"processes or fewer")
 
 
 def launch(nproc: int, args: list[str]) -> int:
@@ -262,7 +262,7 @@ class CpuSyncBatchNorm(nn.BatchNorm2d):
 
 
 def sync_batchnorm(model: nn.Module, d: Dist, device: torch.device) -> nn.Module:
-    """``model`` with its BatchNorm layers normalising over the global batch (``--sync-bn``)."""
+    """``model`` with its BatchNorm layers normalising over the global batch (``train.sync_bn``)."""
     if device.type == "cuda":
         from timm.layers import convert_sync_batchnorm  # keeps timm's BatchNormAct2d activations
 
@@ -270,12 +270,12 @@ def sync_batchnorm(model: nn.Module, d: Dist, device: torch.device) -> nn.Module
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.modules.batchnorm._BatchNorm) and type(child) is not nn.BatchNorm2d:
-                raise MtlbenchError(f"--sync-bn on the CPU handles nn.BatchNorm2d only, and "
+                raise MtlbenchError(f"train.sync_bn on the CPU handles nn.BatchNorm2d only, and "
                                     f"{name + '.' if name else ''}{child_name} is a {type(child).__name__}: "
-                                    f"train without --sync-bn or on GPUs")
+                                    f"train without it or on GPUs")
             if type(child) is nn.BatchNorm2d:
                 if not (child.affine and child.track_running_stats):
-                    raise MtlbenchError(f"--sync-bn on the CPU needs affine BatchNorm with running statistics, "
+                    raise MtlbenchError(f"train.sync_bn on the CPU needs affine BatchNorm with running statistics, "
                                         f"and {name + '.' if name else ''}{child_name} has none")
                 new = CpuSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
                                        child.track_running_stats)

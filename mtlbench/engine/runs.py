@@ -15,7 +15,8 @@ from typing import Any
 from mtlbench import config as C
 from mtlbench.data.datasets import DenseDataset
 from mtlbench.engine.build import RunParts, build_inference, build_run
-from mtlbench.engine.trainer import EvalPlan, eval_plan, eval_record, load_checkpoint
+from mtlbench.engine.checkpoints import load_checkpoint
+from mtlbench.engine.evaluation import EvalPlan, eval_plan, eval_record
 from mtlbench.errors import MtlbenchError
 from mtlbench.fileio import atomic_write
 from mtlbench.rundir import CHECKPOINTS, RunDir
@@ -54,7 +55,7 @@ def load_run_config(run_dir: Path, device: str | None = None,
 
 def checkpoint_path(run_dir: Path, which: str) -> Path:
     if which not in CHECKPOINTS:
-        raise MtlbenchError(f"--checkpoint {which!r}: choose best or last")
+        raise MtlbenchError(f"checkpoint {which!r}: choose best or last")
     path = RunDir(run_dir).checkpoint(which)
     if not path.is_file():
         raise MtlbenchError(f"{path} not found: the run saved no {which} checkpoint yet (train it first)")
@@ -77,7 +78,8 @@ def load_weights(parts: RunParts, path: Path, ckpt: dict[str, Any] | None = None
 
 @dataclass
 class Evaluation:
-    """One split of a run, rebuilt with a checkpoint's weights, ready for :func:`mtlbench.engine.trainer.evaluate`."""
+    """One split of a run, rebuilt with a checkpoint's weights, ready for
+    :func:`mtlbench.engine.evaluation.evaluate`."""
 
     run: RunDir
     parts: RunParts
@@ -103,7 +105,7 @@ def open_evaluation(run_dir: Path, split: str = "test", checkpoint: str = "best"
                     progress: Callable[[int, int], None] | None = None) -> Evaluation:
     """Rebuild ``run_dir`` with a checkpoint for evaluating ``split``; every check comes first."""
     if split not in SPLITS:
-        raise MtlbenchError(f"--split {split!r}: choose from {', '.join(SPLITS)}")
+        raise MtlbenchError(f"split {split!r}: choose from {', '.join(SPLITS)}")
     cfg = load_run_config(run_dir, device, eval_options)
     ckpt_path = checkpoint_path(run_dir, checkpoint)
     parts = build_run(cfg, progress=progress, training=False, new=False)

@@ -14,36 +14,36 @@ the augmentation of the whole global batch from the step's seed and applies its 
 processes see exactly the batches one process would. Gradients are averaged after the
 weighting's backward; evaluation splits the frames between the ranks and reduces the metrics'
 sums; rank 0 alone writes the run directory.
+
+The data feeding is :mod:`mtlbench.engine.feeding`, scoring a split
+:mod:`mtlbench.engine.evaluation`, and the checkpoint and log files
+:mod:`mtlbench.engine.checkpoints`; each also serves code that has no trainer.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import nullcontext
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from mtlbench.config import EvalConfig, criterion, dumps
-from mtlbench.data.datasets import DenseDataset, Scoring
+from mtlbench.config import criterion, dumps
+from mtlbench.data.datasets import DenseDataset
 from mtlbench.engine.build import RunParts
-from mtlbench.engine.distributed import Dist
+from mtlbench.engine.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, read_log, save_checkpoint, world_size_error
+from mtlbench.engine.evaluation import EvalPlan, eval_plan, eval_record, evaluate, shard
+from mtlbench.engine.feeding import batches, check_world, epoch_seed, step_seed
 from mtlbench.errors import MtlbenchError, NonFiniteLossError
 from mtlbench.fileio import atomic_write
 from mtlbench.metrics.records import lookup
 from mtlbench.models.base import AUX, SHARED
 from mtlbench.rundir import RunDir
-from mtlbench.tasks import DatasetInfo, Task
 from mtlbench.weighting import GradientWeighting
-
-CHECKPOINT_FORMAT = 1
 
 
 class Reporter(Protocol):
@@ -69,137 +69,8 @@ class SilentReporter:
         pass
 
 
-def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
-    atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise MtlbenchError(f"checkpoint {path} not found") from None
-    except Exception as exc:
-        raise MtlbenchError(f"checkpoint {path} cannot be read ({type(exc).__name__}); "
-                            f"it may be from another mtlbench version or corrupt") from None
-
-
-@dataclass(frozen=True)
-class EvalPlan:
-    """How one split is scored: the ``[eval]`` settings with ``auto`` resolved, and the ground
-    truth of another resolution or crop where the protocol scores there."""
-
-    options: EvalConfig
-    scoring: Scoring | None
-    size: tuple[int, int]  # the scored resolution
-
-    @property
-    def scored(self) -> str:
-        h, w = self.size
-        return f"{h}×{w} " + (self.scoring.note if self.scoring else "at the input resolution")
-
-
-def eval_plan(cfg: Any, dataset: DenseDataset, final: bool) -> EvalPlan:
-    """``final``: the test of the best checkpoint or ``mtlbench eval`` (exact edge matching and the
-    protocol's resolution under ``auto``); otherwise validation during training."""
-    e = cfg.eval
-    matching = e.edge_matching if e.edge_matching != "auto" else ("exact" if final else "fast")
-    native = final and e.resolution == "auto" and dataset.scoring is not None
-    scoring = dataset.scoring if native else None
-    size = scoring.size if scoring else (cfg.data.size, cfg.data.size)
-    return EvalPlan(dataclasses.replace(e, edge_matching=matching), scoring, size)
-
-
-def eval_record(plan: EvalPlan, checkpoint: str, epoch: int, device: torch.device) -> dict[str, Any]:
-    """What ``metrics.json`` records of how a split was evaluated: checkpoint, its epoch, device,
-    the ``[eval]`` settings used and the pixels scored."""
-    return {"checkpoint": checkpoint, "epoch": epoch, "device": str(device), **dataclasses.asdict(plan.options),
-            "scored": plan.scored, "scored_size": list(plan.size)}
-
-
 # the loss's finiteness is checked (a host sync) every this many steps and at the end of an epoch
 CHECK_EVERY = 10
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch * 7_919) % (2**63)
-
-
-def step_seed(seed: int, step: int) -> int:
-    """The augmentation seed of one global batch of an epoch."""
-    return (seed * 6_364_136_223_846_793_005 + step * 1_442_695_040_888_963_407) % (2**63)
-
-
-def batches(dataset: DenseDataset, batch_size: int, shuffle: bool, seed: int,
-            drop_last: bool = False, part: tuple[int, int] = (0, 1)) -> Iterator[dict[str, Tensor]]:
-    """Raw batches by slicing the split's arrays; the order depends only on ``seed``.
-
-    ``part = (rank, world)`` yields this rank's contiguous share of each batch (``batch_size``
-    divisible by ``world``).
-    """
-    n = len(dataset)
-    order = (torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle
-             else torch.arange(n))
-    order = order.to(dataset.device)  # once per epoch: a copy per batch would wait for the GPU
-    stop = n - n % batch_size if drop_last and n >= batch_size else n
-    rank, world = part
-    share = batch_size // world
-    for s in range(0, stop, batch_size):
-        idx = order[s:s + batch_size]
-        yield dataset.batch(idx[rank * share:(rank + 1) * share] if world > 1 else idx)
-
-
-def shard(n: int, dist: Dist) -> Tensor:
-    """This rank's frames of an evaluated split of ``n``: every world-th, from its rank."""
-    return torch.arange(dist.rank, n, dist.world)
-
-
-def metric_targets(tasks: dict[str, Task], batch: dict[str, Tensor], info: DatasetInfo) -> dict[str, Tensor]:
-    """The targets metrics score ``batch`` (a pipeline batch, or scoring ground truth) against:
-    each task's :meth:`~mtlbench.tasks.base.Task.score_target` over what the batch holds."""
-    return {**batch, **{t.target_key: t.score_target(batch, info) for t in tasks.values()}}
-
-
-@torch.no_grad()
-def evaluate(parts: RunParts, dataset: DenseDataset, autocast: Any = None,
-             on_batch: Callable[[dict[str, Tensor], dict[str, Any], dict[str, Tensor]], None] | None = None,
-             plan: EvalPlan | None = None) -> dict[str, dict[str, float]]:
-    """Losses and metrics (as ``plan`` says; default: validation's) of every task over ``dataset``,
-    unaugmented. Losses are taken at the input resolution; metrics where ``plan`` scores.
-
-    ``on_batch(batch, outputs, predictions)`` sees each batch after its metrics are accumulated
-    (progress bars, figures), predictions at the input resolution.
-    """
-    p, t = parts, parts.cfg.train
-    plan = plan or eval_plan(p.cfg, dataset, final=False)
-    p.model.eval()
-    metrics = {name: task.metrics(plan.options) for name, task in p.tasks.items()}
-    # sums stay on the device until the end: no host sync per batch
-    loss_sums = torch.zeros(len(p.tasks) + 1, dtype=torch.float64, device=p.device)
-    frames = shard(len(dataset), p.dist).to(dataset.device)
-    for s in range(0, len(frames), t.eval_batch_size):
-        idx = frames[s:s + t.eval_batch_size]
-        raw = dataset.batch(idx)
-        batch = p.pipeline(raw, train=False)
-        with autocast or nullcontext():
-            out = p.model(batch["image"])
-        b = batch["image"].shape[0]
-        scoring = plan.scoring
-        targets = metric_targets(p.tasks, scoring.batch(idx, p.device, p.info) if scoring else batch, p.info)
-        preds = {}
-        for i, (name, task) in enumerate(p.tasks.items()):
-            loss_sums[i] += p.losses[name](out[name], batch).detach().double() * b
-            preds[name] = task.predict(scoring.resize(out[name]) if scoring else out[name])
-            metrics[name].update(preds[name], targets)
-        loss_sums[-1] += b
-        if on_batch is not None:  # figures draw at the input resolution, beside the input image
-            on_batch(batch, out, {n: task.predict(out[n]) for n, task in p.tasks.items()} if scoring else preds)
-    sums = p.dist.sum_(loss_sums).tolist()
-    for m in metrics.values():
-        m.reduce(p.dist, p.device)
-    result = {name: {"loss": sums[i] / max(sums[-1], 1), **metrics[name].compute()}
-              for i, name in enumerate(p.tasks)}
-    result["total"] = {"loss": sum(r["loss"] for r in result.values())}
-    return result
 
 
 def task_losses(losses: dict[str, Any], out: dict[str, Any], batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -214,23 +85,6 @@ def task_losses(losses: dict[str, Any], out: dict[str, Any], batch: dict[str, Te
                 y = torch.nn.functional.interpolate(y, size=size, mode="bilinear", align_corners=False)
             result[t] = result[t] + losses[t](y, batch)
     return result
-
-
-def check_world(batch_size: int, frames: int, world: int) -> None:
-    """The global batch splits evenly over ``world`` processes, and the train split fills one."""
-    if world == 1:
-        return
-    if batch_size % world:
-        raise MtlbenchError(f"--batch-size {batch_size} is the global batch and must split evenly over the "
-                            f"{world} processes: use a multiple of {world}")
-    if frames < batch_size:
-        raise MtlbenchError(f"the train split has {frames} frames, fewer than the global batch {batch_size}: "
-                            f"use a smaller --batch-size or more data")
-
-
-def world_size_error(saved: int, now: int) -> str:
-    return (f"this run trained in {saved} process(es) and would resume in {now}, which changes its batches' "
-            f"BatchNorm statistics and per-process loss means: resume with --nproc {saved}")
 
 
 class FiniteWatch:
@@ -284,8 +138,8 @@ class CompiledStep:
         except Exception as exc:  # the compiler's errors have no common type
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             if not self.auto:
-                raise MtlbenchError(f"--compile failed ({reason[:300]}); pass --compile=auto to train eager where "
-                                    f"it cannot compile, or drop --compile") from None
+                raise MtlbenchError(f"train.compile on: torch.compile failed ({reason[:300]}); set train.compile to "
+                                    f"auto to train eager where it cannot compile, or to off") from None
             self.reporter.message(f"warning: torch.compile failed ({reason[:200]}); training eager")
             self.failed = True
             return self.eager(batch)
@@ -480,7 +334,7 @@ class Trainer:
     def restore(self, ckpt: dict[str, Any]) -> None:
         if ckpt.get("format") != CHECKPOINT_FORMAT:
             raise MtlbenchError(f"checkpoint format {ckpt.get('format')} is not {CHECKPOINT_FORMAT}: "
-                                f"start a new run (--overwrite)")
+                                f"start a new run (overwrite this one or choose another run directory)")
         world = int(ckpt.get("world", 1))
         if world != self.dist.world:
             raise MtlbenchError(world_size_error(world, self.dist.world))
@@ -565,25 +419,14 @@ class Trainer:
             "device": str(self.p.device),
             "precision": self.p.precision,
             "processes": self.dist.world,
-            "train_time_s": round(sum(r["time_s"] for r in self.read_log(rd.log)), 2),
+            "train_time_s": round(sum(r["time_s"] for r in read_log(rd.log)), 2),
             "eval": {s: eval_record(plans[s], "best", self.best_epoch, self.p.device) for s in ("val", "test")},
         }
         if self.dist.main:
             atomic_write(rd.metrics, lambda f: f.write(json.dumps(result, indent=2) + "\n"), mode="w")
         return result
 
-    @staticmethod
-    def read_log(path: Path) -> list[dict[str, Any]]:
-        """The log's epochs; a line cut short by a crash is skipped."""
-        records = []
-        for line in path.read_text().splitlines() if path.is_file() else []:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
-        return records
-
     def _truncate_log(self, path: Path) -> None:
         # epochs logged after the checkpoint was written will run again
-        keep = [json.dumps(r) for r in self.read_log(path) if r["epoch"] <= self.epoch]
+        keep = [json.dumps(r) for r in read_log(path) if r["epoch"] <= self.epoch]
         atomic_write(path, lambda f: f.write("".join(line + "\n" for line in keep)), mode="w")

@@ -4,7 +4,7 @@ A loss factory takes the dataset's :class:`~mtlbench.tasks.DatasetInfo` (maximum
 label) and the options it declares (``[loss.options.TASK]``).
 
 Depth targets arrive in metres (0 = invalid) and are compared on depth normalised by
-``max_depth`` to [0, 1], as the seed paper does; heads therefore predict normalised depth.
+``max_depth`` to [0, 1], as *Beneath the Surface* does; heads therefore predict normalised depth.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def edge_aware_smoothness(pred: Tensor, image: Tensor, mask: Tensor) -> Tensor:
 
 
 class StructuredDepthLoss(nn.Module):
-    """The seed's depth loss: α·L1 + β·gradient + γ·edge-aware, masked on invalid depth.
+    """The paper's depth loss: α·L1 + β·gradient + γ·edge-aware, masked on invalid depth.
 
     Args:
         max_depth: metres mapped to 1.0.
@@ -134,7 +134,7 @@ NON_NEGATIVE = at_least(0)
     "gamma": Option(0.1, "weight of the edge-aware smoothness term", NON_NEGATIVE),
 })
 def structured_depth(info: DatasetInfo, alpha: float, beta: float, gamma: float) -> nn.Module:
-    """Seed depth loss: α·L1 + β·Sobel-gradient + γ·edge-aware smoothness (masked)."""
+    """The paper's depth loss: α·L1 + β·Sobel-gradient + γ·edge-aware smoothness (masked)."""
     return StructuredDepthLoss(info.max_depth, alpha, beta, gamma)
 
 

@@ -16,7 +16,7 @@ For a valid pixel with prediction p and ground truth g (metres; p clipped to the
 - ``silog`` = 100 · sqrt(mean d² − (mean d)²) with d = ln p − ln g (the KITTI/BTS form, λ = 1)
 - ``delta{k}`` = fraction with max(p/g, g/p) < 1.25^k
 - ``mae_norm``/``rmse_norm`` = pooled MAE/RMSE divided by the normalisation depth: the numbers
-  the seed paper reports (it evaluates depth normalised to [0, 1])
+  *Beneath the Surface* reports (it evaluates depth normalised to [0, 1])
 - ``dbe_acc``/``dbe_comp``: the iBims-1 depth-boundary errors in pixels, averaged over images
   whose ground truth has depth edges (see :mod:`mtlbench.metrics.boundary`)
 
@@ -209,7 +209,7 @@ class DepthMetrics(Metric):
             raise BadPredictionError(
                 f"depth predictions hold {bad} non-finite values (NaN or ±inf) at valid ground-truth pixels: a "
                 f"model's predict() must return finite depths in metres. NaN usually means the model diverged "
-                f"(check the training loss) or overflowed in fp16 (try --precision bf16 or fp32)")
+                f"(check the training loss) or overflowed in fp16 (try train.precision bf16 or fp32)")
         table = self._all()
         if table is None:
             return {}

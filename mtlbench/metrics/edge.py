@@ -347,7 +347,7 @@ class EdgeMetrics(Metric):
         matching: ``"fast"`` (``edge_counts``, on the device) or ``"exact"`` (BSDS one-to-one
             matching with per-threshold thinning, ``bsds.exact_counts``, on the CPU); see the module
             docstring. ``"auto"`` is the configuration's "let the trainer decide"
-            (``engine.trainer.eval_plan`` resolves it); a metric built with it counts as fast.
+            (``engine.evaluation.eval_plan`` resolves it); a metric built with it counts as fast.
         workers: processes for ``"exact"`` (0: in this process); images are independent.
 
     Example:

@@ -151,7 +151,7 @@ class NormalsMetrics(Metric):
             raise BadPredictionError(
                 f"normals predictions hold {bad} pixels with a non-finite component (NaN or ±inf) at valid "
                 f"ground-truth pixels: a model's predict() must return finite vectors (B×3×H×W). NaN usually "
-                f"means the model diverged (check the training loss) or overflowed in fp16 (try --precision "
+                f"means the model diverged (check the training loss) or overflowed in fp16 (try train.precision "
                 f"bf16 or fp32)")
         if n == 0:
             return {}

@@ -190,12 +190,12 @@ _DEPTH = [
 _CONSOLE_PER_IMAGE = {"rmse": 10, "abs_rel": 11, "delta1": 12}  # the others: tables only
 _DEPTH += [per_image(r, _CONSOLE_PER_IMAGE.get(r.name)) for r in list(_DEPTH)]
 _DEPTH += [
-    MetricRecord("mae_norm", "depth", "MAE (norm., the seed's)", "MAE norm.", _DOWN, order=13),
-    MetricRecord("rmse_norm", "depth", "RMSE (norm., the seed's)", "RMSE norm.", _DOWN, order=14),
+    MetricRecord("mae_norm", "depth", "MAE (norm., Beneath the Surface's)", "MAE norm.", _DOWN, order=13),
+    MetricRecord("rmse_norm", "depth", "RMSE (norm., Beneath the Surface's)", "RMSE norm.", _DOWN, order=14),
     MetricRecord("dbe_acc", "depth", "DBE accuracy px", "DBE acc", _DOWN, unit="px", order=15),
     MetricRecord("dbe_comp", "depth", "DBE completeness px", "DBE comp", _DOWN, unit="px", order=16),
-    # published only: the seed's own δ, whose definition it leaves ambiguous, never in the δ columns
-    *(MetricRecord(f"delta{k}_seed", "depth", f"δ{k} as the seed states it", f"δ{k} as seed", _UP,
+    # published only: the paper's own δ, whose definition it leaves ambiguous, never in the δ columns
+    *(MetricRecord(f"delta{k}_beneath", "depth", f"δ{k} as Beneath the Surface states it", f"δ{k} as stated", _UP,
                    percent=True) for k in (1, 2, 3)),
 ]
 

@@ -29,7 +29,7 @@ class Backbone(nn.Module):
 
     Args:
         encoder: a timm ``features_only`` model (anything with ``feature_info``).
-        width: channels of every scale after the 1×1 reduction (seed §5.1).
+        width: channels of every scale after the 1×1 reduction (Beneath the Surface §5.1).
         name: for messages.
     """
 
@@ -56,7 +56,7 @@ class Backbone(nn.Module):
         if any(v % s or v < s for v in size):
             raise MtlbenchError(
                 f"image size {size[0]}x{size[1]} does not fit backbone {self.name} (total stride {s}): "
-                f"use a multiple of {s}, e.g. --size {sizes_that_fit(size[0], s)}"
+                f"use a multiple of {s} for data.size, e.g. {sizes_that_fit(size[0], s)}"
             )
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -114,7 +114,7 @@ def _timm_encoder(name: str, pretrained: bool, weights: str | None) -> nn.Module
         raise MtlbenchError(
             f"could not load pretrained weights for {name} from {src} ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}); go online once to cache them, "
-            f"pass --weights FILE, or drop --pretrained"
+            f"set model.weights to a local weights file, or model.pretrained to false"
         ) from exc
 
 
@@ -142,7 +142,7 @@ def _register_timm(name: str, doc: str) -> None:
 
 
 for _name, _doc in [
-    ("resnet50", "timm ResNet-50, the seed's backbone (strides 4–32)."),
+    ("resnet50", "timm ResNet-50, the backbone of Beneath the Surface (strides 4–32)."),
     ("resnet18", "timm ResNet-18: the quick preset's backbone."),
     ("resnet34", "timm ResNet-34."),
     ("resnet101", "timm ResNet-101."),

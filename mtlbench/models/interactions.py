@@ -22,7 +22,7 @@ from mtlbench.registry import INTERACTIONS
 
 
 class GuidedAttention(nn.Module):
-    """The seed's guided attention (§5.2): softmax(Q·Kᵀ/√d)·V with the query from the target
+    """The guided attention of *Beneath the Surface* (§5.2): softmax(Q·Kᵀ/√d)·V with the query from the target
     task's features and key and value from the guiding task's, added back as a residual.
 
     Keys and values are average-pooled to at most ``grid``×``grid`` positions, so the attention
@@ -80,5 +80,5 @@ class GuidedAttention(nn.Module):
     "grid": Option(16, "side of the pooled key/value grid", at_least(1)),
 })
 def guided_attention(channels: int, dim: int = 64, heads: int = 1, grid: int = 16) -> nn.Module:
-    """Seed §5.2: query from the target task, key/value from the guide, residual; pooled K/V grid."""
+    """The paper §5.2: query from the target task, key/value from the guide, residual; pooled K/V grid."""
     return GuidedAttention(channels, dim, heads, grid)

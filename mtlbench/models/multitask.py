@@ -1,9 +1,9 @@
-"""The seed's MTI-Net-style model and the hard-parameter-sharing baseline.
+"""The MTI-Net-style model of *Beneath the Surface* and the hard-parameter-sharing baseline.
 
 Both share one composition: backbone → per-task features at stride 16 → interactions → per-task
 decoders. ``hps`` has no interactions; ``mtinet`` refines task features along its guidance edges,
-by default segmentation→depth and edge→depth (seed §5.2), at stride 16 and optionally at strides
-8 and 4. Given one task, either model is that task's single-task baseline.
+by default segmentation→depth and edge→depth (the paper §5.2), at stride 16 and optionally at
+strides 8 and 4. Given one task, either model is that task's single-task baseline.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _up(x: Tensor, like: Tensor) -> Tensor:
 
 
 class SkipDecoder(nn.Module):
-    """Depth decoder (seed §5.2.1): bilinear upsampling with skip connections from strides 8 and
+    """Depth decoder (the paper §5.2.1): bilinear upsampling with skip connections from strides 8 and
     4, head at stride 4, bilinear to the input size."""
 
     def __init__(self, width: int, out_channels: int) -> None:
@@ -49,7 +49,7 @@ class SkipDecoder(nn.Module):
 
 
 class TransposedDecoder(nn.Module):
-    """Segmentation decoder (seed §5.2.1): four stride-2 transposed convolutions from stride 16
+    """Segmentation decoder (the paper §5.2.1): four stride-2 transposed convolutions from stride 16
     to the input size, halving channels down to width/4."""
 
     def __init__(self, width: int, out_channels: int, stride: int = 16) -> None:
@@ -70,7 +70,7 @@ class TransposedDecoder(nn.Module):
 
 
 class LightDecoder(nn.Module):
-    """Edge decoder (seed §5.2.1): 1×1 projections of the task features and the stride-4
+    """Edge decoder (the paper §5.2.1): 1×1 projections of the task features and the stride-4
     backbone features, one 3×3 conv, bilinear to the input size."""
 
     def __init__(self, width: int, out_channels: int) -> None:
@@ -103,7 +103,7 @@ class TaskFeatures(nn.Module):
 
 
 def decoders(tasks: Mapping[str, Task], width: int) -> nn.ModuleDict:
-    """The seed's decoder of every task."""
+    """The paper's decoder of every task."""
     return nn.ModuleDict({t: DECODERS[task.head](width, task.out_channels) for t, task in tasks.items()})
 
 
@@ -173,7 +173,7 @@ class MultiTaskNet(MultiTaskModel):
 
 GUIDE_ONLY = "_guide"  # the key suffix of a task's features at a stride where it only guides
 SKIP_INDEX = {4: 0, 8: 1}  # the decoders' skip list: the stride-4 map, then the stride-8 map
-SEED_GUIDANCE = ("seg->depth", "edge->depth")
+BENEATH_GUIDANCE = ("seg->depth", "edge->depth")
 # the decoders that read stride-8 and stride-4 features: SkipDecoder both, LightDecoder stride 4
 POINTS = InteractionPoints(strides=(16, 8, 4), tasks=(),  # edges at stride 16 may name any task
                            targets={8: ("depth", "normals"), 4: ("depth", "normals", "edge")})
@@ -189,10 +189,10 @@ def known_interaction(name: str) -> None:
 
 
 def _validate(tasks: Sequence[str], options: Mapping[str, Any]) -> None:
-    """A new run's edges must name trained tasks, except the seed's default edges, which apply
+    """A new run's edges must name trained tasks, except the paper's default edges, which apply
     where their tasks are trained so that one configuration trains any subset of tasks."""
     try:
-        task_graph(options["guidance"], tasks, POINTS, optional=list(options["guidance"]) == list(SEED_GUIDANCE))
+        task_graph(options["guidance"], tasks, POINTS, optional=list(options["guidance"]) == list(BENEATH_GUIDANCE))
     except MtlbenchError as exc:  # worded as the option checks are
         raise MtlbenchError(f"model.options.guidance (model mtinet): {exc}") from None
 
@@ -200,14 +200,15 @@ def _validate(tasks: Sequence[str], options: Mapping[str, Any]) -> None:
 @MODELS.register("mtinet", interaction_points=POINTS, validate=_validate, options={
     "interaction": Option("guided_attention", "guidance module (mtlbench list interactions); its options "
                           "in [model.interaction]", known_interaction),
-    "guidance": Option(list(SEED_GUIDANCE), "guidance edges GUIDE->TARGET[@STRIDE] (stride 16, 8 or 4; "
+    "guidance": Option(list(BENEATH_GUIDANCE), "guidance edges GUIDE->TARGET[@STRIDE] (stride 16, 8 or 4; "
                        "\"all\" is every pair), applied in order; [] is no guidance",
                        lambda edges: check_edges(edges, POINTS)),
 })
 def mtinet(tasks: Mapping[str, Task], backbone: Backbone, interaction: str,
-           guidance: Sequence[str] = SEED_GUIDANCE,
+           guidance: Sequence[str] = BENEATH_GUIDANCE,
            interaction_options: Mapping[str, Any] | None = None) -> MultiTaskNet:
-    """Seed model: task features refined along guidance edges (default seg→depth, edge→depth), task decoders."""
+    """The paper's model: task features refined along guidance edges (default seg→depth,
+    edge→depth), task decoders."""
     # edges of untrained tasks are off here: runs written before new runs refused them still rebuild
     edges, off = task_graph(guidance, list(tasks), POINTS, optional=True)
     resolved = resolve_options(f"interaction {interaction}", INTERACTIONS.entry(interaction).options,

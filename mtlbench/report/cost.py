@@ -1,5 +1,6 @@
 """Tables of what :func:`mtlbench.cost.cost_report` measured: a model's cost, and a multi-task
-model against the sum of its single-task models (the seed's "reduced computational redundancy")."""
+model against the sum of its single-task models (the "reduced computational redundancy" *Beneath
+the Surface* claims)."""
 
 from __future__ import annotations
 

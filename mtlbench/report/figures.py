@@ -1,4 +1,5 @@
-"""mtlbench's figures: the seed's sample grid, attention maps, training curves, edge P/R curves.
+"""mtlbench's figures: the sample grid of *Beneath the Surface*, attention maps, training curves,
+edge P/R curves.
 
 Each returns a :class:`matplotlib.figure.Figure` (drawn with the generic helpers of
 :mod:`mtlbench.report.plotting`); :func:`save_figure` writes one as PNG, PDF or SVG by suffix.
@@ -29,7 +30,7 @@ from mtlbench.report.plotting import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["attention_figure", "pr_curve", "save_figure", "save_png", "seed_figure",
+__all__ = ["attention_figure", "pr_curve", "sample_figure", "save_figure", "save_png",
            "training_curves"]
 
 CROSS = (0, 255, 0)
@@ -40,9 +41,9 @@ _KNOWN_ORDER = ("depth", "seg", "edge")
 # ----------------------------------------------------------------------------- samples
 
 
-def seed_figure(rgb: Any, pred_edge: Any, gt_seg: Any, gt_depth: Any, pred_seg: Any,
+def sample_figure(rgb: Any, pred_edge: Any, gt_seg: Any, gt_depth: Any, pred_seg: Any,
                 pred_depth: Any, title: str | None = None, normals: tuple[Any, Any, Any] | None = None) -> Figure:
-    """The seed paper's qualitative figure: 2 rows × 3 columns.
+    """The paper's qualitative figure: 2 rows × 3 columns.
 
     Row 1: RGB, GT segmentation, predicted segmentation; row 2: predicted edges, GT depth,
     predicted depth (so each column pairs RGB/edges, GT seg/depth, predicted seg/depth). With

@@ -53,9 +53,9 @@ FOUR_TASKS = ("seg", "depth", "normals", "edge")
 
 
 PROTOCOLS = {
-    "seed": Protocol("seed", "NYUv2 labelled set, random 80/10/10 split, 40 classes, 256×256 (the seed paper's); "
-                             "MAE/RMSE norm. are on depth divided by the maximum depth (10 m here; the paper says "
-                             "only \"normalised to [0, 1]\")", "256×256"),
+    "beneath": Protocol("beneath", "NYUv2 labelled set, random 80/10/10 split, 40 classes, 256×256 (the protocol "
+                                   "of Beneath the Surface); MAE/RMSE norm. are on depth divided by the maximum "
+                                   "depth (10 m here; the paper says only \"normalised to [0, 1]\")", "256×256"),
     "nyud-mt": Protocol("nyud-mt", "NYUD-v2 official 795/654 split, 40 classes, scored at 425×560 (the NYUD-MT frames: "
                                    "rows 45:470, columns 40:600 of the 480×640 frames, without the white border); "
                                    "depth RMSE pooled over the valid test pixels in metres; odsF from the MATLAB "
@@ -92,8 +92,9 @@ def known_column_record(key: str) -> MetricRecord:
 # the columns a protocol's table shows by default (those some row has): a choice per protocol,
 # so kept here; each must have a metric record
 DEFAULT_COLUMNS = {
-    "seed": ["depth/mae_norm", "depth/rmse_norm", "depth/delta1_seed", "depth/delta2_seed", "depth/delta3_seed",
-             "depth/delta1", "depth/rmse", "depth/abs_rel", "depth/dbe_acc", "seg/pixel_acc", "seg/miou", "edge/ods"],
+    "beneath": ["depth/mae_norm", "depth/rmse_norm", "depth/delta1_beneath", "depth/delta2_beneath",
+                "depth/delta3_beneath", "depth/delta1", "depth/rmse", "depth/abs_rel", "depth/dbe_acc",
+                "seg/pixel_acc", "seg/miou", "edge/ods"],
     "nyud-mt": ["seg/miou", "seg/pixel_acc", "depth/rmse", "depth/abs_rel", "depth/delta1", "depth/dbe_acc",
                 "edge/ods", "edge/ois", "edge/ap"],
     "nyud-mt-4task": ["seg/miou", "depth/rmse", "normals/mean", "normals/median", "normals/within_11.25", "edge/ods",
@@ -215,8 +216,8 @@ def run_protocol(cfg: Any, eigen_crop: bool | None = None) -> str | None:
         if eigen_crop:
             return "eigen-depth"
         return {40: "nyud-mt", 13: "nyuv2-13-mtan"}.get(classes)
-    if protocol == "seed" and classes == 40 and not eigen_crop:
-        return "seed"
+    if protocol == "random" and classes == 40 and not eigen_crop:
+        return "beneath"
     return None
 
 
@@ -224,13 +225,13 @@ def _split_and_classes(d: Any) -> tuple[str, int]:
     """The split protocol and class count of a run's dataset (NYUD-MT: the official split, 40 classes)."""
     if d.name == "nyud_mt":
         return "official", 40
-    return d.options.get("protocol", "seed"), d.options.get("classes", 40)
+    return d.options.get("protocol", "random"), d.options.get("classes", 40)
 
 
 def run_setting(cfg: Any) -> str:
     d = cfg.data
     protocol, n = _split_and_classes(d)
-    split = "random 80/10/10" if protocol == "seed" else "official 795/654"
+    split = "random 80/10/10" if protocol == "random" else "official 795/654"
     classes = f", {n} classes" if d.name != "synthrooms" else ""
     return f"{d.name}, {split}{classes}, {d.size}×{d.size}"
 
@@ -298,7 +299,7 @@ def comparison_tables(runs: Sequence[Run], split: str = "test", published: bool 
             raise MtlbenchError(f"unknown column {key!r}: choose from {', '.join(column_records())}")
     for b in baselines:
         if len(b.tasks) != 1:
-            raise MtlbenchError(f"--baseline {b.path} trains {', '.join(b.tasks)}: a Δm reference is a one-task run")
+            raise MtlbenchError(f"baseline {b.path} trains {', '.join(b.tasks)}: a Δm reference is a one-task run")
         b.split(split)
     refs = single_task_references(list(baselines) + list(runs), split)
     groups: dict[str | None, list[Run]] = {}

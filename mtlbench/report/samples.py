@@ -15,7 +15,7 @@ from torch import Tensor
 from mtlbench.data.pipeline import IMAGENET_MEAN, IMAGENET_STD
 from mtlbench.engine.build import RunParts
 from mtlbench.registry import TASKS
-from mtlbench.report.figures import attention_figure, save_png, seed_figure, task_figure
+from mtlbench.report.figures import attention_figure, sample_figure, save_png, task_figure
 from mtlbench.tasks import Task
 
 # the reproduced paper's figure (Beneath the Surface, 2×3, a third row with normals) draws these
@@ -69,7 +69,7 @@ def write_sample_figures(parts: RunParts, batch: Mapping[str, Tensor], preds: Ma
         name = names[i] if names else f"{prefix}-{int(batch['index'][i]):05d}"
         title = f"{parts.cfg.model.name}: {name}"
         if paper:
-            fig = seed_figure(p["rgb"], p["pred_edge"], p["gt_seg"], p["gt_depth"], p["pred_seg"], p["pred_depth"],
+            fig = sample_figure(p["rgb"], p["pred_edge"], p["gt_seg"], p["gt_depth"], p["pred_seg"], p["pred_depth"],
                               title=title,
                               normals=(p["gt_edge"], p["gt_normals"], p["pred_normals"]) if "normals" in parts.tasks
                               else None)

@@ -158,8 +158,8 @@ def render(tables: Sequence[TableData], fmt: str) -> str:
     return writers[fmt](tables)
 
 
-def check_writable(path: Path, option: str = "--markdown") -> None:
-    """Fail early, before any work, if ``path`` cannot be written."""
+def check_writable(path: Path, option: str = "file") -> None:
+    """Fail early, before any work, if ``path`` cannot be written; ``option`` names it in messages."""
     if path.is_dir():
         raise MtlbenchError(f"{option} {path} is a directory: pass a file name")
     parent = path.parent if str(path.parent) else Path(".")
@@ -169,7 +169,7 @@ def check_writable(path: Path, option: str = "--markdown") -> None:
         raise MtlbenchError(f"{option} {path} is not writable: choose another file")
 
 
-def write_atomic(path: Path, text: str, option: str = "--markdown") -> None:
+def write_atomic(path: Path, text: str, option: str = "file") -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
     check_writable(path, option)
     try:

@@ -65,10 +65,11 @@ def _number(text: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
-# Which protocol each section of baselines.md describes, and how its columns map onto mtlbench
-# metric keys (with the factor that turns a percentage into a fraction).
+# Which protocol each section of baselines.md describes (its headings call Beneath the Surface "the
+# seed paper"), and how its columns map onto mtlbench metric keys (with the factor that turns a
+# percentage into a fraction).
 SECTIONS = {
-    "The seed paper": "seed",
+    "The seed paper": "beneath",
     "Multi-task NYUD-v2": "nyud-mt",
     "13-class NYUv2": "nyuv2-13-mtan",
     "Single-task monocular depth": "eigen-depth",
@@ -80,7 +81,7 @@ COLUMNS = {
     "eigen-depth": {"δ1": ("depth/delta1_img", 1.0), "AbsRel": ("depth/abs_rel_img", 1.0),
                     "RMSE": ("depth/rmse_img", 1.0)},
 }
-SEED_DEPTH = {"MAE": "depth/mae_norm", "RMSE": "depth/rmse_norm"}
+BENEATH_DEPTH = {"MAE": "depth/mae_norm", "RMSE": "depth/rmse_norm"}
 # rows read from their sources but not (yet) in baselines.md
 EXTRA_ROWS = [
     {"protocol": "nyud-mt-4task", "model": "InvPT (released checkpoint)", "backbone": "ViT-L",
@@ -96,24 +97,24 @@ def baseline_rows(markdown: str) -> list[dict]:
         protocol = next((p for prefix, p in SECTIONS.items() if section.startswith(prefix)), None)
         if protocol is None or not table:
             continue
-        if protocol == "seed" and "metric" in table[0]:
+        if protocol == "beneath" and "metric" in table[0]:
             metrics: dict[str, float] = {}
             for r in table:
                 name = r["metric"]
-                if name in SEED_DEPTH:
-                    metrics[SEED_DEPTH[name]] = float(r["value"])
+                if name in BENEATH_DEPTH:
+                    metrics[BENEATH_DEPTH[name]] = float(r["value"])
                 elif name.startswith("δ1"):  # its own, ambiguous δ: kept apart from the standard δ
-                    for k, v in zip(("depth/delta1_seed", "depth/delta2_seed", "depth/delta3_seed"),
+                    for k, v in zip(("depth/delta1_beneath", "depth/delta2_beneath", "depth/delta3_beneath"),
                                     r["value"].split("/")):
                         metrics[k] = float(v)
-            rows.append({"protocol": "seed", "model": "seed paper (MTI-Net-style)", "backbone": "ResNet-50",
+            rows.append({"protocol": "beneath", "model": "seed paper (MTI-Net-style)", "backbone": "ResNet-50",
                          "metrics": metrics, "source": "the seed paper (Beneath the Surface), §6",
                          "note": "δ as the paper states them; its threshold wording is ambiguous"})
-        elif protocol == "seed":  # its Table 1: pixel accuracies, most compiled from other papers
+        elif protocol == "beneath":  # its Table 1: pixel accuracies, most compiled from other papers
             for r in table:
                 own = r["method"].startswith("the seed")
                 rows.append({
-                    "protocol": "seed" if own else "nyud-mt",
+                    "protocol": "beneath" if own else "nyud-mt",
                     "model": "seed paper (MTI-Net-style)" if own else f"{r['method']} (via the seed's Table 1)",
                     "backbone": "ResNet-50" if own else "",
                     "metrics": {"seg/pixel_acc": float(r["pixel acc. %"]) / 100},
@@ -139,12 +140,12 @@ def baseline_rows(markdown: str) -> list[dict]:
                 rows.append({"protocol": "nyud-mt-4task" if four else protocol, "model": name,
                              "backbone": r.get("backbone", ""), "metrics": metrics, "source": source, "note": ""})
     rows += EXTRA_ROWS
-    # the seed's own numbers come from two tables: one row
-    seed_rows = [r for r in rows if r["protocol"] == "seed"]
-    if len(seed_rows) > 1:
-        for extra in seed_rows[1:]:
-            seed_rows[0]["metrics"].update(extra["metrics"])
-            seed_rows[0]["source"] += "; " + extra["source"].replace("the seed paper, ", "")
+    # the paper's own numbers come from two tables: one row
+    own_rows = [r for r in rows if r["protocol"] == "beneath"]
+    if len(own_rows) > 1:
+        for extra in own_rows[1:]:
+            own_rows[0]["metrics"].update(extra["metrics"])
+            own_rows[0]["source"] += "; " + extra["source"].replace("the seed paper, ", "")
             rows.remove(extra)
     return rows
 

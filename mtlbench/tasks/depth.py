@@ -11,6 +11,7 @@ from torch import Tensor
 
 from mtlbench.config import EvalConfig
 from mtlbench.data.images import write_npy
+from mtlbench.errors import MtlbenchError
 from mtlbench.metrics import DepthMetrics, Metric
 from mtlbench.registry import TASKS
 from mtlbench.tasks.base import DatasetInfo, Task, ramp
@@ -26,6 +27,10 @@ class DepthTask(Task):
 
     def metrics(self, options: EvalConfig | None = None) -> Metric:
         o = options or EvalConfig()
+        cap = o.max_depth or self.max_depth
+        if o.min_depth >= cap:
+            raise MtlbenchError(f"eval.min_depth {o.min_depth} must be below the evaluation cap {cap} m "
+                                f"(eval.max_depth, else the dataset's depth range)")
         return DepthMetrics(self.max_depth, min_depth=o.min_depth, cap=o.max_depth or self.max_depth,
                             eigen_crop=o.eigen_crop, boundaries=o.boundaries)
 

@@ -89,23 +89,22 @@ def _check_split(name: str, split: str, ds: Any, info: DatasetInfo, size: int) -
                 f"crop size {scored}"
 
 
-def check_dataset(dataset: str | Callable[..., Any], root: str = "", size: int = 32, max_depth: float = 10.0,
-                  **options: Any) -> Report:
-    """Check a dataset (a registered name or its factory, ``factory(root, size, max_depth,
-    progress, **options)``) against the sample format of
+def check_dataset(dataset: str | Callable[..., Any], root: str = "", size: int = 32, **options: Any) -> Report:
+    """Check a dataset (a registered name or its factory, ``factory(root, size, progress,
+    **options)``) against the sample format of
     :mod:`mtlbench.data.datasets`, built at ``size`` from ``root`` (where it reads files):
 
     - the factory gives :class:`~mtlbench.data.datasets.DatasetSplits` whose train, val and test
       splits are non-empty :class:`~mtlbench.data.datasets.DenseDataset` s;
-    - its ``info`` is a :class:`~mtlbench.tasks.DatasetInfo` with one class or more, the
-      ``max_depth`` asked for, no class names or one per class, an ``ignore_index`` that is no
+    - its ``info`` is a :class:`~mtlbench.tasks.DatasetInfo` with one class or more, a
+      finite positive ``max_depth`` (its depth range), no class names or one per class, an ``ignore_index`` that is no
       class, and every split carries it;
     - each split's arrays: image N×size×size×3 uint8, index N int64 with no repeat, and exactly
       the targets ``info.targets`` lists, each N×size×size (one channel) or N×size×size×C as
       declared: labels integer classes or the ignore label, others finite float32, float16 or
       uint8 numbers; depth ≥ 0 (0 = invalid), normals unit or zero, edge maps in {0, 1};
     - no frame (by index) is in two splits;
-    - where there is depth, some pixel has valid depth (0 < depth ≤ max_depth); where there are
+    - where there is depth, some pixel has valid depth (0 < depth ≤ info.max_depth); where there are
       labels, some pixel has a class;
     - a sample (``split[0]``) is in the documented format: image 3×H×W float32 in [0, 1], each
       target as batches hold it (labels H×W int64, others C×H×W float) and an int index;
@@ -118,7 +117,7 @@ def check_dataset(dataset: str | Callable[..., Any], root: str = "", size: int =
     report = Report(name)
 
     def build() -> Any:  # unseeded: frames and splits must not hang on torch's global generator
-        return factory(root, size, max_depth, None, **options)
+        return factory(root, size, None, **options)
 
     splits = build()
     assert isinstance(splits, DatasetSplits), f"{name}: the factory returned {type(splits).__name__}, not DatasetSplits"
@@ -126,8 +125,8 @@ def check_dataset(dataset: str | Callable[..., Any], root: str = "", size: int =
     assert isinstance(info, DatasetInfo), f"{name}: info is a {type(info).__name__}, not a DatasetInfo"
     assert isinstance(info.num_classes, int) and info.num_classes >= 1, \
         f"{name}: info.num_classes is {info.num_classes!r}, not an int ≥ 1"
-    assert math.isfinite(info.max_depth) and info.max_depth == max_depth, \
-        f"{name}: info.max_depth is {info.max_depth}, not the max_depth asked for ({max_depth})"
+    assert math.isfinite(info.max_depth) and info.max_depth > 0, \
+        f"{name}: info.max_depth is {info.max_depth}, not a depth range in metres (finite, positive)"
     assert len(info.class_names) in (0, info.num_classes), \
         f"{name}: {len(info.class_names)} class names for {info.num_classes} classes"
     assert not 0 <= info.ignore_index < info.num_classes, \
@@ -144,8 +143,8 @@ def check_dataset(dataset: str | Callable[..., Any], root: str = "", size: int =
     report.ok("splits disjoint")
     arrays = [splits[s].arrays for s in SPLITS]
     if "depth" in info.targets:
-        assert any(bool(((a.depth > 0) & (a.depth <= max_depth)).any()) for a in arrays), \
-            f"{name}: no pixel has valid depth (0 < depth ≤ {max_depth})"
+        assert any(bool(((a.depth > 0) & (a.depth <= info.max_depth)).any()) for a in arrays), \
+            f"{name}: no pixel has valid depth (0 < depth ≤ {info.max_depth})"
     for key in (k for k, t in info.targets.items() if t.kind == LABEL):
         assert any(bool((a.targets[key].long() != info.ignore_index).any()) for a in arrays), \
             f"{name}: no pixel of {key} has a class"

@@ -176,7 +176,7 @@ class GradientWeighting(Weighting):
         super().__init__(tasks)
         if len(self.tasks) < 2:
             raise ValueError(f"it combines the gradients of several tasks and only {self.tasks[0]} is trained: "
-                             f"train two tasks or more, or use --weighting fixed")
+                             f"train two tasks or more, or set weighting.name to fixed")
         if through not in ("parameters", "representation"):
             raise ValueError(f"through must be 'parameters' or 'representation', not {through!r}")
         if through == "representation" and not self.representation_ok:

@@ -9,8 +9,9 @@ from typing import Any
 
 from torch import Tensor
 
+from mtlbench.engine.checkpoints import read_log
+from mtlbench.engine.evaluation import evaluate
 from mtlbench.engine.runs import ensure_folder, open_evaluation, record_evaluation
-from mtlbench.engine.trainer import Trainer, evaluate
 from mtlbench.errors import MtlbenchError
 from mtlbench.models.base import capture_attention
 from mtlbench.report.figures import save_png, training_curves, weight_curves
@@ -25,7 +26,7 @@ def evaluate_with_figures(run_dir: Path, split: str = "test", checkpoint: str = 
     whole file. ``figures`` > 0 also draws that many samples, the attention maps of the first and
     the training curves into ``run_dir/figures``."""
     if figures < 0:
-        raise MtlbenchError(f"--figures must be 0 or more, got {figures}")
+        raise MtlbenchError(f"figures must be 0 or more, got {figures}")
     ev = open_evaluation(run_dir, split, checkpoint, device, eval_options, progress)
     folder = ev.run.figures
     if figures:
@@ -47,7 +48,7 @@ def evaluate_with_figures(run_dir: Path, split: str = "test", checkpoint: str = 
         result = evaluate(ev.parts, ev.dataset, ev.autocast(), on_batch=each, plan=ev.plan)
     metrics = record_evaluation(ev, result)
     if figures and ev.run.log.is_file():
-        records = Trainer.read_log(ev.run.log)
+        records = read_log(ev.run.log)
         if records:
             save_png(training_curves(records, title=f"{ev.parts.cfg.model.name} training"), folder / "curves.png")
         if any("weights" in r for r in records):

@@ -1,4 +1,5 @@
-"""``mtlbench predict``: every task of a run on image files, with the seed's figure per image."""
+"""``mtlbench predict``: every task of a run on image files, with the sample figure of
+*Beneath the Surface* per image."""
 
 from __future__ import annotations
 
@@ -31,12 +32,12 @@ def predict_images(run_dir: Path, images: Sequence[Path], out_dir: Path, depth_g
     images = [Path(p) for p in images]
     if not images:
         raise MtlbenchError("no image given: pass one or more PNG/JPEG files")
-    for name, given in (("--depth", depth_gt), ("--labels", seg_gt)):
+    for name, given in (("depth_gt", depth_gt), ("seg_gt", seg_gt)):
         if given and len(given) != len(images):
-            raise MtlbenchError(f"{name} given {len(given)} times for {len(images)} images: give one per image, "
+            raise MtlbenchError(f"{name} lists {len(given)} for {len(images)} images: give one file per image, "
                                 f"in the same order")
     if depth_scale <= 0:
-        raise MtlbenchError(f"--depth-scale must be positive, got {depth_scale}")
+        raise MtlbenchError(f"depth_scale must be positive, got {depth_scale}")
     stems = [p.stem for p in images]
     if len(set(stems)) != len(stems):
         raise MtlbenchError("two images share a file name: outputs would overwrite each other; rename one")
@@ -50,11 +51,11 @@ def predict_images(run_dir: Path, images: Sequence[Path], out_dir: Path, depth_g
                                     f"{tuple(img.shape[:2])}: they must be the same frame")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise MtlbenchError(f"--out {out_dir} is a file: pass a folder")
+        raise MtlbenchError(f"out_dir {out_dir} is a file: pass a folder")
     parts = inference_parts(run_dir, device, checkpoint)
     cfg = parts.cfg
     size = cfg.data.size
-    ensure_folder(out_dir, "--out")
+    ensure_folder(out_dir, "out_dir")
     written: list[Path] = []
     with capture_attention(parts.model) as maps:
         for i, path in enumerate(images):

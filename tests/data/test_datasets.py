@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from mtlbench.data import datasets as D
-from mtlbench.data.datasets import build_dataset, build_splits, seed_split
+from mtlbench.data.datasets import build_dataset, build_splits, random_split
 from mtlbench.data.pipeline import BatchPipeline
+from mtlbench.data.synthrooms import dataset as D
 from mtlbench.data.synthrooms import render_batch
 from mtlbench.errors import MtlbenchError
 from mtlbench.registry import TASKS
@@ -16,14 +16,14 @@ from mtlbench.tasks import DatasetInfo
 from mtlbench.tasks.edge import label_edges
 
 
-def test_seed_split_sizes_disjoint_and_complete():
-    train, val, test = seed_split(1449, (0.8, 0.1, 0.1), seed=0)
+def test_random_split_sizes_disjoint_and_complete():
+    train, val, test = random_split(1449, (0.8, 0.1, 0.1), seed=0)
     assert (len(train), len(val), len(test)) == (1161, 144, 144)
     joined = torch.cat([train, val, test])
     assert sorted(joined.tolist()) == list(range(1449))
-    again = seed_split(1449, (0.8, 0.1, 0.1), seed=0)
+    again = random_split(1449, (0.8, 0.1, 0.1), seed=0)
     assert all(torch.equal(a, b) for a, b in zip((train, val, test), again))
-    assert not torch.equal(seed_split(1449, (0.8, 0.1, 0.1), seed=1)[2], test)
+    assert not torch.equal(random_split(1449, (0.8, 0.1, 0.1), seed=1)[2], test)
 
 
 def test_label_edges_by_hand():

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from mtlbench.cli import app
 from mtlbench.data import nyuv2 as N
 from mtlbench.data.datasets import build_dataset, build_splits
+from mtlbench.data.nyud_mt import read_nyud_mt
 from mtlbench.errors import MtlbenchError
 from tests.conftest import SHARED
 
@@ -80,7 +81,7 @@ def make_labeled_mat(path, frames: int = 500, samples=SAMPLES) -> None:
 
 @pytest.fixture(scope="module")
 def labeled(tmp_path_factory):
-    """Frames 1..500 (enough for the seed split; the real samples at their indices)."""
+    """Frames 1..500 (enough for the random split; the real samples at their indices)."""
     path = tmp_path_factory.mktemp("nyu") / "nyu_depth_v2_labeled.mat"
     make_labeled_mat(path)
     return path
@@ -280,7 +281,7 @@ def test_bad_files(labeled, tmp_path):
         N.LabeledMat(float_labels)
 
 
-def test_official_and_seed_splits(labeled_full, tmp_path):
+def test_official_and_random_splits(labeled_full, tmp_path):
     N.prepare_nyuv2(labeled_full, tmp_path, size=32)
     official = build_splits("nyuv2", root=str(tmp_path), size=32, protocol="official", val_frames=80)
     ids = {s: set(official[s].arrays.index.tolist()) for s in ("train", "val", "test")}
@@ -293,17 +294,17 @@ def test_official_and_seed_splits(labeled_full, tmp_path):
     assert ids["train"] | ids["val"] == set(train_ids.tolist()) and not ids["train"] & ids["val"]
     again = build_splits("nyuv2", root=str(tmp_path), size=32, protocol="official", val_frames=80)
     assert set(again.val.arrays.index.tolist()) == ids["val"]
-    seed = build_splits("nyuv2", root=str(tmp_path), size=32, protocol="seed")
-    sizes = [len(seed[s]) for s in ("train", "val", "test")]
+    rand = build_splits("nyuv2", root=str(tmp_path), size=32, protocol="random")
+    sizes = [len(rand[s]) for s in ("train", "val", "test")]
     assert sizes == [1161, 144, 144]
-    assert seed.test.scoring is None  # the seed paper scores its own frames as trained
+    assert rand.test.scoring is None  # Beneath the Surface scores its own frames as trained
     partial = tmp_path / "partial"
     N.prepare_nyuv2(_small(tmp_path), partial, size=32)
     with pytest.raises(MtlbenchError, match="the official split needs frames this data lacks"):
         build_splits("nyuv2", root=str(partial), size=32, protocol="official")
-    assert not set(seed.train.arrays.index.tolist()) & set(seed.test.arrays.index.tolist())
+    assert not set(rand.train.arrays.index.tolist()) & set(rand.test.arrays.index.tolist())
     with pytest.raises(MtlbenchError,
-                       match="options.protocol \\(dataset nyuv2\\): must be one of seed, official, got 'eigen'"):
+                       match="options.protocol \\(dataset nyuv2\\): must be one of random, official, got 'eigen'"):
         build_splits("nyuv2", root=str(tmp_path), size=32, protocol="eigen")
 
 
@@ -333,11 +334,11 @@ def test_cli_prepare_and_a_short_run(labeled, tmp_path):
     again = runner.invoke(app, ["data", "prepare", "nyuv2", "--mat", str(labeled), "--out", str(out), "--size", "64"])
     assert "already complete, nothing to do" in again.stderr
     run_dir = tmp_path / "run"
-    r = runner.invoke(app, ["run", "--data", "nyuv2", "--data-root", str(out), "--size", "64", "--protocol", "seed",
+    r = runner.invoke(app, ["run", "--data", "nyuv2", "--data-root", str(out), "--size", "64", "--protocol", "random",
                             "--backbone", "test_resnet", "--epochs", "1", "--batch-size", "32", "--device", "cpu",
                             "--run-dir", str(run_dir)])
     assert r.exit_code == 0, r.output
-    assert "data: nyuv2 500 frames, depths, split seed" in r.stderr
+    assert "data: nyuv2 500 frames, depths, split random" in r.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["sizes"] == {"train": 400, "val": 50, "test": 50} and metrics["dataset"] == "nyuv2"
 
@@ -346,7 +347,7 @@ def test_cli_bad_inputs(labeled, tmp_path):
     runner = CliRunner()
     r = runner.invoke(app, ["run", "--data", "nyuv2", "--backbone", "test_resnet", "--run-dir", str(tmp_path / "r")])
     assert r.exit_code == 2
-    assert r.stderr.strip() == ("error: --data nyuv2 needs --data-root DIR, a folder made by "
+    assert r.stderr.strip() == ("error: dataset nyuv2 needs data.root, a folder made by "
                                 "`mtlbench data prepare nyuv2 --mat nyu_depth_v2_labeled.mat --out DIR`")
     r = runner.invoke(app, ["run", "--data", "nyuv2", "--data-root", str(tmp_path / "none"), "--backbone",
                             "test_resnet", "--run-dir", str(tmp_path / "r")])
@@ -378,7 +379,7 @@ def make_nyud_mt(root, train=(433,), val=(464,)) -> None:
 def test_nyud_mt_folders_are_read_directly(tmp_path):
     root = tmp_path / "NYUD_MT"
     make_nyud_mt(root, train=(433, 464), val=(464,))
-    arrays, lists, scoring = N.read_nyud_mt(root, size=0)
+    arrays, lists, scoring = read_nyud_mt(root, size=0)
     assert scoring.size == (480, 640) and torch.equal(scoring.seg[0], arrays.seg[2])
     assert lists == {"train": [0, 1], "val": [2]}
     assert arrays.index.tolist() == [433, 464, 464]
@@ -463,3 +464,21 @@ def test_nyud_mt_without_normals_has_no_normals_task(tmp_path):
     splits = build_splits("nyud_mt", root=str(root), size=64, val_frames=1)
     assert not splits.info.normals and "normals" not in splits.test.arrays.targets
     assert splits.test.scoring is not None and "edges from label boundaries" in splits.test.scoring.note
+
+
+def test_data_prepare_runs_the_dataset_s_own_prepare_step(labeled, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "nyu"
+    r = runner.invoke(app, ["data", "prepare", "nyuv2", "--source", str(labeled), "--out", str(out),
+                            "--set", "size=32", "--set", "classes=13"])
+    assert r.exit_code == 0, r.output
+    assert (out / N.variant_name(32, 13, False) / "manifest.json").is_file()
+    same = N.prepare_nyuv2(labeled, out, size=32, classes=13)  # the library's own call finds it complete
+    assert not same.written
+    none = runner.invoke(app, ["data", "prepare", "synthrooms", "--source", str(labeled), "--out", str(out)])
+    assert none.exit_code == 2 and "dataset synthrooms has nothing to prepare" in none.stderr
+    assert "datasets with a prepare step: nyuv2" in none.stderr
+    typo = runner.invoke(app, ["data", "prepare", "nyuv2", "--source", str(labeled), "--out", str(tmp_path / "t"),
+                               "--set", "sise=32"])
+    assert typo.exit_code == 2 and "'sise'" in typo.stderr and "size" in typo.stderr
+    assert not (tmp_path / "t").exists()

@@ -16,15 +16,8 @@ from scipy.optimize import linear_sum_assignment
 from skimage.morphology import thin as skimage_thin
 
 from mtlbench.metrics import EdgeMetrics
-from mtlbench.metrics.bsds import (
-    OUTLIER_COST,
-    bwmorph_thin,
-    correspond_pixels,
-    exact_counts,
-    exact_counts_batch,
-    levels,
-    match_radius,
-)
+from mtlbench.metrics.bsds import bwmorph_thin, exact_counts, exact_counts_batch, levels
+from mtlbench.metrics.bsds_match import OUTLIER_COST, correspond_pixels, match_radius
 from mtlbench.metrics.edge import edge_counts, ods_ois_ap
 
 N = 256

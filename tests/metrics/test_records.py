@@ -110,7 +110,7 @@ def test_every_normals_key_has_a_record():
 def test_directions_agree_with_the_definitions():
     lower = ["rmse", "mae", "abs_rel", "sq_rel", "rmse_log", "log10", "silog", "rmse_img", "abs_rel_img",
              "mae_norm", "rmse_norm", "dbe_acc", "dbe_comp"]
-    higher = ["delta1", "delta2", "delta3", "delta1_img", "delta3_img", "delta1_seed"]
+    higher = ["delta1", "delta2", "delta3", "delta1_img", "delta3_img", "delta1_beneath"]
     assert [lookup("depth", k).higher_is_better for k in lower] == [False] * len(lower)
     assert [lookup("depth", k).higher_is_better for k in higher] == [True] * len(higher)
     assert [lookup("seg", k).higher_is_better for k in ("miou", "pixel_acc", "mean_acc", "fwiou", "iou/wall")] == [

@@ -216,7 +216,7 @@ def test_a_run_made_before_edges_had_to_name_trained_tasks_still_rebuilds():
 
 
 def test_interaction_options_survive_settings_that_keep_the_interaction():
-    from mtlbench.cli import _make_config
+    from mtlbench.workflows.configure import configure
 
     unresolved = C.from_dict({"model": {"interaction": {"grid": 8}}}, C.preset("quick"))
     assert apply(unresolved, {"model.options.interaction": "guided_attention"}, "cell").model.interaction == {"grid": 8}
@@ -227,9 +227,8 @@ def test_interaction_options_survive_settings_that_keep_the_interaction():
     resolve(cfg)
     path = Path(tempfile.mkdtemp()) / "c.toml"
     path.write_text(C.dumps(cfg))
-    flags = {"model": {"interaction": "--interaction"}}
-    same = _make_config(None, path, {"model.options.interaction": "guided_attention"}, flags)
+    same = configure(None, path, {"model.options.interaction": "guided_attention"})
     assert same.model.interaction == {"dim": 64, "heads": 1, "grid": 8}
     with pytest.warns(UserWarning, match="'film' replaces 'guided_attention', which the configuration names"):
-        other = _make_config(None, path, {"model.options.interaction": "film"}, flags)
+        other = configure(None, path, {"model.options.interaction": "film"})
     assert other.model.interaction == {"hidden": 64}  # film's defaults, spelled out afresh

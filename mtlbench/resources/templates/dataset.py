@@ -31,6 +31,7 @@ from mtlbench.api import (
 MTLBENCH_API = "2"
 
 CLASSES = ("wall", "floor", "box")
+MAX_DEPTH = 10.0  # metres: this dataset's depth range, which depth heads and losses scale to [0, 1]
 
 
 def draw(frames: int, size: int, max_depth: float, seed: int) -> dict[str, np.ndarray]:
@@ -78,11 +79,10 @@ def read(root: Path, size: int) -> dict[str, np.ndarray]:
 
 
 def my_plugin(
-    root: str, size: int, max_depth: float,
-    progress: Callable[[int, int], None] | None = None, *, frames: int = 48, seed: int = 0,
+    root: str, size: int, progress: Callable[[int, int], None] | None = None, *, frames: int = 48, seed: int = 0,
 ) -> DatasetSplits:
-    """my_plugin: boxes before a wall, or the frames of --data-root (mtlbench plugin template)."""
-    data = read(Path(root).expanduser(), size) if root else draw(frames, size, max_depth, seed)
+    """my_plugin: boxes before a wall, or the frames of data.root (mtlbench plugin template)."""
+    data = read(Path(root).expanduser(), size) if root else draw(frames, size, MAX_DEPTH, seed)
     n = len(data["image"])
     if n < 3:
         raise MtlbenchError(f"my_plugin has {n} frames: train, val and test need 3 or more")
@@ -91,7 +91,7 @@ def my_plugin(
     parts = order[2 * held:], order[:held], order[held:2 * held]
     targets = {key: torch.from_numpy(data[key]) for key in ("depth", "seg")}
     arrays = Arrays(torch.from_numpy(data["image"]), torch.arange(1, n + 1), targets)
-    info = DatasetInfo(num_classes=len(CLASSES), max_depth=max_depth, class_names=CLASSES,
+    info = DatasetInfo(num_classes=len(CLASSES), max_depth=MAX_DEPTH, class_names=CLASSES,
                        targets=dict(RGBD_TARGETS))
     train, val, test = (DenseDataset(arrays.take(p.sort().values), info) for p in parts)
     return DatasetSplits(train, val, test, info=info, source=f"my_plugin ({root or f'{n} frames drawn'})")
@@ -99,6 +99,6 @@ def my_plugin(
 
 def register() -> None:
     """The ``mtlbench.plugins`` entry point."""
-    options = {"frames": Option(48, "frames drawn (without --data-root)", at_least(3)),
+    options = {"frames": Option(48, "frames drawn (without data.root)", at_least(3)),
                "seed": Option(0, "seed of the frames and of the split", at_least(0))}
     DATASETS.register("my_plugin", options=options)(my_plugin)

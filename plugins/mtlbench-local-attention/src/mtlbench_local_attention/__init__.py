@@ -4,8 +4,8 @@ k×k window around it, at full resolution (no pooling of keys and values).
 The local self-attention of Ramachandran et al., "Stand-Alone Self-Attention in Vision Models",
 NeurIPS 2019, with the query from the target task and keys and values from the guiding task
 (cross-task), single head per `heads` group. Its cost is H·W·k² per image, linear in the map's
-size, where the seed's global attention pools keys to a 16×16 grid instead. The output projection
-starts at zero (the identity). What differs from the paper: no relative position embeddings.
+size, where the global attention of *Beneath the Surface* pools keys to a 16×16 grid instead. The
+output projection starts at zero (the identity). What differs from the paper: no relative position embeddings.
 """
 
 from __future__ import annotations

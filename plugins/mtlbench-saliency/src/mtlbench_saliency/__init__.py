@@ -141,10 +141,10 @@ def salient_mask(seg: Tensor, ignore_index: int) -> Tensor:
     return torch.where(seg.long() == ignore_index, torch.full_like(mask, IGNORE), mask)
 
 
-def salrooms(root: str, size: int, max_depth: float, progress: Callable[[int, int], None] | None = None,
+def salrooms(root: str, size: int, progress: Callable[[int, int], None] | None = None,
              **options: Any) -> DatasetSplits:
     """synthrooms frames with a saliency mask: the objects in each room."""
-    rooms = DATASETS.build("synthrooms", root, size, max_depth, progress, **options)
+    rooms = DATASETS.build("synthrooms", root, size, progress, **options)
     info = DatasetInfo(rooms.info.num_classes, rooms.info.max_depth, rooms.info.class_names,
                        rooms.info.ignore_index, {**rooms.info.targets, "saliency": SALIENCY_TARGET})
 

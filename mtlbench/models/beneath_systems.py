@@ -1,5 +1,5 @@
-"""The seed paper's comparison systems (its Table 1) on the project's backbones: FCN, RefineNet
-(and its light-weight variant), PAP-Net and Context.
+"""The comparison systems of *Beneath the Surface* (its Table 1) on the project's backbones: FCN,
+RefineNet (and its light-weight variant), PAP-Net and Context.
 
 Each serves any non-empty subset of depth/seg/edge/normals: given one task it is that task's
 single-task model (the papers' setting for FCN, RefineNet and Context, which were segmentation
@@ -217,7 +217,7 @@ def refinenet(tasks: Mapping[str, Task], backbone: Backbone, light: bool) -> Ref
 class Affinity(nn.Module):
     """A task's affinity between positions, softmax(θ(F)·φ(F)ᵀ/√d) (rows: every position of the
     map; columns: the map pooled to at most ``grid``×``grid``), so that its cost is
-    (H·W)×grid² per image whatever the input size, as the seed's attention is bounded."""
+    (H·W)×grid² per image whatever the input size, as the paper's attention is bounded."""
 
     def __init__(self, channels: int, dim: int, grid: int) -> None:
         super().__init__()
@@ -276,7 +276,7 @@ class PAPNet(MultiTaskModel):
     """PAP-Net (Zhang et al., CVPR 2019): task features with initial predictions (deeply
     supervised), one affinity matrix per task, combined per target task with learnt softmax
     weights (cross-task affinity), ``steps`` propagation steps on each task's features, the
-    seed's decoders."""
+    paper's decoders."""
 
     def __init__(self, tasks: Mapping[str, Task], backbone: Backbone, dim: int, grid: int, steps: int) -> None:
         super().__init__(_check("papnet", tasks, backbone))

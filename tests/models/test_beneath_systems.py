@@ -1,4 +1,4 @@
-"""The seed's comparison systems: FCN, RefineNet (and light-weight), PAP-Net, Context."""
+"""The comparison systems of Beneath the Surface: FCN, RefineNet (and light-weight), PAP-Net, Context."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import nn
 from mtlbench.errors import MtlbenchError
 from mtlbench.models.backbones import build_backbone
 from mtlbench.models.base import AUX
-from mtlbench.models.seed_systems import CRP, RCU, Affinity, propagate
+from mtlbench.models.beneath_systems import CRP, RCU, Affinity, propagate
 from mtlbench.registry import INTERACTIONS, MODELS
 from mtlbench.tasks import DatasetInfo, build_tasks
 
