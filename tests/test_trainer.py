@@ -53,7 +53,7 @@ def test_run_directory_contents(uninterrupted):
     expected = tiny_config(
         train={"select": "val/depth/loss"},
         data={"options": {"frames": 40, "protocol": "random", "fractions": [0.8, 0.1, 0.1], "split_seed": 0,
-                          "scene_seed": 0, "holes": False}},
+                          "scene_seed": 0, "holes": False, "max_depth": 10.0}},
         model={"options": {"interaction": "guided_attention", "guidance": ["seg->depth", "edge->depth"]},
                "interaction": {"dim": 64, "heads": 1, "grid": 16}},
         loss={"names": {"depth": "structured_depth", "seg": "cross_entropy", "edge": "balanced_bce"},
