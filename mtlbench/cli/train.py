@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from mtlbench.config import RunConfig
+    from mtlbench.engine.distributed import Dist
 
 # each flag that sets a configuration key: parameter → key (`--set KEY=VALUE` reaches every key)
 RUN_KEYS = {
@@ -147,7 +148,7 @@ def _header(cfg: RunConfig, run_dir: Path, parts: Any, err: Console) -> None:
         err.print(note, highlight=False, markup=False)  # notes may hold [brackets]
 
 
-def _train(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, dist: Any) -> None:
+def _train(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, dist: Dist) -> None:
     from mtlbench.report.console import RichReporter, metrics_table  # lazy: rich.progress, not needed for --help
     from mtlbench.workflows.train import train_run  # lazy: imports torch
 
@@ -157,7 +158,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, dist: A
         if done == total or done % 256 < 32:
             err.print(f"rendering synthrooms: {done}/{total} frames", highlight=False)
 
-    main = dist is None or dist.main
+    main = dist.main
     with RichReporter(err) if main else nullcontext() as reporter:
         result = train_run(cfg, run_dir, resume=resume, replace=overwrite, dist=dist, progress=progress,
                            reporter=reporter, header=lambda parts: _header(cfg, run_dir, parts, err))
